@@ -1,0 +1,218 @@
+//! The filter configuration: the fields of Envoy's
+//! `envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder`,
+//! read from JSON the way Envoy reads its YAML, so a native setup moves over as is.
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+use crate::percent::UrlUnescapeSpec;
+
+/// Envoy's `GrpcJsonTranscoder` message, with the descriptor set inline.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscoderConfig {
+    /// A file path in Envoy's config; a Wasm VM cannot read files, so it is refused with advice.
+    #[serde(alias = "protoDescriptor")]
+    pub proto_descriptor: Option<String>,
+    /// The `FileDescriptorSet` (with imports), base64 in JSON as in Envoy's YAML.
+    #[serde(alias = "protoDescriptorBin", deserialize_with = "base64_field")]
+    pub proto_descriptor_bin: Option<Vec<u8>>,
+    /// Fully qualified service names to transcode.
+    pub services: Vec<String>,
+    /// How JSON answers are printed.
+    #[serde(alias = "printOptions")]
+    pub print_options: PrintOptions,
+    /// Keep routing on the REST path instead of the gRPC path (`/pkg.Service/Method`).
+    #[serde(alias = "matchIncomingRequestRoute")]
+    pub match_incoming_request_route: bool,
+    /// Query parameters that never bind to a field.
+    #[serde(alias = "ignoredQueryParameters")]
+    pub ignored_query_parameters: Vec<String>,
+    /// Route `POST /pkg.Service/Method` for methods without `google.api.http`.
+    #[serde(alias = "autoMapping")]
+    pub auto_mapping: bool,
+    /// Drop query parameters that name no field instead of refusing the request.
+    #[serde(alias = "ignoreUnknownQueryParameters")]
+    pub ignore_unknown_query_parameters: bool,
+    /// Answer gRPC errors with a JSON `google.rpc.Status` body.
+    #[serde(alias = "convertGrpcStatus")]
+    pub convert_grpc_status: bool,
+    /// Which percent-escapes in path variables are decoded.
+    #[serde(alias = "urlUnescapeSpec", deserialize_with = "unescape_spec")]
+    pub url_unescape_spec: UrlUnescapeSpec,
+    /// Decode `+` as a space in query parameters.
+    #[serde(alias = "queryParamUnescapePlus")]
+    pub query_param_unescape_plus: bool,
+    /// Match `/path:verb` against templates even when no template registers that verb.
+    #[serde(alias = "matchUnregisteredCustomVerb")]
+    pub match_unregistered_custom_verb: bool,
+    /// What the filter refuses instead of passing on untranscoded.
+    #[serde(alias = "requestValidationOptions")]
+    pub request_validation_options: RequestValidationOptions,
+    /// Accept enum names in any letter case.
+    #[serde(alias = "caseInsensitiveEnumParsing")]
+    pub case_insensitive_enum_parsing: bool,
+    /// Largest request body transcoded, in bytes (a `UInt32Value` in Envoy).
+    #[serde(alias = "maxRequestBodySize", deserialize_with = "uint32_value")]
+    pub max_request_body_size: Option<u32>,
+    /// Largest gRPC response buffered for transcoding, in bytes.
+    #[serde(alias = "maxResponseBodySize", deserialize_with = "uint32_value")]
+    pub max_response_body_size: Option<u32>,
+    /// Unknown query parameters are kept in the request's metadata (Envoy's
+    /// `capture_unknown_query_parameters`); accepted for compatibility, has no effect yet.
+    #[serde(alias = "captureUnknownQueryParameters")]
+    pub capture_unknown_query_parameters: bool,
+}
+
+/// Envoy's `GrpcJsonTranscoder.PrintOptions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrintOptions {
+    /// Pretty-print with two-space indentation.
+    #[serde(alias = "addWhitespace")]
+    pub add_whitespace: bool,
+    /// Print fields that hold their default value.
+    #[serde(alias = "alwaysPrintPrimitiveFields")]
+    pub always_print_primitive_fields: bool,
+    /// Print enums as numbers.
+    #[serde(alias = "alwaysPrintEnumsAsInts")]
+    pub always_print_enums_as_ints: bool,
+    /// Print proto field names instead of lowerCamelCase JSON names.
+    #[serde(alias = "preserveProtoFieldNames")]
+    pub preserve_proto_field_names: bool,
+    /// Server streams as newline-delimited JSON instead of one JSON array.
+    #[serde(alias = "streamNewlineDelimited")]
+    pub stream_newline_delimited: bool,
+    /// Server streams as Server-Sent Events.
+    #[serde(alias = "streamSseStyleDelimited")]
+    pub stream_sse_style_delimited: bool,
+}
+
+/// Envoy's `GrpcJsonTranscoder.RequestValidationOptions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestValidationOptions {
+    /// Answer 404 for a request that maps to no method instead of passing it on.
+    #[serde(alias = "rejectUnknownMethod")]
+    pub reject_unknown_method: bool,
+    /// Answer 400 for unknown query parameters instead of passing the request on.
+    #[serde(alias = "rejectUnknownQueryParameters")]
+    pub reject_unknown_query_parameters: bool,
+    /// Answer 400 when a path or query binding and the body set the same field differently.
+    #[serde(alias = "rejectBindingBodyFieldCollisions")]
+    pub reject_binding_body_field_collisions: bool,
+}
+
+impl TranscoderConfig {
+    /// Parses and checks the plugin configuration JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8)?;
+        if text.trim().is_empty() {
+            return Err(ConfigError::Empty);
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let config: TranscoderConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            ConfigError::Invalid {
+                field: e.path().to_string(),
+                message: e.inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.proto_descriptor, &self.proto_descriptor_bin) {
+            (Some(_), Some(_)) => return Err(ConfigError::field(
+                "proto_descriptor",
+                "only one of proto_descriptor and proto_descriptor_bin may be set",
+            )),
+            (Some(path), None) => return Err(ConfigError::field(
+                "proto_descriptor",
+                format!("a Wasm filter cannot read the file {path:?}; put its bytes, base64-encoded, in proto_descriptor_bin"),
+            )),
+            (None, None) => return Err(ConfigError::field(
+                "proto_descriptor_bin",
+                "required: the base64 FileDescriptorSet (protoc --include_imports --descriptor_set_out)",
+            )),
+            (None, Some(bytes)) if bytes.is_empty() => {
+                return Err(ConfigError::field("proto_descriptor_bin", "is empty"))
+            }
+            (None, Some(_)) => {}
+        }
+        if self.services.is_empty() {
+            return Err(ConfigError::field(
+                "services",
+                "must list at least one service (package.Service)",
+            ));
+        }
+        if self.print_options.stream_newline_delimited && self.print_options.stream_sse_style_delimited {
+            return Err(ConfigError::field(
+                "print_options",
+                "stream_newline_delimited and stream_sse_style_delimited cannot both be set",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn base64_field<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Vec<u8>>, D::Error> {
+    use base64::Engine;
+    let Some(text) = Option::<String>::deserialize(de)? else {
+        return Ok(None);
+    };
+    // Envoy's JSON/YAML loader accepts both alphabets, padded or not.
+    let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let trimmed = cleaned.trim_end_matches('=');
+    let standard = base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed);
+    standard
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("not valid base64: {e}")))
+}
+
+fn unescape_spec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<UrlUnescapeSpec, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Spec {
+        Name(String),
+        Number(i64),
+    }
+    let spec = match Option::<Spec>::deserialize(de)? {
+        None => return Ok(UrlUnescapeSpec::default()),
+        Some(spec) => spec,
+    };
+    match spec {
+        Spec::Name(name) => match name.as_str() {
+            "ALL_CHARACTERS_EXCEPT_RESERVED" => Ok(UrlUnescapeSpec::AllCharactersExceptReserved),
+            "ALL_CHARACTERS_EXCEPT_SLASH" => Ok(UrlUnescapeSpec::AllCharactersExceptSlash),
+            "ALL_CHARACTERS" => Ok(UrlUnescapeSpec::AllCharacters),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown value {other:?}; expected ALL_CHARACTERS_EXCEPT_RESERVED, ALL_CHARACTERS_EXCEPT_SLASH or ALL_CHARACTERS"
+            ))),
+        },
+        Spec::Number(0) => Ok(UrlUnescapeSpec::AllCharactersExceptReserved),
+        Spec::Number(1) => Ok(UrlUnescapeSpec::AllCharactersExceptSlash),
+        Spec::Number(2) => Ok(UrlUnescapeSpec::AllCharacters),
+        Spec::Number(n) => Err(serde::de::Error::custom(format!("unknown value {n}; expected 0, 1 or 2"))),
+    }
+}
+
+/// Accepts a plain number or `{"value": n}`, as the JSON form of `UInt32Value` allows.
+fn uint32_value<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wrapped {
+        Plain(u32),
+        Text(String),
+        Object { value: u32 },
+    }
+    match Option::<Wrapped>::deserialize(de)? {
+        None => Ok(None),
+        Some(Wrapped::Plain(n)) | Some(Wrapped::Object { value: n }) => Ok(Some(n)),
+        Some(Wrapped::Text(s)) => s
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a number from 0 to 4294967295"))),
+    }
+}

@@ -1,0 +1,348 @@
+//! The transcoding engine: everything that turns JSON/REST into gRPC and back,
+//! as plain functions from bytes to bytes, so it can be tested natively and on
+//! wasm32 without a proxy.
+//!
+//! [`Transcoder`] is the whole engine behind one type: built once from the
+//! plugin configuration, then asked, per request, where the request goes
+//! ([`Transcoder::route_request`]), what gRPC message it becomes
+//! ([`Transcoder::request_frame`]) and what HTTP answer the gRPC reply
+//! becomes ([`Transcoder::unary_response`]).
+
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod path_matcher;
+pub mod path_template;
+pub mod percent;
+pub mod request;
+pub mod response;
+pub mod routes;
+pub mod status;
+
+use std::collections::HashSet;
+
+use prost_reflect::DescriptorPool;
+
+pub use config::TranscoderConfig;
+pub use error::ConfigError;
+use request::{FieldBinding, ParseOptions, QueryParam, Source};
+use response::{HttpPayload, Printer, JSON};
+use routes::{MethodInfo, Route, RouteTable};
+pub use status::{Code, Status};
+
+/// A loaded configuration: descriptors, routes and options, ready to serve.
+pub struct Transcoder {
+    config: TranscoderConfig,
+    pool: DescriptorPool,
+    table: RouteTable,
+    printer: Printer,
+    parse: ParseOptions,
+    ignored_query: HashSet<String>,
+}
+
+/// What to do with an incoming request.
+#[derive(Debug)]
+pub enum RequestOutcome {
+    /// Not a request this filter transcodes: let it through untouched, as Envoy does.
+    PassThrough(String),
+    /// Answer with this error now.
+    Reject(Status),
+    /// Transcode it along this plan.
+    Transcode(RequestPlan),
+}
+
+/// A matched request: the route and the values its URL binds.
+#[derive(Debug, Clone)]
+pub struct RequestPlan {
+    route: usize,
+    bindings: Vec<FieldBinding>,
+}
+
+/// A complete HTTP answer made by the filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: Vec<u8>,
+}
+
+/// The gRPC status headers of a reply (from trailers, or trailers-only headers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcStatusHeaders<'a> {
+    /// `grpc-status`.
+    pub status: Option<&'a str>,
+    /// `grpc-message`.
+    pub message: Option<&'a str>,
+    /// `grpc-status-details-bin`.
+    pub details_bin: Option<&'a str>,
+}
+
+impl Transcoder {
+    /// Loads a plugin configuration (the JSON of Envoy's `GrpcJsonTranscoder`).
+    pub fn from_json(config: &[u8]) -> Result<Self, ConfigError> {
+        Transcoder::new(TranscoderConfig::from_json(config)?)
+    }
+
+    /// Loads an already parsed configuration.
+    pub fn new(mut config: TranscoderConfig) -> Result<Self, ConfigError> {
+        let bytes = config.proto_descriptor_bin.take().unwrap_or_default();
+        let pool = DescriptorPool::decode(bytes.as_slice()).map_err(|e| {
+            ConfigError::field(
+                "proto_descriptor_bin",
+                format!("not a usable FileDescriptorSet ({e}); build it with protoc --include_imports"),
+            )
+        })?;
+        let table = RouteTable::build(&pool, &config)?;
+        Ok(Transcoder {
+            printer: Printer::new(&config.print_options),
+            parse: ParseOptions {
+                case_insensitive_enums: config.case_insensitive_enum_parsing,
+                reject_binding_body_collisions: config.request_validation_options.reject_binding_body_field_collisions,
+            },
+            ignored_query: config.ignored_query_parameters.iter().cloned().collect(),
+            table,
+            pool,
+            config,
+        })
+    }
+
+    /// The configuration in force (without the descriptor bytes).
+    pub fn config(&self) -> &TranscoderConfig {
+        &self.config
+    }
+
+    /// Problems found in bindings at load time (worth a log line each).
+    pub fn warnings(&self) -> &[String] {
+        &self.table.warnings
+    }
+
+    /// Every route, in load order.
+    pub fn routes(&self) -> &[Route] {
+        &self.table.routes
+    }
+
+    /// Decides what to do with a request from its method and `:path` (with query).
+    pub fn route_request(&self, http_method: &str, path_and_query: &str) -> RequestOutcome {
+        let (path, query) = split_path(path_and_query);
+        let Some(matched) = self.table.matcher.lookup(http_method, path) else {
+            return self.unknown_method(http_method, path);
+        };
+        let index = *matched.value;
+        let Some(route) = self.table.routes.get(index) else {
+            return self.unknown_method(http_method, path);
+        };
+        if let Some(problem) = &route.problem {
+            return RequestOutcome::Reject(Status::invalid_argument(format!(
+                "this method's HTTP binding is broken: {problem}"
+            )));
+        }
+        let mut bindings = Vec::with_capacity(matched.bindings.len());
+        for binding in matched.bindings {
+            let Some((_, fields)) = route.variables.iter().find(|(names, _)| names.as_slice() == binding.field_path) else {
+                continue;
+            };
+            bindings.push(FieldBinding {
+                fields: fields.clone(),
+                map_key: None,
+                name: binding.field_path.join("."),
+                value: binding.value,
+                source: Source::Path,
+            });
+        }
+        let query = match parse_query(query, self.config.query_param_unescape_plus) {
+            Ok(query) => query,
+            Err(status) => return RequestOutcome::Reject(status),
+        };
+        for (name, value) in query {
+            if self.ignored_query.contains(&name) {
+                continue;
+            }
+            match request::resolve_query_param(&route.method.input, name, value) {
+                QueryParam::Bound(binding) => bindings.push(binding),
+                QueryParam::Unknown { .. } if self.config.ignore_unknown_query_parameters => {}
+                QueryParam::Unknown { name, reason } => {
+                    let message = format!("unknown query parameter `{name}`: {reason}");
+                    return if self.config.request_validation_options.reject_unknown_query_parameters {
+                        RequestOutcome::Reject(Status::invalid_argument(message))
+                    } else {
+                        RequestOutcome::PassThrough(message)
+                    };
+                }
+            }
+        }
+        RequestOutcome::Transcode(RequestPlan { route: index, bindings })
+    }
+
+    fn unknown_method(&self, http_method: &str, path: &str) -> RequestOutcome {
+        let message = format!("no method is bound to {http_method} {path}");
+        if self.config.request_validation_options.reject_unknown_method {
+            RequestOutcome::Reject(Status::new(Code::NotFound, message))
+        } else {
+            RequestOutcome::PassThrough(message)
+        }
+    }
+
+    /// The route a plan was made for.
+    pub fn route(&self, plan: &RequestPlan) -> Option<&Route> {
+        self.table.routes.get(plan.route)
+    }
+
+    /// The gRPC method a plan calls.
+    pub fn method(&self, plan: &RequestPlan) -> Option<&MethodInfo> {
+        self.route(plan).map(|r| r.method.as_ref())
+    }
+
+    /// Whether the route takes the HTTP body (so the filter must read it).
+    pub fn wants_body(&self, plan: &RequestPlan) -> bool {
+        self.route(plan).is_some_and(|r| !matches!(r.body, routes::BodyRule::None))
+    }
+
+    /// The request message (unframed) for a plan and its body.
+    pub fn request_message(&self, plan: &RequestPlan, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Status> {
+        let route = self.route(plan).ok_or_else(|| Status::internal("the route of this request vanished"))?;
+        request::build_request(route, &plan.bindings, content_type, body, self.parse)
+    }
+
+    /// The gRPC request body (one frame) for a plan and its HTTP body.
+    pub fn request_frame(&self, plan: &RequestPlan, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Status> {
+        self.request_message(plan, content_type, body).map(|m| frame::encode_frame(&m))
+    }
+
+    /// `max_request_body_size`, if set.
+    pub fn max_request_body_size(&self) -> Option<usize> {
+        self.config.max_request_body_size.map(|n| n as usize)
+    }
+
+    /// `max_response_body_size`, if set.
+    pub fn max_response_body_size(&self) -> Option<usize> {
+        self.config.max_response_body_size.map(|n| n as usize)
+    }
+
+    /// The HTTP answer for a complete unary gRPC reply: its framed body and status.
+    pub fn unary_response(&self, plan: &RequestPlan, grpc_body: &[u8], grpc: GrpcStatusHeaders<'_>) -> HttpReply {
+        match grpc.status.map(Code::from_header) {
+            Some(Code::Ok) => {}
+            Some(_) => return self.upstream_error(Status::from_grpc(grpc.status, grpc.message, grpc.details_bin)),
+            None => {
+                return self.upstream_error(Status::new(
+                    Code::Unknown,
+                    "the gRPC server's reply ended without a grpc-status",
+                ))
+            }
+        }
+        let frames = match frame::decode_all(grpc_body, self.max_response_body_size()) {
+            Ok(frames) => frames,
+            Err(e) => return self.local_error(&Status::internal(format!("bad gRPC reply: {e}"))),
+        };
+        let message = match frames.as_slice() {
+            [] => &[][..],
+            [only] if !only.compressed => only.data.as_slice(),
+            [_] => {
+                return self.local_error(&Status::new(
+                    Code::Unimplemented,
+                    "the gRPC server sent a compressed message; compressed replies are not supported yet",
+                ))
+            }
+            _ => {
+                return self.local_error(&Status::internal(format!(
+                    "a unary method answered {} messages instead of one",
+                    frames.len()
+                )))
+            }
+        };
+        self.message_response(plan, message)
+    }
+
+    /// The HTTP answer for one successful response message (unframed).
+    pub fn message_response(&self, plan: &RequestPlan, message: &[u8]) -> HttpReply {
+        let Some(route) = self.route(plan) else {
+            return self.local_error(&Status::internal("the route of this request vanished"));
+        };
+        match response::message_to_http(route, message, &self.printer) {
+            Ok(HttpPayload { content_type, body }) => HttpReply {
+                status: 200,
+                headers: vec![("content-type".into(), content_type)],
+                body,
+            },
+            Err(status) => self.local_error(&status),
+        }
+    }
+
+    /// The HTTP answer for an error status from the gRPC server: a JSON
+    /// `google.rpc.Status` with `convert_grpc_status`, else an empty body with the
+    /// gRPC status headers, as Envoy answers.
+    pub fn upstream_error(&self, status: Status) -> HttpReply {
+        if self.config.convert_grpc_status {
+            return self.local_error(&status);
+        }
+        let mut headers = vec![
+            ("content-type".to_string(), JSON.to_string()),
+            ("grpc-status".to_string(), (status.code as i32).to_string()),
+        ];
+        if !status.message.is_empty() {
+            headers.push(("grpc-message".to_string(), percent_encode_grpc_message(&status.message)));
+        }
+        HttpReply {
+            status: status.http_status(),
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    /// The HTTP answer for an error found by the filter itself: always a JSON
+    /// `google.rpc.Status` (Envoy's own errors are text/plain).
+    pub fn local_error(&self, status: &Status) -> HttpReply {
+        HttpReply {
+            status: status.http_status(),
+            headers: vec![("content-type".into(), JSON.into())],
+            body: status.to_json(Some(&self.pool), self.printer.pretty()),
+        }
+    }
+
+    /// The descriptor pool (for callers that print details or look up types).
+    pub fn pool(&self) -> &DescriptorPool {
+        &self.pool
+    }
+}
+
+/// Splits `:path` into path and query, dropping any fragment.
+fn split_path(path_and_query: &str) -> (&str, &str) {
+    let without_fragment = path_and_query.split('#').next().unwrap_or_default();
+    match without_fragment.split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (without_fragment, ""),
+    }
+}
+
+/// Splits and decodes a query string into (name, value) pairs, in order.
+/// Names never turn `+` into a space; values do with `query_param_unescape_plus`.
+fn parse_query(query: &str, unescape_plus: bool) -> Result<Vec<(String, String)>, Status> {
+    query
+        .split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (name, value) = part.split_once('=').unwrap_or((part, ""));
+            let name = percent::decode_query_component(name, false)
+                .map_err(|e| Status::invalid_argument(format!("query parameter name: {e}")))?;
+            let value = percent::decode_query_component(value, unescape_plus)
+                .map_err(|e| Status::invalid_argument(format!("query parameter `{name}`: {e}")))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// Percent-encodes a `grpc-message` the way gRPC sends it (non-printable ASCII and '%').
+fn percent_encode_grpc_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,251 @@
+//! gRPC status codes, their HTTP equivalents, and `google.rpc.Status` as JSON:
+//! the one place that decides what an error looks like to a REST client.
+
+use base64::Engine;
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use serde::Serialize;
+
+/// The gRPC status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Code {
+    /// Not an error.
+    Ok = 0,
+    /// The operation was cancelled, typically by the caller.
+    Cancelled = 1,
+    /// Unknown error.
+    Unknown = 2,
+    /// The client sent something invalid.
+    InvalidArgument = 3,
+    /// The deadline passed before the operation finished.
+    DeadlineExceeded = 4,
+    /// Some requested entity was not found.
+    NotFound = 5,
+    /// The entity the client tried to create already exists.
+    AlreadyExists = 6,
+    /// The caller may not do this.
+    PermissionDenied = 7,
+    /// Some resource (quota, size) is exhausted.
+    ResourceExhausted = 8,
+    /// The system is not in a state required for the operation.
+    FailedPrecondition = 9,
+    /// The operation was aborted, typically by a concurrency conflict.
+    Aborted = 10,
+    /// The operation went past the valid range.
+    OutOfRange = 11,
+    /// The operation is not implemented.
+    Unimplemented = 12,
+    /// An internal invariant broke.
+    Internal = 13,
+    /// The service is unavailable; retrying may help.
+    Unavailable = 14,
+    /// Unrecoverable data loss or corruption.
+    DataLoss = 15,
+    /// The caller is not authenticated.
+    Unauthenticated = 16,
+}
+
+impl Code {
+    /// The code for a number; numbers outside 0..=16 are UNKNOWN, as gRPC says.
+    pub fn from_i32(n: i32) -> Code {
+        match n {
+            0 => Code::Ok,
+            1 => Code::Cancelled,
+            3 => Code::InvalidArgument,
+            4 => Code::DeadlineExceeded,
+            5 => Code::NotFound,
+            6 => Code::AlreadyExists,
+            7 => Code::PermissionDenied,
+            8 => Code::ResourceExhausted,
+            9 => Code::FailedPrecondition,
+            10 => Code::Aborted,
+            11 => Code::OutOfRange,
+            12 => Code::Unimplemented,
+            13 => Code::Internal,
+            14 => Code::Unavailable,
+            15 => Code::DataLoss,
+            16 => Code::Unauthenticated,
+            _ => Code::Unknown,
+        }
+    }
+
+    /// The code from a `grpc-status` header value; garbage is UNKNOWN.
+    pub fn from_header(value: &str) -> Code {
+        value.trim().parse::<i32>().map(Code::from_i32).unwrap_or(Code::Unknown)
+    }
+
+    /// The HTTP status Envoy and grpc-gateway give this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Code::Ok => 200,
+            Code::Cancelled => 499,
+            Code::Unknown => 500,
+            Code::InvalidArgument => 400,
+            Code::DeadlineExceeded => 504,
+            Code::NotFound => 404,
+            Code::AlreadyExists => 409,
+            Code::PermissionDenied => 403,
+            Code::ResourceExhausted => 429,
+            Code::FailedPrecondition => 400,
+            Code::Aborted => 409,
+            Code::OutOfRange => 400,
+            Code::Unimplemented => 501,
+            Code::Internal => 500,
+            Code::Unavailable => 503,
+            Code::DataLoss => 500,
+            Code::Unauthenticated => 401,
+        }
+    }
+
+    /// The code a non-gRPC HTTP error status stands for (the gRPC spec's table).
+    pub fn from_http_status(status: u16) -> Code {
+        match status {
+            400 => Code::Internal,
+            401 => Code::Unauthenticated,
+            403 => Code::PermissionDenied,
+            404 => Code::Unimplemented,
+            429 | 502 | 503 | 504 => Code::Unavailable,
+            _ => Code::Unknown,
+        }
+    }
+}
+
+/// `google.rpc.Status` as it travels in `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, Message)]
+pub struct RpcStatus {
+    /// The gRPC code.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// The developer-facing message.
+    #[prost(string, tag = "2")]
+    pub message: String,
+    /// Typed details.
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<prost_types::Any>,
+}
+
+/// An error answer: what the filter or the gRPC server says went wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// The gRPC code.
+    pub code: Code,
+    /// The message, as text.
+    pub message: String,
+    /// Typed details from `grpc-status-details-bin`.
+    pub details: Vec<prost_types::Any>,
+}
+
+impl Status {
+    /// A status without details.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Status {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// INVALID_ARGUMENT: the client's request is wrong.
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Status::new(Code::InvalidArgument, message)
+    }
+
+    /// INTERNAL: something between the filter and the server is wrong.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Status::new(Code::Internal, message)
+    }
+
+    /// The status a gRPC server sent in its trailers (or trailers-only headers).
+    ///
+    /// `grpc-message` is percent-decoded as the gRPC spec says; when
+    /// `grpc-status-details-bin` decodes, its message and details win, since the
+    /// server put them there on purpose.
+    pub fn from_grpc(status: Option<&str>, message: Option<&str>, details_bin: Option<&str>) -> Self {
+        let code = status.map(Code::from_header).unwrap_or(Code::Unknown);
+        let message = message.map(decode_grpc_message).unwrap_or_default();
+        let mut status = Status::new(code, message);
+        if let Some(rpc) = details_bin.and_then(decode_details_bin) {
+            if status.message.is_empty() {
+                status.message = rpc.message;
+            }
+            status.details = rpc.details;
+        }
+        status
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn http_status(&self) -> u16 {
+        self.code.http_status()
+    }
+
+    /// The JSON `google.rpc.Status` body; details whose type the descriptor
+    /// pool knows are printed as JSON, others as `{"@type", "value"}` base64,
+    /// so an unknown detail type never hides the error itself.
+    pub fn to_json(&self, pool: Option<&DescriptorPool>, pretty: bool) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            code: i32,
+            message: &'a str,
+            details: Vec<serde_json::Value>,
+        }
+        let details = self.details.iter().map(|any| detail_json(any, pool)).collect();
+        let body = Body {
+            code: self.code as i32,
+            message: &self.message,
+            details,
+        };
+        let result = if pretty {
+            serde_json::to_vec_pretty(&body)
+        } else {
+            serde_json::to_vec(&body)
+        };
+        // Serializing plain strings and JSON values cannot fail; keep a fallback anyway.
+        result.unwrap_or_else(|_| br#"{"code":13,"message":"could not print the error","details":[]}"#.to_vec())
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+fn detail_json(any: &prost_types::Any, pool: Option<&DescriptorPool>) -> serde_json::Value {
+    let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
+    let known = pool.and_then(|p| p.get_message_by_name(type_name)).and_then(|desc| {
+        let message = DynamicMessage::decode(desc, any.value.as_slice()).ok()?;
+        let value = serde_json::to_value(&message).ok()?;
+        let mut with_type = serde_json::Map::new();
+        with_type.insert("@type".into(), any.type_url.clone().into());
+        match value {
+            serde_json::Value::Object(fields) => with_type.extend(fields),
+            // Well-known types print as a JSON scalar; the Any form nests them under "value".
+            other => {
+                with_type.insert("value".into(), other);
+            }
+        }
+        Some(serde_json::Value::Object(with_type))
+    });
+    known.unwrap_or_else(|| {
+        serde_json::json!({
+            "@type": any.type_url,
+            "value": base64::engine::general_purpose::STANDARD.encode(&any.value),
+        })
+    })
+}
+
+fn decode_details_bin(value: &str) -> Option<RpcStatus> {
+    let trimmed = value.trim().trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
+        .ok()?;
+    RpcStatus::decode(bytes.as_slice()).ok()
+}
+
+/// Percent-decodes a `grpc-message` value (the gRPC spec's encoding); bytes
+/// that do not decode to UTF-8 stay escaped, so the message is never refused.
+pub fn decode_grpc_message(value: &str) -> String {
+    crate::percent::decode_query_component(value, false).unwrap_or_else(|e| e.lossless)
+}

@@ -1,0 +1,453 @@
+//! The Envoy HTTP filter: thin proxy-wasm glue that moves headers and bodies
+//! between Envoy and the [`transcoder`] engine, which does all the work.
+//!
+//! Flow of a transcoded request:
+//! - request headers: the engine matches the route; headers are rewritten to
+//!   the gRPC call (`POST /pkg.Service/Method`, `application/grpc`) and held;
+//! - request body: buffered to the end, turned into one gRPC frame, passed on;
+//! - a request without a body cannot be given one from Wasm (Envoy 1.40), so
+//!   the filter calls the route's cluster itself over a gRPC stream and
+//!   answers with a local reply;
+//! - response: headers and body are held until the trailers (or the end of the
+//!   body) bring the gRPC status; the JSON answer replaces the whole response.
+
+mod host;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use log::{debug, error, info, warn};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use transcoder::{GrpcStatusHeaders, HttpReply, RequestOutcome, RequestPlan, Status, Transcoder};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { transcoder: None }) });
+}}
+
+/// Per-worker state: the loaded configuration, shared by every request.
+struct Root {
+    transcoder: Option<Rc<Transcoder>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let bytes = match host::get_buffer(BufferType::PluginConfiguration, 0, size) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                error!("rust_grpc_proxy: cannot read the plugin configuration: {e}");
+                return false;
+            }
+        };
+        match Transcoder::from_json(&bytes) {
+            Ok(transcoder) => {
+                for warning in transcoder.warnings() {
+                    warn!("rust_grpc_proxy: {warning}");
+                }
+                info!(
+                    "rust_grpc_proxy: loaded {} routes for {}",
+                    transcoder.routes().len(),
+                    transcoder.config().services.join(", ")
+                );
+                self.transcoder = Some(Rc::new(transcoder));
+                true
+            }
+            Err(e) => {
+                error!("rust_grpc_proxy: configuration refused: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request {
+            transcoder: self.transcoder.clone(),
+            plan: None,
+            content_type: None,
+            replied: false,
+            via_stream: None,
+            response_headers: Vec::new(),
+            stream_messages: Vec::new(),
+            stream_trailers: Vec::new(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Per-request state.
+struct Request {
+    transcoder: Option<Rc<Transcoder>>,
+    /// Set while the request is being transcoded.
+    plan: Option<RequestPlan>,
+    content_type: Option<String>,
+    /// A local reply was sent: our own callbacks must let it through.
+    replied: bool,
+    /// The gRPC stream opened for a request without a body.
+    via_stream: Option<u32>,
+    /// Upstream response headers (gRPC initial metadata) to pass on.
+    response_headers: Vec<(String, String)>,
+    stream_messages: Vec<Vec<u8>>,
+    stream_trailers: Vec<(String, String)>,
+}
+
+/// Default deadline for calls the filter makes itself, as Envoy's default route timeout.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Headers never passed between the HTTP and gRPC sides.
+fn is_connection_header(name: &str) -> bool {
+    name.starts_with(':')
+        || matches!(
+            name,
+            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te" | "trailer"
+                | "content-length" | "content-type" | "host"
+        )
+}
+
+/// Response headers dropped because the JSON answer replaces what they describe.
+fn is_grpc_response_header(name: &str) -> bool {
+    is_connection_header(name)
+        || matches!(
+            name,
+            "grpc-status" | "grpc-message" | "grpc-status-details-bin" | "grpc-encoding" | "grpc-accept-encoding"
+                | "date" | "server"
+        )
+}
+
+fn text_pairs(pairs: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| String::from_utf8(v).ok().map(|v| (k, v)))
+        .collect()
+}
+
+fn find<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn grpc_status_of(pairs: &[(String, String)]) -> GrpcStatusHeaders<'_> {
+    GrpcStatusHeaders {
+        status: find(pairs, "grpc-status"),
+        message: find(pairs, "grpc-message"),
+        details_bin: find(pairs, "grpc-status-details-bin"),
+    }
+}
+
+impl Context for Request {
+    fn on_grpc_stream_initial_metadata(&mut self, _token: u32, _n: u32) {
+        if let Ok(pairs) = host::get_map(MapType::GrpcReceiveInitialMetadata) {
+            self.response_headers = text_pairs(pairs)
+                .into_iter()
+                .filter(|(k, _)| !is_grpc_response_header(k))
+                .collect();
+        }
+    }
+
+    fn on_grpc_stream_message(&mut self, _token: u32, size: usize) {
+        match host::get_buffer(BufferType::GrpcReceiveBuffer, 0, size) {
+            Ok(message) => self.stream_messages.push(message),
+            Err(e) => warn!("rust_grpc_proxy: cannot read a gRPC message: {e}"),
+        }
+    }
+
+    fn on_grpc_stream_trailing_metadata(&mut self, _token: u32, _n: u32) {
+        if let Ok(pairs) = host::get_map(MapType::GrpcReceiveTrailingMetadata) {
+            self.stream_trailers = text_pairs(pairs);
+        }
+    }
+
+    fn on_grpc_stream_close(&mut self, _token: u32, status_code: u32) {
+        let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.take()) else {
+            return;
+        };
+        let code = status_code.to_string();
+        let host_message = proxy_wasm::hostcalls::get_grpc_status().ok().and_then(|(_, m)| m);
+        let mut grpc = grpc_status_of(&self.stream_trailers);
+        grpc.status = Some(&code);
+        if grpc.message.is_none() {
+            grpc.message = host_message.as_deref();
+        }
+        let reply = if status_code != 0 {
+            t.upstream_error(Status::from_grpc(grpc.status, grpc.message, grpc.details_bin))
+        } else {
+            let framed: Vec<u8> = self.stream_messages.iter().flat_map(|m| transcoder::frame::encode_frame(m)).collect();
+            t.unary_response(&plan, &framed, grpc)
+        };
+        let mut headers = std::mem::take(&mut self.response_headers);
+        self.send(reply, &mut headers);
+    }
+}
+
+impl Request {
+    /// Sends a local reply, with extra headers first (upstream metadata).
+    fn send(&mut self, reply: HttpReply, extra: &mut Vec<(String, String)>) {
+        let HttpReply { status, headers, body } = reply;
+        extra.extend(headers);
+        self.replied = true;
+        self.plan = None;
+        if let Err(e) = host::send_response(status, extra, &body) {
+            error!("rust_grpc_proxy: could not send the reply ({status}): {e}");
+        }
+    }
+
+    fn reject(&mut self, transcoder: &Transcoder, status: &Status) {
+        debug!("rust_grpc_proxy: rejecting request: {status}");
+        self.send(transcoder.local_error(status), &mut Vec::new());
+    }
+
+    /// Rewrites the request headers into a gRPC call's.
+    fn rewrite_request_headers(&self, transcoder: &Transcoder, plan: &RequestPlan, method: &str, path: &str) -> Result<(), host::HostError> {
+        let Some(info) = transcoder.method(plan) else { return Ok(()) };
+        let h = MapType::HttpRequestHeaders;
+        host::set_header(h, "x-envoy-original-path", path)?;
+        host::set_header(h, "x-envoy-original-method", method)?;
+        host::set_header(h, ":path", &info.grpc_path)?;
+        host::set_header(h, ":method", "POST")?;
+        host::set_header(h, "content-type", "application/grpc")?;
+        host::set_header(h, "te", "trailers")?;
+        host::remove_header(h, "content-length")
+    }
+
+    /// Calls the gRPC method over a stream of the route's cluster, for requests without a body.
+    fn call_without_body(&mut self, transcoder: &Transcoder, plan: &RequestPlan) -> Result<(), Status> {
+        let info = transcoder.method(plan).ok_or_else(|| Status::internal("route vanished"))?;
+        let cluster = proxy_wasm::hostcalls::get_property(vec!["xds", "cluster_name"])
+            .ok()
+            .flatten()
+            .or_else(|| proxy_wasm::hostcalls::get_property(vec!["cluster_name"]).ok().flatten())
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                Status::new(
+                    transcoder::Code::Unavailable,
+                    format!("no Envoy route with a cluster matches {}", info.grpc_path),
+                )
+            })?;
+        let message = transcoder.request_message(plan, self.content_type.as_deref(), &[])?;
+        let headers = host::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let mut metadata: Vec<(&str, &[u8])> = headers
+            .iter()
+            .filter(|(k, _)| !is_connection_header(k) && k != "grpc-timeout")
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        let timeout = headers
+            .iter()
+            .find(|(k, _)| k == "grpc-timeout")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("{}S", DEFAULT_CALL_TIMEOUT.as_secs()).into_bytes());
+        metadata.push(("grpc-timeout", &timeout));
+        let service = grpc_service_for_cluster(&cluster);
+        let token = proxy_wasm::hostcalls::open_grpc_stream(&service, &info.service, &info.name, metadata)
+            .map_err(|e| Status::new(transcoder::Code::Unavailable, format!("cannot call cluster {cluster:?}: {e:?}")))?;
+        if let Err(e) = proxy_wasm::hostcalls::send_grpc_stream_message(token, Some(&message), true) {
+            let _ = proxy_wasm::hostcalls::cancel_grpc_stream(token);
+            return Err(Status::new(transcoder::Code::Unavailable, format!("cannot send to cluster {cluster:?}: {e:?}")));
+        }
+        self.via_stream = Some(token);
+        Ok(())
+    }
+
+    /// Builds the reply once the whole upstream response is in.
+    fn finish_response(&mut self, body: &[u8], status_headers: &[(String, String)]) {
+        let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.take()) else {
+            return;
+        };
+        let reply = t.unary_response(&plan, body, grpc_status_of(status_headers));
+        let mut headers = std::mem::take(&mut self.response_headers);
+        self.send(reply, &mut headers);
+    }
+
+    /// Reads the buffered request body and replaces it with the gRPC frame.
+    fn finish_request_body(&mut self, size: usize) -> Action {
+        let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.clone()) else {
+            return Action::Continue;
+        };
+        let body = match host::get_buffer(BufferType::HttpRequestBody, 0, size) {
+            Ok(body) => body,
+            Err(e) => {
+                self.reject(&t, &Status::internal(format!("cannot read the request body: {e}")));
+                return Action::Pause;
+            }
+        };
+        match t.request_frame(&plan, self.content_type.as_deref(), &body) {
+            Ok(frame) => match host::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &frame) {
+                Ok(()) => Action::Continue,
+                Err(e) => {
+                    self.reject(&t, &Status::internal(format!("cannot replace the request body: {e}")));
+                    Action::Pause
+                }
+            },
+            Err(status) => {
+                self.reject(&t, &status);
+                Action::Pause
+            }
+        }
+    }
+
+    fn handling_response(&self) -> bool {
+        !self.replied && self.plan.is_some() && self.via_stream.is_none()
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let Some(t) = self.transcoder.clone() else {
+            return Action::Continue;
+        };
+        let h = MapType::HttpRequestHeaders;
+        let content_type = host::get_header(h, "content-type");
+        if content_type.as_deref().is_some_and(|c| c.starts_with("application/grpc")) {
+            return Action::Continue;
+        }
+        let (Some(method), Some(path)) = (host::get_header(h, ":method"), host::get_header(h, ":path")) else {
+            return Action::Continue;
+        };
+        let plan = match t.route_request(&method, &path) {
+            RequestOutcome::PassThrough(reason) => {
+                debug!("rust_grpc_proxy: passing {method} {path} through: {reason}");
+                return Action::Continue;
+            }
+            RequestOutcome::Reject(status) => {
+                self.reject(&t, &status);
+                return Action::Pause;
+            }
+            RequestOutcome::Transcode(plan) => plan,
+        };
+        self.content_type = content_type;
+        if let Err(e) = self.rewrite_request_headers(&t, &plan, &method, &path) {
+            self.reject(&t, &Status::internal(format!("cannot rewrite the request headers: {e}")));
+            return Action::Pause;
+        }
+        if end_of_stream {
+            if let Err(status) = self.call_without_body(&t, &plan) {
+                self.reject(&t, &status);
+                return Action::Pause;
+            }
+        }
+        self.plan = Some(plan);
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let Some(t) = self.transcoder.clone() else { return Action::Continue };
+        if self.replied {
+            return Action::Pause;
+        }
+        if self.plan.is_none() || self.via_stream.is_some() {
+            return Action::Continue;
+        }
+        if let Some(max) = t.max_request_body_size() {
+            if size > max {
+                let status = Status::new(
+                    transcoder::Code::ResourceExhausted,
+                    format!("the request body is larger than max_request_body_size ({max} bytes)"),
+                );
+                let mut reply = t.local_error(&status);
+                reply.status = 413;
+                self.send(reply, &mut Vec::new());
+                return Action::Pause;
+            }
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.finish_request_body(size)
+    }
+
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        if self.replied {
+            return Action::Pause;
+        }
+        if self.plan.is_none() || self.via_stream.is_some() {
+            return Action::Continue;
+        }
+        // The body ended without end_of_stream because trailers follow: it is complete now.
+        self.finish_request_body(usize::MAX)
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        if !self.handling_response() {
+            return Action::Continue;
+        }
+        let headers = text_pairs(host::get_map(MapType::HttpResponseHeaders).unwrap_or_default());
+        let is_grpc = find(&headers, "content-type").is_some_and(|c| c.starts_with("application/grpc"));
+        if !is_grpc {
+            // Not a gRPC answer (an Envoy error page, a plain HTTP server): pass it on as is.
+            self.plan = None;
+            return Action::Continue;
+        }
+        self.response_headers = headers.iter().filter(|(k, _)| !is_grpc_response_header(k)).cloned().collect();
+        if end_of_stream {
+            // Trailers-only: the status is in the headers and there is no body.
+            self.finish_response(&[], &headers);
+            return Action::Pause;
+        }
+        // Keep the status headers in case the body ends without trailers.
+        self.stream_trailers = headers.into_iter().filter(|(k, _)| k.starts_with("grpc-")).collect();
+        Action::Pause
+    }
+
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if !self.handling_response() {
+            return if self.replied { Action::Pause } else { Action::Continue };
+        }
+        if let Some(t) = self.transcoder.clone() {
+            if let Some(max) = t.max_response_body_size() {
+                if size > max {
+                    self.plan = None;
+                    let status = Status::internal(format!(
+                        "the gRPC response is larger than max_response_body_size ({max} bytes)"
+                    ));
+                    self.send(t.local_error(&status), &mut Vec::new());
+                    return Action::Pause;
+                }
+            }
+        }
+        if end_of_stream {
+            let body = host::get_buffer(BufferType::HttpResponseBody, 0, size).unwrap_or_default();
+            let status_headers = std::mem::take(&mut self.stream_trailers);
+            self.finish_response(&body, &status_headers);
+        }
+        Action::Pause
+    }
+
+    fn on_http_response_trailers(&mut self, _n: usize) -> Action {
+        if !self.handling_response() {
+            return if self.replied { Action::Pause } else { Action::Continue };
+        }
+        let trailers = text_pairs(host::get_map(MapType::HttpResponseTrailers).unwrap_or_default());
+        let body = host::get_buffer(BufferType::HttpResponseBody, 0, usize::MAX).unwrap_or_default();
+        self.finish_response(&body, &trailers);
+        Action::Pause
+    }
+}
+
+/// A serialized `envoy.config.core.v3.GrpcService` naming the cluster: Envoy
+/// tries to parse the "upstream" argument as this message before treating it
+/// as a cluster name, and some plain names happen to parse.
+fn grpc_service_for_cluster(cluster: &str) -> String {
+    let mut envoy_grpc = Vec::with_capacity(cluster.len() + 4);
+    envoy_grpc.push(0x0a); // EnvoyGrpc.cluster_name = 1
+    push_varint(&mut envoy_grpc, cluster.len());
+    envoy_grpc.extend_from_slice(cluster.as_bytes());
+    let mut service = Vec::with_capacity(envoy_grpc.len() + 4);
+    service.push(0x0a); // GrpcService.envoy_grpc = 1
+    push_varint(&mut service, envoy_grpc.len());
+    service.extend_from_slice(&envoy_grpc);
+    // The host takes a string; lengths over 127 make a non-UTF-8 varint, and
+    // then the plain name is the only form we can pass.
+    String::from_utf8(service).unwrap_or_else(|_| cluster.to_string())
+}
+
+fn push_varint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
