@@ -141,6 +141,12 @@ impl Transcoder {
         }
         let mut bindings = Vec::with_capacity(matched.bindings.len());
         for binding in matched.bindings {
+            if let Some(invalid) = binding.invalid_utf8 {
+                return RequestOutcome::Reject(Status::invalid_argument(format!(
+                    "path variable `{}`: {invalid}",
+                    binding.field_path.join(".")
+                )));
+            }
             let Some((_, fields)) = route.variables.iter().find(|(names, _)| names.as_slice() == binding.field_path) else {
                 continue;
             };

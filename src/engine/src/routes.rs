@@ -234,9 +234,11 @@ impl RouteTable {
             self.warnings.push(p.clone());
         }
         let index = self.routes.len();
-        self.matcher
-            .insert(http_method, &parsed, index)
-            .map_err(|e| ConfigError::field("services", format!("{}: {e}", where_())))?;
+        if let Err(duplicate) = self.matcher.insert(http_method, &parsed, index) {
+            // Envoy loads such a set too; the first binding keeps the route.
+            self.warnings.push(format!("{}: {duplicate}; this binding is ignored", where_()));
+            return Ok(());
+        }
         self.routes.push(Route {
             method: info.clone(),
             http_method: http_method.to_string(),
