@@ -144,6 +144,10 @@ fn body_field<'a>(
     };
     match leaf.kind() {
         Kind::Message(m) if !leaf.is_list() && !leaf.is_map() => {
+            if m.full_name() != HTTP_BODY && is_blank(body) {
+                // No body leaves the field unset rather than set to an empty message.
+                return Ok((Vec::new(), None));
+            }
             if m.full_name() == HTTP_BODY {
                 return Ok((wrap_in_fields(fields, http_body(content_type, body)), None));
             }
@@ -278,7 +282,16 @@ fn bindings_to_message(
         insert_binding(&mut root, binding, options).map_err(|reason| Status::invalid_argument(describe_binding(binding, &reason)))?;
     }
     value_to_message(input, Json::Object(root), options, |path, e| {
-        format!("invalid value in the URL: {}{e}", field_prefix(path))
+        // Name the binding the failing field came from, with its value.
+        let culprit = bindings.iter().find(|b| {
+            let json_path: Vec<&str> = b.fields.iter().map(|f| f.json_name()).collect();
+            let json_path = json_path.join(".");
+            path == json_path || path.starts_with(&format!("{json_path}.")) || path.starts_with(&format!("{json_path}["))
+        });
+        match culprit {
+            Some(binding) => describe_binding(binding, &e.to_string()),
+            None => format!("invalid value in the URL: {}{e}", field_prefix(path)),
+        }
     })
 }
 

@@ -1,0 +1,162 @@
+//! gRPC replies into HTTP answers: print options, HttpBody, response_body,
+//! status mapping and google.rpc.Status errors with details.
+
+mod support;
+
+use base64::Engine;
+use prost::Message;
+use serde_json::json;
+use support::{encode_json, plan, transcoder};
+use transcoder::frame::encode_frame;
+use transcoder::status::RpcStatus;
+use transcoder::{Code, GrpcStatusHeaders, HttpReply};
+
+macro_rules! test {
+    ($(#[$m:meta])* fn $name:ident() $body:block) => {
+        $(#[$m])*
+        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+        #[cfg_attr(not(target_arch = "wasm32"), test)]
+        fn $name() $body
+    };
+}
+
+const OK: GrpcStatusHeaders<'static> = GrpcStatusHeaders { status: Some("0"), message: None, details_bin: None };
+
+fn header<'a>(reply: &'a HttpReply, name: &str) -> Option<&'a str> {
+    reply.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn json_body(reply: &HttpReply) -> serde_json::Value {
+    serde_json::from_slice(&reply.body).expect("JSON body")
+}
+
+fn book() -> Vec<u8> {
+    encode_json(
+        "bookstore.v1.Book",
+        json!({"name": "shelves/1/books/2", "title": "Dune", "genre": "FICTION", "pages": "412", "tags": []}),
+    )
+}
+
+test! { fn messages_print_as_proto3_json() {
+    let t = transcoder(json!({}));
+    let p = plan(&t, "GET", "/v1/shelves/1/books/2");
+    let reply = t.unary_response(&p, &encode_frame(&book()), OK);
+    assert_eq!(reply.status, 200);
+    assert_eq!(header(&reply, "content-type"), Some("application/json"));
+    assert_eq!(
+        String::from_utf8(reply.body).expect("utf8"),
+        r#"{"name":"shelves/1/books/2","title":"Dune","genre":"FICTION","pages":"412"}"#
+    );
+}}
+
+test! { fn print_options_are_honoured() {
+    let t = transcoder(json!({"print_options": {
+        "add_whitespace": true, "always_print_primitive_fields": true,
+        "always_print_enums_as_ints": true, "preserve_proto_field_names": true
+    }}));
+    let p = plan(&t, "GET", "/v1/shelves/1/books/2");
+    let reply = t.unary_response(&p, &encode_frame(&book()), OK);
+    let text = String::from_utf8(reply.body.clone()).expect("utf8");
+    assert!(text.starts_with("{\n \"name\""), "{text}");
+    assert_eq!(
+        json_body(&reply),
+        json!({"name": "shelves/1/books/2", "title": "Dune", "genre": 1, "pages": "412", "tags": []})
+    );
+}}
+
+test! { fn http_body_responses_are_raw() {
+    let t = transcoder(json!({}));
+    let p = plan(&t, "GET", "/v1/shelves/1/books/2/cover");
+    let body = encode_json("google.api.HttpBody", json!({"contentType": "image/png", "data": "iVBORw=="}));
+    let reply = t.unary_response(&p, &encode_frame(&body), OK);
+    assert_eq!(reply.status, 200);
+    assert_eq!(header(&reply, "content-type"), Some("image/png"));
+    assert_eq!(reply.body, b"\x89PNG");
+}}
+
+test! { fn response_body_picks_a_plain_field() {
+    let t = transcoder(json!({}));
+    let p = plan(&t, "GET", "/v1/shelves/1/books/2/title");
+    let reply = t.unary_response(&p, &encode_frame(&book()), OK);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, br#""Dune""#);
+    // A field left at its default still prints its default.
+    let empty = t.unary_response(&p, &encode_frame(&[]), OK);
+    assert_eq!(empty.body, br#""""#);
+}}
+
+test! { fn grpc_errors_map_to_http_status() {
+    let t = transcoder(json!({}));
+    let p = plan(&t, "GET", "/v1/shelves/1");
+    for (code, http) in [
+        (1, 499), (2, 500), (3, 400), (4, 504), (5, 404), (6, 409), (7, 403), (8, 429),
+        (9, 400), (10, 409), (11, 400), (12, 501), (13, 500), (14, 503), (15, 500), (16, 401), (99, 500),
+    ] {
+        let code = code.to_string();
+        let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some(&code), message: Some("x%20y"), details_bin: None });
+        assert_eq!(reply.status, http, "grpc-status {code}");
+        // Without convert_grpc_status the body is empty and the status stays in headers, as Envoy does.
+        assert!(reply.body.is_empty());
+        assert_eq!(header(&reply, "grpc-status"), Some(code.as_str()).filter(|_| code != "99").or(Some("2")));
+        assert_eq!(header(&reply, "grpc-message"), Some("x y"));
+    }
+}}
+
+test! { fn converted_errors_carry_decoded_details() {
+    let t = transcoder(json!({"convert_grpc_status": true}));
+    let p = plan(&t, "GET", "/v1/fail/5");
+    let detail = prost_types::Any {
+        type_url: "type.googleapis.com/bookstore.v1.FailureDetail".into(),
+        value: encode_json("bookstore.v1.FailureDetail", json!({"reason": "requested", "code": 5})),
+    };
+    let info = prost_types::Any {
+        type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
+        value: encode_json("google.rpc.ErrorInfo", json!({"reason": "R", "domain": "d", "metadata": {"k": "v"}})),
+    };
+    let unknown = prost_types::Any { type_url: "type.googleapis.com/other.Unknown".into(), value: vec![1, 2, 3] };
+    let status = RpcStatus { code: 5, message: "shelf 5 not found".into(), details: vec![detail, info, unknown] };
+    let bin = base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.encode_to_vec());
+    let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("5"), message: Some("shelf 5 not found"), details_bin: Some(&bin) });
+    assert_eq!(reply.status, 404);
+    assert_eq!(header(&reply, "content-type"), Some("application/json"));
+    assert_eq!(
+        json_body(&reply),
+        json!({"code": 5, "message": "shelf 5 not found", "details": [
+            {"@type": "type.googleapis.com/bookstore.v1.FailureDetail", "reason": "requested", "code": 5},
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "R", "domain": "d", "metadata": {"k": "v"}},
+            {"@type": "type.googleapis.com/other.Unknown", "value": "AQID"}
+        ]})
+    );
+    // No details header: the status comes from grpc-status and grpc-message.
+    let plain = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("7"), message: Some("no"), details_bin: Some("%%%") });
+    assert_eq!(plain.status, 403);
+    assert_eq!(json_body(&plain), json!({"code": 7, "message": "no", "details": []}));
+}}
+
+test! { fn broken_replies_are_json_errors() {
+    let t = transcoder(json!({}));
+    let p = plan(&t, "GET", "/v1/shelves/1");
+    let cases: Vec<(Vec<u8>, GrpcStatusHeaders<'_>, u16, &str)> = vec![
+        (vec![0, 0, 0], OK, 500, "bad gRPC reply"),
+        (vec![9, 0, 0, 0, 0], OK, 500, "flag"),
+        ([encode_frame(b""), encode_frame(b"")].concat(), OK, 500, "2 messages"),
+        (vec![1, 0, 0, 0, 1, 7], OK, 501, "compressed"),
+        (encode_frame(&[0xff, 0xff, 0xff]), OK, 500, "not a valid"),
+        (encode_frame(&[]), GrpcStatusHeaders::default(), 500, "without a grpc-status"),
+    ];
+    for (body, grpc, http, needle) in cases {
+        let reply = t.unary_response(&p, &body, grpc);
+        assert_eq!(reply.status, http, "{needle}");
+        if !reply.body.is_empty() {
+            let err = json_body(&reply);
+            assert!(err["message"].as_str().unwrap_or_default().contains(needle), "{needle}: {err}");
+        }
+    }
+}}
+
+test! { fn local_errors_are_always_json() {
+    let t = transcoder(json!({}));
+    let reply = t.local_error(&transcoder::Status::new(Code::InvalidArgument, "bad \"field\""));
+    assert_eq!(reply.status, 400);
+    assert_eq!(json_body(&reply), json!({"code": 3, "message": "bad \"field\"", "details": []}));
+}}
