@@ -189,7 +189,8 @@ fn is_blank(body: &[u8]) -> bool {
 const DESERIALIZE: DeserializeOptions = DeserializeOptions::new().deny_unknown_fields(true);
 
 fn field_prefix(path: &str) -> String {
-    if path.is_empty() || path == "." {
+    // serde_path_to_error writes "." for the root and "?" where the key itself is broken.
+    if path.is_empty() || path == "." || path == "?" {
         String::new()
     } else {
         format!("field `{path}`: ")

@@ -394,7 +394,8 @@ impl HttpContext for Request {
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
         if !self.handling_response() {
-            return if self.replied { Action::Pause } else { Action::Continue };
+            // Our own local reply comes through here too: it must pass.
+            return Action::Continue;
         }
         if let Some(t) = self.transcoder.clone() {
             if let Some(max) = t.max_response_body_size() {
@@ -418,7 +419,8 @@ impl HttpContext for Request {
 
     fn on_http_response_trailers(&mut self, _n: usize) -> Action {
         if !self.handling_response() {
-            return if self.replied { Action::Pause } else { Action::Continue };
+            // Our own local reply comes through here too: it must pass.
+            return Action::Continue;
         }
         let trailers = text_pairs(host::get_map(MapType::HttpResponseTrailers).unwrap_or_default());
         let body = host::get_buffer(BufferType::HttpResponseBody, 0, usize::MAX).unwrap_or_default();
