@@ -18,6 +18,7 @@ pub mod request;
 pub mod response;
 pub mod routes;
 pub mod status;
+pub mod surface;
 
 use std::collections::HashSet;
 
