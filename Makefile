@@ -56,7 +56,7 @@ help:
 	@echo "  wasm          build the filter -> $(WASM) (wasm-opt $(WASM_OPT_FLAGS) if binaryen is installed)"
 	@echo "  example       build $(EXAMPLE_BIN)"
 	@echo "  descriptors   write $(DESCRIPTORS) (FileDescriptorSet of descriptors/**/*.proto)"
-	@echo "  test          test-engine test-example test-e2e test-wasm32 (what .ci/run runs)"
+	@echo "  test          test-engine test-example test-wasm32 test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
 	@echo "  test-engine   cargo test -p transcoder"
 	@echo "  test-example  cargo test -p example-service"
 	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
@@ -130,7 +130,7 @@ descriptors: $(DESCRIPTORS)
 
 # ---------------------------------------------------------------- tests
 
-test: test-engine test-example test-e2e test-wasm32
+test: test-engine test-example test-wasm32 test-e2e
 
 test-engine:
 	$(CARGO) test -p transcoder
@@ -159,7 +159,7 @@ $(WB_STAMP):
 test-wasm32: $(WB_STAMP) | rust-targets
 	@command -v node >/dev/null || { echo "error: node is needed to run wasm-bindgen tests" >&2; exit 1; }
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WB_RUNNER)) \
-	  $(CARGO) test -p transcoder --target wasm32-unknown-unknown
+	  $(CARGO) test -p transcoder --tests --target wasm32-unknown-unknown
 
 # ---------------------------------------------------------------- demo
 
