@@ -58,6 +58,7 @@ help:
 	@echo "  descriptors   write $(DESCRIPTORS) (FileDescriptorSet of descriptors/**/*.proto)"
 	@echo "  test          test-engine test-example test-wasm32 test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
 	@echo "  test-engine   cargo test -p transcoder"
+	@echo "  test-filter   cargo test -p rust-grpc-proxy --lib (the glue's host-independent parts)"
 	@echo "  test-example  cargo test -p example-service"
 	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
 	@echo "  test-wasm32   engine tests on wasm32-unknown-unknown (wasm-bindgen-test, node); installs wasm-bindgen-cli into $(TOOLS)"
@@ -130,10 +131,14 @@ descriptors: $(DESCRIPTORS)
 
 # ---------------------------------------------------------------- tests
 
-test: test-engine test-example test-wasm32 test-e2e
+test: test-engine test-filter test-example test-wasm32 test-e2e
 
 test-engine:
 	$(CARGO) test -p transcoder
+
+# The glue's host-independent parts (map encoding); the rest needs Envoy and is covered by test-e2e.
+test-filter:
+	$(CARGO) test -p rust-grpc-proxy --lib
 
 test-example:
 	$(CARGO) test -p example-service
