@@ -47,7 +47,7 @@ VENV_STAMP := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
 
 .PHONY: help setup rust-targets venv wasm example descriptors \
-        test test-engine test-wasm32 test-example test-e2e \
+        test test-engine test-filter test-wasm32 test-example test-e2e \
         demo demo-stop clean FORCE
 
 help:
