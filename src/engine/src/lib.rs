@@ -11,6 +11,7 @@
 pub mod config;
 pub mod error;
 pub mod frame;
+pub mod json;
 pub mod path_matcher;
 pub mod path_template;
 pub mod percent;
@@ -305,7 +306,7 @@ impl Transcoder {
         HttpReply {
             status: status.http_status(),
             headers: vec![("content-type".into(), JSON.into())],
-            body: status.to_json(Some(&self.pool), self.printer.pretty()),
+            body: status.to_json(Some(&self.pool), &self.printer),
         }
     }
 

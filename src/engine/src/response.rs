@@ -6,6 +6,7 @@ use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, ReflectMessage, Seria
 use serde::Serialize;
 
 use crate::config::PrintOptions;
+use crate::json::{self, MessageJson, NonFinite};
 use crate::routes::{HttpBody, Route, HTTP_BODY};
 use crate::status::Status;
 
@@ -24,6 +25,7 @@ pub struct Printer {
     options: SerializeOptions,
     pretty: bool,
     proto_names: bool,
+    print_defaults: bool,
 }
 
 /// The content type of JSON answers.
@@ -40,6 +42,7 @@ impl Printer {
                 .skip_default_fields(!print.always_print_primitive_fields),
             pretty: print.add_whitespace,
             proto_names: print.preserve_proto_field_names,
+            print_defaults: print.always_print_primitive_fields,
         }
     }
 
@@ -48,29 +51,25 @@ impl Printer {
         self.pretty
     }
 
-    /// Prints a message as JSON.
-    pub fn message(&self, message: &DynamicMessage) -> Result<Vec<u8>, Status> {
-        let mut out = Vec::with_capacity(128);
-        let result = if self.pretty {
-            let mut ser = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b" "));
-            message.serialize_with_options(&mut ser, &self.options)
-        } else {
-            let mut ser = serde_json::Serializer::new(&mut out);
-            message.serialize_with_options(&mut ser, &self.options)
-        };
-        result.map_err(|e| Status::internal(format!("could not print the response as JSON: {e}")))?;
-        Ok(out)
+    /// Whether `always_print_primitive_fields` is on.
+    pub fn print_defaults(&self) -> bool {
+        self.print_defaults
     }
 
-    fn value<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, Status> {
-        let result = if self.pretty {
-            let mut out = Vec::new();
-            let mut ser = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b" "));
-            value.serialize(&mut ser).map(|()| out)
-        } else {
-            serde_json::to_vec(value)
-        };
-        result.map_err(|e| Status::internal(format!("could not print the response as JSON: {e}")))
+    /// The proto3 JSON options in force.
+    pub fn options(&self) -> &SerializeOptions {
+        &self.options
+    }
+
+    /// Prints a message as JSON.
+    pub fn message(&self, message: &DynamicMessage) -> Result<Vec<u8>, Status> {
+        self.value(&MessageJson(message, &self.options))
+    }
+
+    /// Prints any value as JSON, with protobuf's number format and `add_whitespace`.
+    pub fn value<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, Status> {
+        json::value_to_vec(self.pretty, value)
+            .map_err(|e| Status::internal(format!("could not print the response as JSON: {e}")))
     }
 }
 
@@ -130,8 +129,8 @@ fn response_field(message: &DynamicMessage, path: &[FieldDescriptor], printer: &
     let mut only = DynamicMessage::new(current.descriptor());
     only.set_field(leaf, value.into_owned());
     let options = printer.options.clone().skip_default_fields(false);
-    let json = only
-        .serialize_with_options(serde_json::value::Serializer, &options)
+    let json = MessageJson(&only, &options)
+        .serialize(NonFinite(serde_json::value::Serializer))
         .map_err(|e| Status::internal(format!("could not print the response as JSON: {e}")))?;
     let key = if printer.proto_names { leaf.name() } else { leaf.json_name() };
     let field_json = match json {

@@ -3,8 +3,12 @@
 
 use base64::Engine;
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage};
-use serde::Serialize;
+use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage, SerializeOptions};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use crate::json::MessageJson;
+use crate::response::Printer;
 
 /// The gRPC status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,29 +183,112 @@ impl Status {
         self.code.http_status()
     }
 
-    /// The JSON `google.rpc.Status` body; details whose type the descriptor
-    /// pool knows are printed as JSON, others as `{"@type", "value"}` base64,
-    /// so an unknown detail type never hides the error itself.
-    pub fn to_json(&self, pool: Option<&DescriptorPool>, pretty: bool) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            code: i32,
-            message: &'a str,
-            details: Vec<serde_json::Value>,
+    /// The JSON `google.rpc.Status` body, printed as Envoy prints it: proto3 JSON
+    /// with the configured print options (empty `message`/`details` left out
+    /// unless `always_print_primitive_fields`), details in field order. Details
+    /// whose type the descriptor pool knows are printed as JSON, others as
+    /// `{"@type", "value"}` base64, so an unknown detail type never hides the error.
+    pub fn to_json(&self, pool: Option<&DescriptorPool>, printer: &Printer) -> Vec<u8> {
+        let body = StatusJson { status: self, pool, printer };
+        // Printing strings, numbers and decoded messages cannot fail; keep a fallback anyway.
+        printer
+            .value(&body)
+            .unwrap_or_else(|_| br#"{"code":13,"message":"could not print the error"}"#.to_vec())
+    }
+}
+
+struct StatusJson<'a> {
+    status: &'a Status,
+    pool: Option<&'a DescriptorPool>,
+    printer: &'a Printer,
+}
+
+impl Serialize for StatusJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let all = self.printer.print_defaults();
+        let mut map = serializer.serialize_map(None)?;
+        if all || self.status.code != Code::Ok {
+            map.serialize_entry("code", &(self.status.code as i32))?;
         }
-        let details = self.details.iter().map(|any| detail_json(any, pool)).collect();
-        let body = Body {
-            code: self.code as i32,
-            message: &self.message,
-            details,
-        };
-        let result = if pretty {
-            serde_json::to_vec_pretty(&body)
-        } else {
-            serde_json::to_vec(&body)
-        };
-        // Serializing plain strings and JSON values cannot fail; keep a fallback anyway.
-        result.unwrap_or_else(|_| br#"{"code":13,"message":"could not print the error","details":[]}"#.to_vec())
+        if all || !self.status.message.is_empty() {
+            map.serialize_entry("message", &self.status.message)?;
+        }
+        if all || !self.status.details.is_empty() {
+            let details: Vec<DetailJson<'_>> = self
+                .status
+                .details
+                .iter()
+                .map(|any| DetailJson { any, pool: self.pool, options: self.printer.options() })
+                .collect();
+            map.serialize_entry("details", &details)?;
+        }
+        map.end()
+    }
+}
+
+/// Well-known types whose JSON is not an object of their fields: inside an
+/// `Any` they go under `"value"`.
+fn json_is_special(full_name: &str) -> bool {
+    matches!(
+        full_name,
+        "google.protobuf.Any"
+            | "google.protobuf.Duration"
+            | "google.protobuf.Timestamp"
+            | "google.protobuf.FieldMask"
+            | "google.protobuf.Struct"
+            | "google.protobuf.Value"
+            | "google.protobuf.ListValue"
+            | "google.protobuf.DoubleValue"
+            | "google.protobuf.FloatValue"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.UInt64Value"
+            | "google.protobuf.Int32Value"
+            | "google.protobuf.UInt32Value"
+            | "google.protobuf.BoolValue"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.BytesValue"
+    )
+}
+
+/// One detail (`google.protobuf.Any`) as proto3 JSON.
+struct DetailJson<'a> {
+    any: &'a prost_types::Any,
+    pool: Option<&'a DescriptorPool>,
+    options: &'a SerializeOptions,
+}
+
+impl Serialize for DetailJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Inline<'a> {
+            #[serde(rename = "@type")]
+            type_url: &'a str,
+            #[serde(flatten)]
+            message: MessageJson<'a>,
+        }
+        #[derive(Serialize)]
+        struct Nested<'a, T: Serialize> {
+            #[serde(rename = "@type")]
+            type_url: &'a str,
+            value: T,
+        }
+        let type_name = self.any.type_url.rsplit('/').next().unwrap_or_default();
+        let decoded = self
+            .pool
+            .and_then(|p| p.get_message_by_name(type_name))
+            .and_then(|desc| DynamicMessage::decode(desc, self.any.value.as_slice()).ok());
+        let type_url = self.any.type_url.as_str();
+        match decoded {
+            Some(message) if json_is_special(message.descriptor().full_name()) => {
+                Nested { type_url, value: MessageJson(&message, self.options) }.serialize(serializer)
+            }
+            Some(message) => Inline { type_url, message: MessageJson(&message, self.options) }.serialize(serializer),
+            None => Nested {
+                type_url,
+                value: base64::engine::general_purpose::STANDARD.encode(&self.any.value),
+            }
+            .serialize(serializer),
+        }
     }
 }
 
@@ -209,30 +296,6 @@ impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}: {}", self.code, self.message)
     }
-}
-
-fn detail_json(any: &prost_types::Any, pool: Option<&DescriptorPool>) -> serde_json::Value {
-    let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
-    let known = pool.and_then(|p| p.get_message_by_name(type_name)).and_then(|desc| {
-        let message = DynamicMessage::decode(desc, any.value.as_slice()).ok()?;
-        let value = serde_json::to_value(&message).ok()?;
-        let mut with_type = serde_json::Map::new();
-        with_type.insert("@type".into(), any.type_url.clone().into());
-        match value {
-            serde_json::Value::Object(fields) => with_type.extend(fields),
-            // Well-known types print as a JSON scalar; the Any form nests them under "value".
-            other => {
-                with_type.insert("value".into(), other);
-            }
-        }
-        Some(serde_json::Value::Object(with_type))
-    });
-    known.unwrap_or_else(|| {
-        serde_json::json!({
-            "@type": any.type_url,
-            "value": base64::engine::general_purpose::STANDARD.encode(&any.value),
-        })
-    })
 }
 
 fn decode_details_bin(value: &str) -> Option<RpcStatus> {

@@ -58,6 +58,7 @@ test! { fn print_options_are_honoured() {
     let reply = t.unary_response(&p, &encode_frame(&book()), OK);
     let text = String::from_utf8(reply.body.clone()).expect("utf8");
     assert!(text.starts_with("{\n \"name\""), "{text}");
+    assert!(text.ends_with("}\n"), "add_whitespace ends with a newline, as protobuf's printer: {text:?}");
     assert_eq!(
         json_body(&reply),
         json!({"name": "shelves/1/books/2", "title": "Dune", "genre": 1, "pages": "412", "tags": []})
@@ -130,7 +131,44 @@ test! { fn converted_errors_carry_decoded_details() {
     // No details header: the status comes from grpc-status and grpc-message.
     let plain = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("7"), message: Some("no"), details_bin: Some("%%%") });
     assert_eq!(plain.status, 403);
-    assert_eq!(json_body(&plain), json!({"code": 7, "message": "no", "details": []}));
+    // Empty details are left out, as Envoy prints google.rpc.Status (proto3 JSON).
+    assert_eq!(String::from_utf8_lossy(&plain.body), r#"{"code":7,"message":"no"}"#);
+}}
+
+test! { fn error_details_print_in_field_order_with_the_print_options() {
+    // Envoy prints the whole google.rpc.Status with its print options: details
+    // keep their fields in declaration order, add_whitespace indents by one
+    // space and ends with a newline, always_print_primitive_fields prints empties.
+    let t = transcoder(json!({"convert_grpc_status": true, "print_options": {"add_whitespace": true}}));
+    let p = plan(&t, "GET", "/v1/fail/5");
+    let detail = prost_types::Any {
+        type_url: "type.googleapis.com/bookstore.v1.FailureDetail".into(),
+        value: encode_json("bookstore.v1.FailureDetail", json!({"reason": "requested", "code": 5})),
+    };
+    let status = RpcStatus { code: 5, message: "gone".into(), details: vec![detail] };
+    let bin = base64::engine::general_purpose::STANDARD.encode(status.encode_to_vec());
+    let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("5"), message: Some("gone"), details_bin: Some(&bin) });
+    assert_eq!(
+        String::from_utf8_lossy(&reply.body),
+        "{\n \"code\": 5,\n \"message\": \"gone\",\n \"details\": [\n  {\n   \"@type\": \"type.googleapis.com/bookstore.v1.FailureDetail\",\n   \"reason\": \"requested\",\n   \"code\": 5\n  }\n ]\n}\n"
+    );
+    let all = transcoder(json!({"convert_grpc_status": true, "print_options": {"always_print_primitive_fields": true}}));
+    let reply = all.unary_response(&p, &[], GrpcStatusHeaders { status: Some("9"), message: None, details_bin: None });
+    assert_eq!(String::from_utf8_lossy(&reply.body), r#"{"code":9,"message":"","details":[]}"#);
+}}
+
+test! { fn numbers_and_non_finite_wrappers_print_like_protobuf() {
+    let t = transcoder(json!({}));
+    let p = plan(&t, "POST", "/v1/types:echo");
+    let message = encode_json("bookstore.v1.AllTypes", json!({
+        "doubleValue": 1.0, "floatValue": 123456789.125, "doubleWrapper": "NaN", "floatWrapper": "-Infinity",
+        "structValue": {"n": 2.0, "small": 1e-7}, "repeatedInt64": ["1"]
+    }));
+    let reply = t.unary_response(&p, &encode_frame(&message), OK);
+    assert_eq!(
+        String::from_utf8_lossy(&reply.body),
+        r#"{"doubleValue":1,"floatValue":123456792,"repeatedInt64":["1"],"structValue":{"n":2,"small":1e-07},"floatWrapper":"-Infinity","doubleWrapper":"NaN"}"#
+    );
 }}
 
 test! { fn broken_replies_are_json_errors() {
@@ -158,5 +196,5 @@ test! { fn local_errors_are_always_json() {
     let t = transcoder(json!({}));
     let reply = t.local_error(&transcoder::Status::new(Code::InvalidArgument, "bad \"field\""));
     assert_eq!(reply.status, 400);
-    assert_eq!(json_body(&reply), json!({"code": 3, "message": "bad \"field\"", "details": []}));
+    assert_eq!(json_body(&reply), json!({"code": 3, "message": "bad \"field\""}));
 }}

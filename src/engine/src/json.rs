@@ -1,0 +1,377 @@
+//! JSON text exactly as Envoy's transcoder (protobuf's JSON printer) writes it:
+//! numbers in C's `%g` style (`1` for 1.0, `1e+21`, `1e-07`, floats at float
+//! precision), non-finite floats as `"NaN"`/`"Infinity"` strings wherever they
+//! occur (wrappers included), and `add_whitespace` as one-space indentation
+//! followed by a newline.
+
+use std::io;
+
+use prost_reflect::{DynamicMessage, SerializeOptions};
+use serde::ser::{self, Serialize, Serializer};
+use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
+
+/// Prints a value as JSON text: pretty (one-space indent and a final newline,
+/// like protobuf's `add_whitespace`) or compact, numbers and non-finite floats
+/// as protobuf prints them.
+pub fn value_to_vec<T: Serialize + ?Sized>(pretty: bool, value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(128);
+    if pretty {
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, ProtoFormatter(PrettyFormatter::with_indent(b" ")));
+        value.serialize(NonFinite(&mut ser))?;
+        out.push(b'\n');
+    } else {
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, ProtoFormatter(CompactFormatter));
+        value.serialize(NonFinite(&mut ser))?;
+    }
+    Ok(out)
+}
+
+/// A message with its proto3 JSON options, as a `Serialize` value.
+pub struct MessageJson<'a>(pub &'a DynamicMessage, pub &'a SerializeOptions);
+
+impl Serialize for MessageJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_with_options(serializer, self.1)
+    }
+}
+
+/// Formats a double as protobuf's `SimpleDtoa`: `%.15g`, or `%.17g` when that
+/// does not read back as the same value.
+pub fn format_double(value: f64) -> String {
+    let short = format_g(value, 15);
+    if short.parse::<f64>().ok() == Some(value) {
+        short
+    } else {
+        format_g(value, 17)
+    }
+}
+
+/// Formats a float as protobuf's `SimpleFtoa`: `%.6g`, or `%.9g` when that
+/// does not read back as the same float.
+pub fn format_float(value: f32) -> String {
+    let short = format_g(f64::from(value), 6);
+    if short.parse::<f32>().ok() == Some(value) {
+        short
+    } else {
+        format_g(f64::from(value), 9)
+    }
+}
+
+/// C's `printf("%.{precision}g", value)` for finite values.
+fn format_g(value: f64, precision: usize) -> String {
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let precision = precision.max(1);
+    // The exponent %g decides with is the one of the %e conversion, after rounding.
+    let scientific = format!("{:.*e}", precision - 1, value);
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific.as_str(), "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if exponent < -4 || exponent >= precision as i32 {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", strip_fraction_zeros(mantissa), exponent.unsigned_abs())
+    } else {
+        let decimals = (precision as i32 - 1 - exponent).max(0) as usize;
+        strip_fraction_zeros(&format!("{value:.decimals$}")).to_string()
+    }
+}
+
+fn strip_fraction_zeros(number: &str) -> &str {
+    if number.contains('.') {
+        number.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        number
+    }
+}
+
+/// A serde_json formatter that writes floats like protobuf and otherwise
+/// behaves as the formatter it wraps.
+#[derive(Debug, Clone)]
+pub struct ProtoFormatter<F>(pub F);
+
+impl<F: Formatter> Formatter for ProtoFormatter<F> {
+    fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
+        writer.write_all(format_float(value).as_bytes())
+    }
+    fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        writer.write_all(format_double(value).as_bytes())
+    }
+    fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_array(writer)
+    }
+    fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_array(writer)
+    }
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_array_value(writer, first)
+    }
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_array_value(writer)
+    }
+    fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_object(writer)
+    }
+    fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object(writer)
+    }
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_object_key(writer, first)
+    }
+    fn end_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object_key(writer)
+    }
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_object_value(writer)
+    }
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object_value(writer)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// NonFinite: a Serializer adapter that writes NaN and ±Infinity as the strings
+// proto3 JSON uses. prost-reflect does so for plain float fields but hands the
+// raw value to serialize_f32/f64 for FloatValue/DoubleValue wrappers, which
+// serde_json would print as `null` (an unset wrapper, so the value would be lost).
+
+fn non_finite_name(value: f64) -> &'static str {
+    if value.is_nan() {
+        "NaN"
+    } else if value > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    }
+}
+
+/// See the section comment: wraps a Serializer, and every nested one.
+pub struct NonFinite<S>(pub S);
+
+/// A value serialized through [`NonFinite`].
+struct Wrap<'a, T: ?Sized>(&'a T);
+
+impl<T: Serialize + ?Sized> Serialize for Wrap<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(NonFinite(serializer))
+    }
+}
+
+macro_rules! forward {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $method(self, $($arg: $ty),*) -> Result<S::Ok, S::Error> { self.0.$method($($arg),*) })*
+    };
+}
+
+impl<S: Serializer> Serializer for NonFinite<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    type SerializeSeq = NonFinite<S::SerializeSeq>;
+    type SerializeTuple = NonFinite<S::SerializeTuple>;
+    type SerializeTupleStruct = NonFinite<S::SerializeTupleStruct>;
+    type SerializeTupleVariant = NonFinite<S::SerializeTupleVariant>;
+    type SerializeMap = NonFinite<S::SerializeMap>;
+    type SerializeStruct = NonFinite<S::SerializeStruct>;
+    type SerializeStructVariant = NonFinite<S::SerializeStructVariant>;
+
+    forward! {
+        serialize_bool(v: bool);
+        serialize_i8(v: i8);
+        serialize_i16(v: i16);
+        serialize_i32(v: i32);
+        serialize_i64(v: i64);
+        serialize_i128(v: i128);
+        serialize_u8(v: u8);
+        serialize_u16(v: u16);
+        serialize_u32(v: u32);
+        serialize_u64(v: u64);
+        serialize_u128(v: u128);
+        serialize_char(v: char);
+        serialize_str(v: &str);
+        serialize_bytes(v: &[u8]);
+        serialize_none();
+        serialize_unit();
+        serialize_unit_struct(name: &'static str);
+        serialize_unit_variant(name: &'static str, index: u32, variant: &'static str);
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            self.0.serialize_f32(v)
+        } else {
+            self.0.serialize_str(non_finite_name(f64::from(v)))
+        }
+    }
+    fn serialize_f64(self, v: f64) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            self.0.serialize_f64(v)
+        } else {
+            self.0.serialize_str(non_finite_name(v))
+        }
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {
+        self.0.serialize_some(&Wrap(value))
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<S::Ok, S::Error> {
+        self.0.serialize_newtype_struct(name, &Wrap(value))
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<S::Ok, S::Error> {
+        self.0.serialize_newtype_variant(name, index, variant, &Wrap(value))
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, S::Error> {
+        self.0.serialize_seq(len).map(NonFinite)
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
+        self.0.serialize_tuple(len).map(NonFinite)
+    }
+    fn serialize_tuple_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeTupleStruct, S::Error> {
+        self.0.serialize_tuple_struct(name, len).map(NonFinite)
+    }
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleVariant, S::Error> {
+        self.0.serialize_tuple_variant(name, index, variant, len).map(NonFinite)
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
+        self.0.serialize_map(len).map(NonFinite)
+    }
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Self::SerializeStruct, S::Error> {
+        self.0.serialize_struct(name, len).map(NonFinite)
+    }
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStructVariant, S::Error> {
+        self.0.serialize_struct_variant(name, index, variant, len).map(NonFinite)
+    }
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+impl<S: ser::SerializeSeq> ser::SerializeSeq for NonFinite<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), S::Error> {
+        self.0.serialize_element(&Wrap(value))
+    }
+    fn end(self) -> Result<S::Ok, S::Error> {
+        self.0.end()
+    }
+}
+
+impl<S: ser::SerializeTuple> ser::SerializeTuple for NonFinite<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), S::Error> {
+        self.0.serialize_element(&Wrap(value))
+    }
+    fn end(self) -> Result<S::Ok, S::Error> {
+        self.0.end()
+    }
+}
+
+impl<S: ser::SerializeTupleStruct> ser::SerializeTupleStruct for NonFinite<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), S::Error> {
+        self.0.serialize_field(&Wrap(value))
+    }
+    fn end(self) -> Result<S::Ok, S::Error> {
+        self.0.end()
+    }
+}
+
+impl<S: ser::SerializeTupleVariant> ser::SerializeTupleVariant for NonFinite<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), S::Error> {
+        self.0.serialize_field(&Wrap(value))
+    }
+    fn end(self) -> Result<S::Ok, S::Error> {
+        self.0.end()
+    }
+}
+
+impl<S: ser::SerializeMap> ser::SerializeMap for NonFinite<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), S::Error> {
+        self.0.serialize_key(&Wrap(key))
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), S::Error> {
+        self.0.serialize_value(&Wrap(value))
+    }
+    fn end(self) -> Result<S::Ok, S::Error> {
+        self.0.end()
+    }
+}
+
+impl<S: ser::SerializeStruct> ser::SerializeStruct for NonFinite<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), S::Error> {
+        self.0.serialize_field(key, &Wrap(value))
+    }
+    fn skip_field(&mut self, key: &'static str) -> Result<(), S::Error> {
+        self.0.skip_field(key)
+    }
+    fn end(self) -> Result<S::Ok, S::Error> {
+        self.0.end()
+    }
+}
+
+impl<S: ser::SerializeStructVariant> ser::SerializeStructVariant for NonFinite<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), S::Error> {
+        self.0.serialize_field(key, &Wrap(value))
+    }
+    fn skip_field(&mut self, key: &'static str) -> Result<(), S::Error> {
+        self.0.skip_field(key)
+    }
+    fn end(self) -> Result<S::Ok, S::Error> {
+        self.0.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn numbers_print_like_protobuf() {
+        for (value, text) in [
+            (1.0, "1"),
+            (0.1, "0.1"),
+            (1e21, "1e+21"),
+            (1e-7, "1e-07"),
+            (1.5e300, "1.5e+300"),
+            (123456789.125, "123456789.125"),
+            (-2.5, "-2.5"),
+            (1e15, "1e+15"),
+            (123456789012345.0, "123456789012345"),
+            (0.0001, "0.0001"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (f64::MAX, "1.7976931348623157e+308"),
+        ] {
+            assert_eq!(format_double(value), text, "{value:e}");
+        }
+        for (value, text) in [(1.0f32, "1"), (0.1, "0.1"), (123456789.125, "123456792"), (3.3, "3.3"), (1e-7, "1e-07"), (f32::MAX, "3.40282347e+38")] {
+            assert_eq!(format_float(value), text, "{value:e}");
+        }
+    }
+}
