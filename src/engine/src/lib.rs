@@ -233,12 +233,10 @@ impl Transcoder {
     pub fn unary_response(&self, plan: &RequestPlan, grpc_body: &[u8], grpc: GrpcStatusHeaders<'_>) -> HttpReply {
         match grpc.status.map(Code::from_header) {
             Some(Code::Ok) => {}
-            Some(_) => return self.upstream_error(Status::from_grpc(grpc.status, grpc.message, grpc.details_bin)),
+            Some(_) => return self.upstream_error(grpc),
             None => {
-                return self.upstream_error(Status::new(
-                    Code::Unknown,
-                    "the gRPC server's reply ended without a grpc-status",
-                ))
+                let status = Status::new(Code::Unknown, "the gRPC server's reply ended without a grpc-status");
+                return self.error_reply(&status, None);
             }
         }
         let frames = match frame::decode_all(grpc_body, self.max_response_body_size()) {
@@ -261,7 +259,15 @@ impl Transcoder {
                 )))
             }
         };
-        self.message_response(plan, message)
+        let mut reply = self.message_response(plan, message);
+        if reply.status == 200 {
+            // Envoy moves the trailers of a unary reply into the response headers.
+            reply.headers.push(("grpc-status".into(), grpc.status.unwrap_or("0").trim().to_string()));
+            if let Some(message) = grpc.message {
+                reply.headers.push(("grpc-message".into(), message.to_string()));
+            }
+        }
+        reply
     }
 
     /// The HTTP answer for one successful response message (unframed).
@@ -279,19 +285,30 @@ impl Transcoder {
         }
     }
 
-    /// The HTTP answer for an error status from the gRPC server: a JSON
-    /// `google.rpc.Status` with `convert_grpc_status`, else an empty body with the
-    /// gRPC status headers, as Envoy answers.
-    pub fn upstream_error(&self, status: Status) -> HttpReply {
+    /// The HTTP answer for an error status from the gRPC server (its trailers, or
+    /// trailers-only headers): a JSON `google.rpc.Status` with
+    /// `convert_grpc_status`, else an empty body with the gRPC status headers,
+    /// `grpc-message` passed on as the server sent it, as Envoy answers.
+    pub fn upstream_error(&self, grpc: GrpcStatusHeaders<'_>) -> HttpReply {
+        let status = Status::from_grpc(grpc.status, grpc.message, grpc.details_bin);
+        self.error_reply(&status, grpc.message)
+    }
+
+    /// `status` as an upstream error; `raw_message` is the `grpc-message` as received.
+    fn error_reply(&self, status: &Status, raw_message: Option<&str>) -> HttpReply {
         if self.config.convert_grpc_status {
-            return self.local_error(&status);
+            return self.local_error(status);
         }
         let mut headers = vec![
             ("content-type".to_string(), JSON.to_string()),
             ("grpc-status".to_string(), (status.code as i32).to_string()),
         ];
-        if !status.message.is_empty() {
-            headers.push(("grpc-message".to_string(), percent_encode_grpc_message(&status.message)));
+        match raw_message {
+            Some(raw) => headers.push(("grpc-message".to_string(), raw.to_string())),
+            None if !status.message.is_empty() => {
+                headers.push(("grpc-message".to_string(), status::encode_grpc_message(&status.message)))
+            }
+            None => {}
         }
         HttpReply {
             status: status.http_status(),
@@ -340,17 +357,4 @@ fn parse_query(query: &str, unescape_plus: bool) -> Result<Vec<(String, String)>
             Ok((name, value))
         })
         .collect()
-}
-
-/// Percent-encodes a `grpc-message` the way gRPC sends it (non-printable ASCII and '%').
-fn percent_encode_grpc_message(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    for b in message.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

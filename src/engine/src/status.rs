@@ -307,6 +307,20 @@ fn decode_details_bin(value: &str) -> Option<RpcStatus> {
     RpcStatus::decode(bytes.as_slice()).ok()
 }
 
+/// Percent-encodes a `grpc-message` the way the gRPC spec says (bytes outside
+/// printable ASCII, and '%').
+pub fn encode_grpc_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Percent-decodes a `grpc-message` value (the gRPC spec's encoding); bytes
 /// that do not decode to UTF-8 stay escaped, so the message is never refused.
 pub fn decode_grpc_message(value: &str) -> String {

@@ -99,8 +99,21 @@ test! { fn grpc_errors_map_to_http_status() {
         // Without convert_grpc_status the body is empty and the status stays in headers, as Envoy does.
         assert!(reply.body.is_empty());
         assert_eq!(header(&reply, "grpc-status"), Some(code.as_str()).filter(|_| code != "99").or(Some("2")));
-        assert_eq!(header(&reply, "grpc-message"), Some("x y"));
+        // grpc-message is passed on as the server sent it (percent-encoded), as Envoy does.
+        assert_eq!(header(&reply, "grpc-message"), Some("x%20y"));
     }
+}}
+
+test! { fn successful_replies_carry_the_grpc_status_header() {
+    // Envoy moves a unary reply's trailers into the HTTP response headers.
+    let t = transcoder(json!({}));
+    let p = plan(&t, "GET", "/v1/shelves/1/books/2");
+    let reply = t.unary_response(&p, &encode_frame(&book()), OK);
+    assert_eq!(header(&reply, "grpc-status"), Some("0"));
+    assert_eq!(header(&reply, "grpc-message"), None);
+    // Not on errors the filter makes of a broken reply.
+    let broken = t.unary_response(&p, &[0, 0, 0], OK);
+    assert_eq!(header(&broken, "grpc-status"), None);
 }}
 
 test! { fn converted_errors_carry_decoded_details() {

@@ -166,14 +166,18 @@ impl Context for Request {
             return;
         };
         let code = status_code.to_string();
-        let host_message = proxy_wasm::hostcalls::get_grpc_status().ok().and_then(|(_, m)| m);
+        // Envoy's own reason (no upstream, reset, ...), decoded: encode it as a grpc-message.
+        let host_message = proxy_wasm::hostcalls::get_grpc_status()
+            .ok()
+            .and_then(|(_, m)| m)
+            .map(|m| transcoder::status::encode_grpc_message(&m));
         let mut grpc = grpc_status_of(&self.stream_trailers);
         grpc.status = Some(&code);
         if grpc.message.is_none() {
             grpc.message = host_message.as_deref();
         }
         let reply = if status_code != 0 {
-            t.upstream_error(Status::from_grpc(grpc.status, grpc.message, grpc.details_bin))
+            t.upstream_error(grpc)
         } else {
             let framed: Vec<u8> = self.stream_messages.iter().flat_map(|m| transcoder::frame::encode_frame(m)).collect();
             t.unary_response(&plan, &framed, grpc)
