@@ -333,6 +333,16 @@ impl Transcoder {
     }
 }
 
+/// Whether a `content-type` makes a request (or response) gRPC, by Envoy's rule
+/// (`Grpc::Common::hasGrpcContentType`): exactly `application/grpc` or
+/// `application/grpc+<subtype>`. `application/grpc-web` is not gRPC, and the
+/// native transcoder transcodes such requests like any other.
+pub fn is_grpc_content_type(content_type: &str) -> bool {
+    content_type
+        .strip_prefix("application/grpc")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
+}
+
 /// Splits `:path` into path and query, dropping any fragment.
 fn split_path(path_and_query: &str) -> (&str, &str) {
     let without_fragment = path_and_query.split('#').next().unwrap_or_default();

@@ -197,3 +197,14 @@ test! { fn enums_parse_case_insensitively_when_asked() {
         json!({"color": "BLUE", "repeatedColor": ["RED"], "colorMap": {"k": "GREEN"}, "nested": {"name": "x"}})
     );
 }}
+
+test! { fn grpc_content_types_follow_envoys_rule() {
+    // Envoy's Grpc::Common::hasGrpcContentType: such requests pass through untouched.
+    for grpc in ["application/grpc", "application/grpc+proto", "application/grpc+json"] {
+        assert!(transcoder::is_grpc_content_type(grpc), "{grpc}");
+    }
+    // gRPC-Web and look-alikes are transcoded like any other request, as native does.
+    for other in ["application/grpc-web", "application/grpc-web+proto", "application/grpcx", "application/json", "", "application/grp"] {
+        assert!(!transcoder::is_grpc_content_type(other), "{other}");
+    }
+}}

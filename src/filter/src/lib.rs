@@ -305,7 +305,7 @@ impl HttpContext for Request {
         };
         let h = MapType::HttpRequestHeaders;
         let content_type = host::get_header(h, "content-type");
-        if content_type.as_deref().is_some_and(|c| c.starts_with("application/grpc")) {
+        if content_type.as_deref().is_some_and(transcoder::is_grpc_content_type) {
             return Action::Continue;
         }
         let (Some(method), Some(path)) = (host::get_header(h, ":method"), host::get_header(h, ":path")) else {
@@ -379,7 +379,7 @@ impl HttpContext for Request {
             return Action::Continue;
         }
         let headers = text_pairs(host::get_map(MapType::HttpResponseHeaders).unwrap_or_default());
-        let is_grpc = find(&headers, "content-type").is_some_and(|c| c.starts_with("application/grpc"));
+        let is_grpc = find(&headers, "content-type").is_some_and(transcoder::is_grpc_content_type);
         if !is_grpc {
             // Not a gRPC answer (an Envoy error page, a plain HTTP server): pass it on as is.
             self.plan = None;
