@@ -10,7 +10,7 @@ use prost::Message;
 use prost_reflect::{DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
 use serde_json::{Map, Value as Json};
 
-use crate::routes::{resolve_field_path, BodyRule, HttpBody, Route, HTTP_BODY};
+use crate::routes::{resolve_query_field_path, BodyRule, HttpBody, Route, HTTP_BODY};
 use crate::status::Status;
 
 /// Where a binding came from, for error messages.
@@ -76,6 +76,7 @@ pub fn is_scalar_like(message: &MessageDescriptor) -> bool {
             | "google.protobuf.BoolValue"
             | "google.protobuf.StringValue"
             | "google.protobuf.BytesValue"
+            | "google.protobuf.Value"
     )
 }
 
@@ -86,7 +87,7 @@ pub fn resolve_query_param(input: &MessageDescriptor, name: String, value: Strin
         _ => (name.as_str(), None),
     };
     let names: Vec<&str> = path.split('.').collect();
-    match resolve_field_path(input, &names) {
+    match resolve_query_field_path(input, &names) {
         Ok(fields) => {
             let binding = FieldBinding {
                 fields,
@@ -309,9 +310,21 @@ fn insert_binding(root: &mut Map<String, Json>, binding: &FieldBinding, options:
     };
     let mut object = root;
     for field in parents {
-        let slot = object
-            .entry(field.json_name().to_string())
-            .or_insert_with(|| Json::Object(Map::new()));
+        let slot = if field.is_list() {
+            // A repeated message on the way (`items.name=x`): the URL builds one
+            // element, whose fields later parameters overwrite, as Envoy does.
+            let list = object.entry(field.json_name().to_string()).or_insert_with(|| Json::Array(Vec::new()));
+            let Json::Array(items) = list else {
+                return Err(format!("field `{}` is set twice in different ways", field.name()));
+            };
+            if items.is_empty() {
+                items.push(Json::Object(Map::new()));
+            }
+            let last = items.len() - 1;
+            &mut items[last]
+        } else {
+            object.entry(field.json_name().to_string()).or_insert_with(|| Json::Object(Map::new()))
+        };
         object = match slot {
             Json::Object(o) => o,
             _ => return Err(format!("field `{}` is set twice in different ways", field.name())),
@@ -359,7 +372,7 @@ fn insert_binding(root: &mut Map<String, Json>, binding: &FieldBinding, options:
 /// proto3 JSON parser checks and converts it exactly as it would in a body.
 fn scalar_json(kind: &Kind, raw: &str, options: ParseOptions) -> Result<Json, String> {
     Ok(match kind {
-        Kind::Bool => Json::Bool(parse_bool(raw).ok_or_else(|| format!("{raw:?} is not a boolean (true or false)"))?),
+        Kind::Bool => Json::Bool(parse_bool(raw).ok_or_else(|| format!("{raw:?} is not a boolean (true/false, t/f, yes/no, y/n or 1/0)"))?),
         Kind::Enum(e) => match raw.parse::<i32>() {
             Ok(n) => Json::from(n),
             Err(_) => {
@@ -373,28 +386,93 @@ fn scalar_json(kind: &Kind, raw: &str, options: ParseOptions) -> Result<Json, St
                 }
             }
         },
+        Kind::Double => url_float_json(raw, false)?,
+        Kind::Float => url_float_json(raw, true)?,
         Kind::Message(m) if m.full_name() == "google.protobuf.BoolValue" => {
-            Json::Bool(parse_bool(raw).ok_or_else(|| format!("{raw:?} is not a boolean (true or false)"))?)
+            Json::Bool(parse_bool(raw).ok_or_else(|| format!("{raw:?} is not a boolean (true/false, t/f, yes/no, y/n or 1/0)"))?)
         }
+        Kind::Message(m) if m.full_name() == "google.protobuf.DoubleValue" => url_float_json(raw, false)?,
+        Kind::Message(m) if m.full_name() == "google.protobuf.FloatValue" => url_float_json(raw, true)?,
         Kind::Message(m) if !is_scalar_like(m) => {
             return Err(format!(
                 "the field is a message ({}); set its fields instead, as `name.field=value`",
                 m.full_name()
             ))
         }
-        // Numbers, strings, bytes (base64) and the scalar-like well-known types
-        // all accept a JSON string in proto3 JSON.
+        // Integers, strings, bytes (base64) and the scalar-like well-known types
+        // all accept a JSON string in proto3 JSON; a google.protobuf.Value from
+        // the URL is a string value, as in Envoy.
         _ => Json::String(raw.to_string()),
     })
 }
 
-/// Booleans as grpc-gateway reads them from URLs (Go's strconv.ParseBool).
+/// Booleans as Envoy's transcoding library reads them from URLs
+/// (`absl::SimpleAtob`): true/t/yes/y/1 and false/f/no/n/0, in any letter case.
 fn parse_bool(raw: &str) -> Option<bool> {
-    match raw {
-        "true" | "True" | "TRUE" | "t" | "T" | "1" => Some(true),
-        "false" | "False" | "FALSE" | "f" | "F" | "0" => Some(false),
-        _ => None,
+    const TRUE: [&str; 5] = ["true", "t", "yes", "y", "1"];
+    const FALSE: [&str; 5] = ["false", "f", "no", "n", "0"];
+    if TRUE.iter().any(|t| t.eq_ignore_ascii_case(raw)) {
+        Some(true)
+    } else if FALSE.iter().any(|f| f.eq_ignore_ascii_case(raw)) {
+        Some(false)
+    } else {
+        None
     }
+}
+
+/// A floating-point URL value as protobuf's converter reads it (`DataPiece::ToDouble`
+/// / `ToFloat`): exactly `NaN`, `Infinity` or `-Infinity`, or a number C's
+/// `strtod` reads whole (decimal or hexadecimal) that fits the type; `inf`,
+/// `nan` and values that overflow are refused.
+fn url_float_json(raw: &str, float: bool) -> Result<Json, String> {
+    if matches!(raw, "NaN" | "Infinity" | "-Infinity") {
+        return Ok(Json::String(raw.to_string()));
+    }
+    let value = parse_strtod(raw).ok_or_else(|| format!("{raw:?} is not a number"))?;
+    let type_name = if float { "float" } else { "double" };
+    if !value.is_finite() || (float && value.abs() > f64::from(f32::MAX)) {
+        return Err(format!(
+            "{raw:?} is not a finite {type_name} (use NaN, Infinity or -Infinity for those values)"
+        ));
+    }
+    serde_json::Number::from_f64(value)
+        .map(Json::Number)
+        .ok_or_else(|| format!("{raw:?} is not a finite {type_name}"))
+}
+
+/// `strtod` over the whole string: decimal via Rust's parser, `0x` hexadecimal
+/// floats by hand; no surrounding whitespace.
+fn parse_strtod(raw: &str) -> Option<f64> {
+    let (negative, unsigned) = match raw.as_bytes().first() {
+        Some(b'-') => (true, &raw[1..]),
+        Some(b'+') => (false, &raw[1..]),
+        _ => (false, raw),
+    };
+    let Some(hex) = unsigned.strip_prefix("0x").or_else(|| unsigned.strip_prefix("0X")) else {
+        if raw.starts_with(|c: char| c.is_ascii_whitespace()) || raw.ends_with(|c: char| c.is_ascii_whitespace()) {
+            return None;
+        }
+        return raw.parse::<f64>().ok();
+    };
+    let (digits, exponent) = match hex.find(['p', 'P']) {
+        Some(i) => (&hex[..i], hex[i + 1..].parse::<i32>().ok()?),
+        None => (hex, 0),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    let mut mantissa = 0f64;
+    for c in int_part.chars() {
+        mantissa = mantissa * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    let mut scale = 1.0 / 16.0;
+    for c in frac_part.chars() {
+        mantissa += f64::from(c.to_digit(16)?) * scale;
+        scale /= 16.0;
+    }
+    let value = mantissa * 2f64.powi(exponent);
+    Some(if negative { -value } else { value })
 }
 
 /// Encodes `inner` as the value of the nested message fields `path`.

@@ -262,6 +262,23 @@ pub fn resolve_field_path<S: AsRef<str>>(
     message: &MessageDescriptor,
     names: &[S],
 ) -> Result<Vec<FieldDescriptor>, String> {
+    resolve_path(message, names, false)
+}
+
+/// As [`resolve_field_path`], for query parameters: a step may also be a
+/// repeated message field (not a map), as Envoy's transcoder allows.
+pub fn resolve_query_field_path<S: AsRef<str>>(
+    message: &MessageDescriptor,
+    names: &[S],
+) -> Result<Vec<FieldDescriptor>, String> {
+    resolve_path(message, names, true)
+}
+
+fn resolve_path<S: AsRef<str>>(
+    message: &MessageDescriptor,
+    names: &[S],
+    through_lists: bool,
+) -> Result<Vec<FieldDescriptor>, String> {
     let mut fields = Vec::with_capacity(names.len());
     let mut current = message.clone();
     for (i, name) in names.iter().enumerate() {
@@ -272,11 +289,12 @@ pub fn resolve_field_path<S: AsRef<str>>(
             .ok_or_else(|| format!("no field {name:?} in message {}", current.full_name()))?;
         if i + 1 < names.len() {
             match field.kind() {
-                Kind::Message(next) if !field.is_list() && !field.is_map() => current = next,
+                Kind::Message(next) if !field.is_map() && (through_lists || !field.is_list()) => current = next,
                 _ => {
                     return Err(format!(
-                        "field {name:?} of {} is not a singular message, so {:?} cannot go inside it",
+                        "field {name:?} of {} is not a {}message, so {:?} cannot go inside it",
                         current.full_name(),
+                        if through_lists { "" } else { "singular " },
                         names.get(i + 1).map(|n| n.as_ref()).unwrap_or_default()
                     ))
                 }

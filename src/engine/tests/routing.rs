@@ -208,3 +208,38 @@ test! { fn grpc_content_types_follow_envoys_rule() {
         assert!(!transcoder::is_grpc_content_type(other), "{other}");
     }
 }}
+
+test! { fn url_values_parse_like_envoys_transcoder() {
+    let t = transcoder(json!({}));
+    let q = |query: &str| request_json(&t, "GET", &format!("/v1/types/s/n?{query}"), "");
+    let err = |query: &str| support::request_error(&t, "GET", &format!("/v1/types/s/n?{query}"), "");
+    // Booleans as absl::SimpleAtob: any letter case, t/f, yes/no, y/n, 1/0.
+    for (raw, value) in [("tRuE", true), ("yes", true), ("Y", true), ("1", true), ("no", false), ("N", false), ("F", false)] {
+        let got = q(&format!("boolValue={raw}&boolWrapper={raw}"));
+        assert_eq!(got.get("boolValue").cloned().unwrap_or(json!(false)), json!(value), "{raw}");
+        assert_eq!(got["boolWrapper"], json!(value), "{raw}");
+    }
+    for raw in ["on", "off", "2", "", "truth"] {
+        assert!(err(&format!("boolValue={raw}")).message.contains("boolValue"), "{raw}");
+    }
+    // Floats as protobuf's DataPiece: exact NaN/Infinity spellings, strtod numbers
+    // (hexadecimal too), nothing that overflows the type.
+    assert_eq!(q("doubleValue=0x10&floatValue=%2B.5")["doubleValue"], json!(16.0));
+    assert_eq!(q("floatValue=%2B.5")["floatValue"], json!(0.5));
+    assert_eq!(q("doubleValue=-Infinity")["doubleValue"], json!("-Infinity"));
+    let p = support::plan(&t, "GET", "/v1/types/s/n?doubleWrapper=NaN&floatWrapper=Infinity");
+    let bytes = t.request_message(&p, None, b"").expect("transcodes");
+    let all = prost_reflect::DynamicMessage::decode(support::message("bookstore.v1.AllTypes"), bytes.as_slice()).expect("decodes");
+    let inner = |field: &str| all.get_field_by_name(field).and_then(|v| v.as_message().and_then(|m| m.get_field_by_name("value")).map(|v| v.into_owned()));
+    assert!(inner("double_wrapper").and_then(|v| v.as_f64()).is_some_and(f64::is_nan));
+    assert_eq!(inner("float_wrapper").and_then(|v| v.as_f32()), Some(f32::INFINITY));
+    for query in ["doubleValue=inf", "doubleValue=nan", "doubleValue=-NaN", "doubleValue=1.8e308", "floatValue=3.5e38",
+                  "floatValue=3.4028235e38", "doubleValue=1_0", "doubleValue=%201", "doubleWrapper=infinity"] {
+        assert_eq!(err(query).code, Code::InvalidArgument, "{query}");
+    }
+    // A google.protobuf.Value from the URL is a string value.
+    assert_eq!(q("value=true")["value"], json!("true"));
+    // Through a repeated message: one element, later parameters overwrite.
+    assert_eq!(q("repeatedNested.name=a&repeatedNested.name=b&repeatedNested.count=3")["repeatedNested"],
+        json!([{"name": "b", "count": 3}]));
+}}
