@@ -47,7 +47,7 @@ VENV_STAMP := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
 
 .PHONY: help setup rust-targets venv wasm example descriptors \
-        test test-engine test-filter test-wasm32 test-example test-e2e \
+        test test-engine test-filter test-wasm32 test-example test-e2e test-cli \
         demo demo-stop clean FORCE
 
 help:
@@ -56,10 +56,11 @@ help:
 	@echo "  wasm          build the filter -> $(WASM) (wasm-opt $(WASM_OPT_FLAGS) if binaryen is installed)"
 	@echo "  example       build $(EXAMPLE_BIN)"
 	@echo "  descriptors   write $(DESCRIPTORS) (FileDescriptorSet of descriptors/**/*.proto)"
-	@echo "  test          test-engine test-example test-wasm32 test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
+	@echo "  test          test-engine test-example test-cli test-wasm32 test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
 	@echo "  test-engine   cargo test -p transcoder"
 	@echo "  test-filter   cargo test -p rust-grpc-proxy --lib (the glue's host-independent parts)"
 	@echo "  test-example  cargo test -p example-service"
+	@echo "  test-cli      rgp (descriptor tooling): cargo test -p rgp-cli, then pytest tests/cli (openapi-spec-validator, YAML)"
 	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
 	@echo "  test-wasm32   engine tests on wasm32-unknown-unknown (wasm-bindgen-test, node); installs wasm-bindgen-cli into $(TOOLS)"
 	@echo "  demo          example service on 127.0.0.1:50051 + Envoy with the filter on 127.0.0.1:8080 (admin 9901); Ctrl-C stops both"
@@ -131,7 +132,7 @@ descriptors: $(DESCRIPTORS)
 
 # ---------------------------------------------------------------- tests
 
-test: test-engine test-filter test-example test-wasm32 test-e2e
+test: test-engine test-filter test-example test-cli test-wasm32 test-e2e
 
 test-engine:
 	$(CARGO) test -p transcoder
@@ -142,6 +143,14 @@ test-filter:
 
 test-example:
 	$(CARGO) test -p example-service
+
+# rgp, the descriptor tooling (src/cli): its integration tests run the real binary on
+# descriptors/ and src/cli/tests/fixtures/; tests/cli then reads its OpenAPI document
+# with openapi-spec-validator and its publish YAML with PyYAML (both in .venv).
+test-cli: $(VENV_STAMP)
+	$(CARGO) test -p rgp-cli
+	$(CARGO) build -p rgp-cli
+	RGP=target/debug/rgp $(VPY) -m pytest tests/cli
 
 # The e2e fixtures never build anything: everything they run is built here first.
 test-e2e: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
