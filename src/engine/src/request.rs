@@ -103,6 +103,11 @@ pub fn resolve_query_param(input: &MessageDescriptor, name: String, value: Strin
 }
 
 /// Builds the request message bytes (not yet framed) for a matched route.
+///
+/// The body is encoded first, then the URL bindings, so a binding is merged
+/// after the body (it wins for singular fields, repeated values are appended).
+/// Bindings the body already sets are dropped first, as Envoy's transcoder
+/// (its `RequestWeaver`) does; see [`weave`].
 pub fn build_request(
     route: &Route,
     bindings: &[FieldBinding],
@@ -111,28 +116,120 @@ pub fn build_request(
     options: ParseOptions,
 ) -> Result<Vec<u8>, Status> {
     let input = &route.method.input;
-    let (mut out, body_message) = match &route.body {
-        BodyRule::None => (Vec::new(), None),
-        BodyRule::Whole if input.full_name() == HTTP_BODY => (http_body(content_type, body), None),
+    let BodyParts { bytes: mut out, parsed } = match &route.body {
+        BodyRule::None => BodyParts { bytes: Vec::new(), parsed: None },
+        BodyRule::Whole if input.full_name() == HTTP_BODY => BodyParts { bytes: http_body(content_type, body), parsed: None },
         BodyRule::Whole => {
-            let message = json_to_message(input, body, options)?;
-            (message.encode_to_vec(), Some((&[][..], message)))
+            let (message, json) = parse_json_body(input, body, options)?;
+            BodyParts { bytes: message.encode_to_vec(), parsed: Some(ParsedBody { prefix: &[], message, json }) }
         }
         BodyRule::Field(fields) => body_field(fields, content_type, body, options)?,
     };
-    if !bindings.is_empty() {
-        let bound = bindings_to_message(input, bindings, options)?;
-        if options.reject_binding_body_collisions {
-            if let Some((prefix, body_message)) = &body_message {
-                check_collisions(prefix, body_message, &bound, bindings)?;
+    if bindings.is_empty() {
+        return Ok(out);
+    }
+    let mut kept = Vec::with_capacity(bindings.len());
+    let mut dropped = Vec::new();
+    for binding in bindings {
+        match parsed.as_ref().map_or(Weave::Keep, |body| weave(body, binding)) {
+            Weave::Keep => kept.push(binding.clone()),
+            Weave::Drop => dropped.push(binding.clone()),
+            Weave::OneofConflict { oneof, set_by_body } => {
+                return Err(Status::invalid_argument(format!(
+                    "{}: the request body already sets `{set_by_body}` of oneof `{oneof}`, so the URL cannot set another value of it",
+                    describe_binding(binding, "").trim_end_matches(": ")
+                )))
             }
         }
+    }
+    if options.reject_binding_body_collisions && !dropped.is_empty() {
+        if let Some(body) = &parsed {
+            let bound = bindings_to_message(input, &dropped, options)?;
+            check_collisions(body.prefix, &body.message, &bound, &dropped)?;
+        }
+    }
+    if !kept.is_empty() {
+        let bound = bindings_to_message(input, &kept, options)?;
         bound.encode(&mut out).map_err(|e| Status::internal(format!("could not encode the request: {e}")))?;
     }
     Ok(out)
 }
 
-type BodyParts<'a> = (Vec<u8>, Option<(&'a [FieldDescriptor], DynamicMessage)>);
+/// The encoded body and, for a JSON body, what it set.
+struct BodyParts<'a> {
+    bytes: Vec<u8>,
+    parsed: Option<ParsedBody<'a>>,
+}
+
+/// A JSON body: where it sits in the request message and what it holds.
+struct ParsedBody<'a> {
+    /// The fields the body is nested in (`body: "a.b"`), empty for `body: "*"`.
+    prefix: &'a [FieldDescriptor],
+    /// The body as parsed, relative to `prefix`.
+    message: DynamicMessage,
+    /// The body's JSON, keys as the client wrote them (unknown ones dropped).
+    json: Json,
+}
+
+/// What happens to a URL binding given the JSON body.
+#[derive(Debug, PartialEq, Eq)]
+enum Weave {
+    /// Merged after the body.
+    Keep,
+    /// The body sets the field: the body's value stands.
+    Drop,
+    /// The binding would set a oneof the body already set.
+    OneofConflict { oneof: String, set_by_body: String },
+}
+
+/// Envoy's rule for a binding whose field the body may also set (its
+/// `RequestWeaver`): the binding is dropped when the body holds the field under
+/// its proto name (`int32_value`, following objects by proto names too) with a
+/// non-null value and the field is not repeated; otherwise it is merged after
+/// the body, and it is an error for it to set a oneof (real or the synthetic
+/// one of a proto3 `optional`) the body already set under any spelling. A body
+/// key in JSON-name spelling (`int32Value`) therefore does not stop the binding.
+fn weave(body: &ParsedBody<'_>, binding: &FieldBinding) -> Weave {
+    let json = &body.json;
+    if binding.map_key.is_some() || binding.fields.len() <= body.prefix.len() {
+        return Weave::Keep;
+    }
+    let inside = binding.fields.iter().zip(body.prefix).all(|(a, b)| a.full_name() == b.full_name());
+    if !inside {
+        return Weave::Keep;
+    }
+    let Json::Object(object) = json else { return Weave::Keep };
+    let mut object: &Map<String, Json> = object;
+    let relative = &binding.fields[body.prefix.len()..];
+    for (i, field) in relative.iter().enumerate() {
+        let entry = object.get(field.name()).filter(|v| !v.is_null());
+        let last = i + 1 == relative.len();
+        match entry {
+            Some(Json::Object(next)) if !last => {
+                object = next;
+                continue;
+            }
+            Some(_) if last && !field.is_list() => return Weave::Drop,
+            _ => {}
+        }
+        // The binding creates `field` at this level of the body.
+        if let Some(oneof) = field.containing_oneof() {
+            for member in oneof.fields() {
+                let set = [member.name(), member.json_name()]
+                    .iter()
+                    .any(|key| object.get(*key).is_some_and(|v| !v.is_null()));
+                if set {
+                    return Weave::OneofConflict {
+                        oneof: oneof.name().to_string(),
+                        set_by_body: member.name().to_string(),
+                    };
+                }
+            }
+        }
+        return Weave::Keep;
+    }
+    Weave::Keep
+}
 
 fn body_field<'a>(
     fields: &'a [FieldDescriptor],
@@ -141,35 +238,40 @@ fn body_field<'a>(
     options: ParseOptions,
 ) -> Result<BodyParts<'a>, Status> {
     let Some((leaf, parents)) = fields.split_last() else {
-        return Ok((Vec::new(), None));
+        return Ok(BodyParts { bytes: Vec::new(), parsed: None });
     };
     match leaf.kind() {
         Kind::Message(m) if !leaf.is_list() && !leaf.is_map() => {
-            if m.full_name() != HTTP_BODY && is_blank(body) {
-                // No body leaves the field unset rather than set to an empty message.
-                return Ok((Vec::new(), None));
-            }
             if m.full_name() == HTTP_BODY {
-                return Ok((wrap_in_fields(fields, http_body(content_type, body)), None));
+                return Ok(BodyParts { bytes: wrap_in_fields(fields, http_body(content_type, body)), parsed: None });
             }
-            let message = json_to_message(&m, body, options)?;
-            Ok((wrap_in_fields(fields, message.encode_to_vec()), Some((fields, message))))
+            // An empty body sets the field to an empty message, as Envoy does.
+            let (message, json) = parse_json_body(&m, body, options)?;
+            Ok(BodyParts {
+                bytes: wrap_in_fields(fields, message.encode_to_vec()),
+                parsed: Some(ParsedBody { prefix: fields, message, json }),
+            })
         }
         _ => {
             // A scalar, repeated or map body field: read it as the JSON value of
             // that field inside its parent message.
-            if is_blank(body) {
-                return Ok((Vec::new(), None));
+            if body.is_empty() {
+                return Ok(BodyParts { bytes: Vec::new(), parsed: None });
             }
             let value: Json = serde_json::from_slice(body)
                 .map_err(|e| Status::invalid_argument(format!("the request body is not valid JSON: {e}")))?;
-            let mut object = Map::new();
-            object.insert(leaf.json_name().to_string(), value);
+            let mut by_proto_name = Map::new();
+            by_proto_name.insert(leaf.name().to_string(), value);
+            let mut json = Json::Object(by_proto_name);
             let parent = leaf.parent_message().clone();
-            let message = value_to_message(&parent, Json::Object(object), options, |path, e| {
+            conform(&parent, &mut json, options);
+            let message = value_to_message(&parent, json.clone(), options, |path, e| {
                 format!("invalid request body: {}{e}", field_prefix(path))
             })?;
-            Ok((wrap_in_fields(parents, message.encode_to_vec()), Some((parents, message))))
+            Ok(BodyParts {
+                bytes: wrap_in_fields(parents, message.encode_to_vec()),
+                parsed: Some(ParsedBody { prefix: parents, message, json }),
+            })
         }
     }
 }
@@ -183,10 +285,8 @@ fn http_body(content_type: Option<&str>, body: &[u8]) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn is_blank(body: &[u8]) -> bool {
-    body.iter().all(u8::is_ascii_whitespace)
-}
-
+/// Strict: [`conform`] has already dropped the unknown keys Envoy ignores, so
+/// what is left unknown (an enum name) is an error, as in Envoy.
 const DESERIALIZE: DeserializeOptions = DeserializeOptions::new().deny_unknown_fields(true);
 
 fn field_prefix(path: &str) -> String {
@@ -198,29 +298,24 @@ fn field_prefix(path: &str) -> String {
     }
 }
 
-/// Parses a JSON object body into a message of the given type.
+/// Parses a JSON object body into a message of the given type. Only an empty
+/// body is an empty message: whitespace alone is not JSON, as for Envoy.
 pub fn json_to_message(desc: &MessageDescriptor, body: &[u8], options: ParseOptions) -> Result<DynamicMessage, Status> {
-    if is_blank(body) {
-        return Ok(DynamicMessage::new(desc.clone()));
+    parse_json_body(desc, body, options).map(|(message, _)| message)
+}
+
+/// [`json_to_message`], also returning the body's JSON (unknown keys dropped).
+fn parse_json_body(desc: &MessageDescriptor, body: &[u8], options: ParseOptions) -> Result<(DynamicMessage, Json), Status> {
+    if body.is_empty() {
+        return Ok((DynamicMessage::new(desc.clone()), Json::Object(Map::new())));
     }
-    let describe = |path: &str, e: &dyn std::fmt::Display| format!("invalid request body: {}{e}", field_prefix(path));
-    if options.case_insensitive_enums {
-        let mut value: Json = serde_json::from_slice(body)
-            .map_err(|e| Status::invalid_argument(format!("the request body is not valid JSON: {e}")))?;
-        normalize_enum_case(desc, &mut value);
-        return value_to_message(desc, value, options, describe);
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let mut track = serde_path_to_error::Track::new();
-    let result = DynamicMessage::deserialize_with_options(
-        desc.clone(),
-        serde_path_to_error::Deserializer::new(&mut de, &mut track),
-        &DESERIALIZE,
-    );
-    let message = result.map_err(|e| Status::invalid_argument(describe(&track.path().to_string(), &e)))?;
-    de.end()
-        .map_err(|e| Status::invalid_argument(format!("invalid request body: trailing characters after the JSON object: {e}")))?;
-    Ok(message)
+    let mut value: Json = serde_json::from_slice(body)
+        .map_err(|e| Status::invalid_argument(format!("the request body is not valid JSON: {e}")))?;
+    conform(desc, &mut value, options);
+    let message = value_to_message(desc, value.clone(), options, |path, e| {
+        format!("invalid request body: {}{e}", field_prefix(path))
+    })?;
+    Ok((message, value))
 }
 
 fn value_to_message(
@@ -238,9 +333,17 @@ fn value_to_message(
     result.map_err(|e| Status::invalid_argument(describe(&track.path().to_string(), &e)))
 }
 
-/// Rewrites enum names to their declared spelling where they match ignoring case.
-fn normalize_enum_case(desc: &MessageDescriptor, value: &mut Json) {
+/// Brings a parsed JSON body in line with what Envoy's transcoder accepts
+/// before the strict proto3 JSON parser reads it: keys that name no field are
+/// dropped (Envoy ignores unknown fields; unknown enum names still fail), and
+/// with `case_insensitive_enum_parsing` enum names get their declared spelling.
+/// Well-known types with their own JSON form are left as they are.
+fn conform(desc: &MessageDescriptor, value: &mut Json, options: ParseOptions) {
+    if desc.full_name().starts_with("google.protobuf.") && desc.full_name() != "google.protobuf.Empty" {
+        return;
+    }
     let Json::Object(object) = value else { return };
+    object.retain(|key, _| desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)).is_some());
     for (key, item) in object.iter_mut() {
         let Some(field) = desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)) else {
             continue;
@@ -249,27 +352,27 @@ fn normalize_enum_case(desc: &MessageDescriptor, value: &mut Json) {
             if let (Kind::Message(entry), Json::Object(entries)) = (field.kind(), &mut *item) {
                 let value_field = entry.map_entry_value_field();
                 for v in entries.values_mut() {
-                    normalize_value(&value_field.kind(), v);
+                    conform_value(&value_field.kind(), v, options);
                 }
             }
         } else if let Json::Array(items) = item {
             for v in items {
-                normalize_value(&field.kind(), v);
+                conform_value(&field.kind(), v, options);
             }
         } else {
-            normalize_value(&field.kind(), item);
+            conform_value(&field.kind(), item, options);
         }
     }
 }
 
-fn normalize_value(kind: &Kind, value: &mut Json) {
+fn conform_value(kind: &Kind, value: &mut Json, options: ParseOptions) {
     match (kind, value) {
-        (Kind::Enum(e), Json::String(name)) if e.get_value_by_name(name).is_none() => {
+        (Kind::Enum(e), Json::String(name)) if options.case_insensitive_enums && e.get_value_by_name(name).is_none() => {
             if let Some(v) = e.values().find(|v| v.name().eq_ignore_ascii_case(name)) {
                 *name = v.name().to_string();
             }
         }
-        (Kind::Message(m), v @ Json::Object(_)) => normalize_enum_case(m, v),
+        (Kind::Message(m), v @ Json::Object(_)) => conform(m, v, options),
         _ => {}
     }
 }
