@@ -264,7 +264,8 @@ fn body_field<'a>(
             by_proto_name.insert(leaf.name().to_string(), value);
             let mut json = Json::Object(by_proto_name);
             let parent = leaf.parent_message().clone();
-            conform(&parent, &mut json, options);
+            conform(&parent, &mut json, options, "")
+                .map_err(|e| Status::invalid_argument(format!("invalid request body: {e}")))?;
             let message = value_to_message(&parent, json.clone(), options, |path, e| {
                 format!("invalid request body: {}{e}", field_prefix(path))
             })?;
@@ -311,7 +312,7 @@ fn parse_json_body(desc: &MessageDescriptor, body: &[u8], options: ParseOptions)
     }
     let mut value: Json = serde_json::from_slice(body)
         .map_err(|e| Status::invalid_argument(format!("the request body is not valid JSON: {e}")))?;
-    conform(desc, &mut value, options);
+    conform(desc, &mut value, options, "").map_err(|e| Status::invalid_argument(format!("invalid request body: {e}")))?;
     let message = value_to_message(desc, value.clone(), options, |path, e| {
         format!("invalid request body: {}{e}", field_prefix(path))
     })?;
@@ -335,46 +336,84 @@ fn value_to_message(
 
 /// Brings a parsed JSON body in line with what Envoy's transcoder accepts
 /// before the strict proto3 JSON parser reads it: keys that name no field are
-/// dropped (Envoy ignores unknown fields; unknown enum names still fail), and
-/// with `case_insensitive_enum_parsing` enum names get their declared spelling.
-/// Well-known types with their own JSON form are left as they are.
-fn conform(desc: &MessageDescriptor, value: &mut Json, options: ParseOptions) {
-    if desc.full_name().starts_with("google.protobuf.") && desc.full_name() != "google.protobuf.Empty" {
-        return;
+/// dropped (Envoy ignores unknown fields; unknown enum names still fail), with
+/// `case_insensitive_enum_parsing` enum names get their declared spelling, and
+/// the strings protobuf refuses where the parser here would not (`"nan"`,
+/// `"1e400"` for a double, a timestamp with more than nine fractional digits)
+/// are refused. Well-known types with their own JSON form are left as they are.
+/// `path` names the value in error messages.
+fn conform(desc: &MessageDescriptor, value: &mut Json, options: ParseOptions, path: &str) -> Result<(), String> {
+    match desc.full_name() {
+        "google.protobuf.DoubleValue" => return conform_float(value, false, path),
+        "google.protobuf.FloatValue" => return conform_float(value, true, path),
+        "google.protobuf.Timestamp" => return conform_timestamp(value, path),
+        "google.protobuf.Empty" => {}
+        name if name.starts_with("google.protobuf.") => return Ok(()),
+        _ => {}
     }
-    let Json::Object(object) = value else { return };
+    let Json::Object(object) = value else { return Ok(()) };
     object.retain(|key, _| desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)).is_some());
     for (key, item) in object.iter_mut() {
         let Some(field) = desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)) else {
             continue;
         };
+        let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
         if field.is_map() {
             if let (Kind::Message(entry), Json::Object(entries)) = (field.kind(), &mut *item) {
                 let value_field = entry.map_entry_value_field();
-                for v in entries.values_mut() {
-                    conform_value(&value_field.kind(), v, options);
+                for (k, v) in entries.iter_mut() {
+                    conform_value(&value_field.kind(), v, options, &format!("{here}[{k}]"))?;
                 }
             }
         } else if let Json::Array(items) = item {
-            for v in items {
-                conform_value(&field.kind(), v, options);
+            for (i, v) in items.iter_mut().enumerate() {
+                conform_value(&field.kind(), v, options, &format!("{here}[{i}]"))?;
             }
         } else {
-            conform_value(&field.kind(), item, options);
+            conform_value(&field.kind(), item, options, &here)?;
         }
     }
+    Ok(())
 }
 
-fn conform_value(kind: &Kind, value: &mut Json, options: ParseOptions) {
+fn conform_value(kind: &Kind, value: &mut Json, options: ParseOptions, path: &str) -> Result<(), String> {
     match (kind, value) {
         (Kind::Enum(e), Json::String(name)) if options.case_insensitive_enums && e.get_value_by_name(name).is_none() => {
             if let Some(v) = e.values().find(|v| v.name().eq_ignore_ascii_case(name)) {
                 *name = v.name().to_string();
             }
+            Ok(())
         }
-        (Kind::Message(m), v @ Json::Object(_)) => conform(m, v, options),
-        _ => {}
+        (Kind::Double, v) => conform_float(v, false, path),
+        (Kind::Float, v) => conform_float(v, true, path),
+        (Kind::Message(m), v) => conform(m, v, options, path),
+        _ => Ok(()),
     }
+}
+
+/// A float given as a JSON string must read as protobuf reads it (see
+/// [`url_float_json`]); valid ones become numbers (hexadecimal included).
+fn conform_float(value: &mut Json, float: bool, path: &str) -> Result<(), String> {
+    if let Json::String(text) = value {
+        *value = url_float_json(text, float).map_err(|e| format!("field `{path}`: {e}"))?;
+    }
+    Ok(())
+}
+
+/// protobuf refuses timestamps with more than nine fractional digits (the
+/// parser here would cut them to nanoseconds).
+fn conform_timestamp(value: &Json, path: &str) -> Result<(), String> {
+    if let Json::String(text) = value {
+        if let Some((_, fraction)) = text.split_once('.') {
+            let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+            if digits > 9 {
+                return Err(format!(
+                    "field `{path}`: {text:?} has {digits} fractional digits; a timestamp has at most 9 (nanoseconds)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn bindings_to_message(

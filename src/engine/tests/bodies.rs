@@ -203,3 +203,27 @@ test! { fn deep_nesting_is_an_error_not_a_crash() {
     let err = request_error(&t, "PUT", "/v1/types/1", &deep);
     assert_eq!(err.code, Code::InvalidArgument);
 }}
+
+test! { fn float_strings_and_timestamps_are_read_as_protobuf_reads_them() {
+    let t = transcoder(json!({}));
+    // Exact special spellings and whole strtod numbers (hexadecimal too) are fine.
+    assert_eq!(
+        request_json(&t, "POST", "/v1/types:echo", r#"{"doubleValue": "-Infinity", "floatValue": "0x10", "repeatedNested": [{"name": "x"}]}"#),
+        json!({"doubleValue": "-Infinity", "floatValue": 16.0, "repeatedNested": [{"name": "x"}]})
+    );
+    // What protobuf refuses and Rust's float parser would take.
+    for body in [
+        r#"{"doubleValue": "nan"}"#,
+        r#"{"doubleValue": "inf"}"#,
+        r#"{"doubleValue": "1e400"}"#,
+        r#"{"floatValue": "3.5e38"}"#,
+        r#"{"doubleWrapper": "infinity"}"#,
+        r#"{"timestamp": "2020-01-01T00:00:00.1234567891Z"}"#,
+        r#"{"repeatedTimestamp": ["2020-01-01T00:00:00Z", "2020-01-01T00:00:00.0000000001Z"]}"#,
+    ] {
+        let err = request_error(&t, "POST", "/v1/types:echo", body);
+        assert_eq!(err.code, Code::InvalidArgument, "{body}");
+        let field = body.split('"').nth(1).unwrap_or_default();
+        assert!(err.message.contains(field), "{body}: {}", err.message);
+    }
+}}
