@@ -516,7 +516,10 @@ fn scalar_json(kind: &Kind, raw: &str, options: ParseOptions) -> Result<Json, St
     Ok(match kind {
         Kind::Bool => Json::Bool(parse_bool(raw).ok_or_else(|| format!("{raw:?} is not a boolean (true/false, t/f, yes/no, y/n or 1/0)"))?),
         Kind::Enum(e) => match raw.parse::<i32>() {
-            Ok(n) => Json::from(n),
+            // In a URL only declared numbers are accepted, as in Envoy (a body
+            // may carry any number: proto3 enums are open).
+            Ok(n) if e.get_value(n).is_some() => Json::from(n),
+            Ok(n) => return Err(format!("{n} is not a number of enum {}", e.full_name())),
             Err(_) => {
                 let by_case = options
                     .case_insensitive_enums

@@ -237,6 +237,10 @@ test! { fn url_values_parse_like_envoys_transcoder() {
                   "floatValue=3.4028235e38", "doubleValue=1_0", "doubleValue=%201", "doubleWrapper=infinity"] {
         assert_eq!(err(query).code, Code::InvalidArgument, "{query}");
     }
+    // Enum numbers: only declared ones in a URL (a body takes any).
+    assert_eq!(q("color=2&repeatedColor=0")["color"], json!("GREEN"));
+    assert!(err("color=7").message.contains("color"));
+    assert!(err("repeatedColor=1&repeatedColor=9").message.contains("repeatedColor"));
     // A google.protobuf.Value from the URL is a string value.
     assert_eq!(q("value=true")["value"], json!("true"));
     // Through a repeated message: one element, later parameters overwrite.
