@@ -6,7 +6,9 @@
 
 use std::io;
 
-use prost_reflect::{DynamicMessage, SerializeOptions};
+use std::cmp::Ordering;
+
+use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, SerializeOptions, Value};
 use serde::ser::{self, Serialize, Serializer};
 use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
 
@@ -33,6 +35,86 @@ impl Serialize for MessageJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.serialize_with_options(serializer, self.1)
     }
+}
+
+// ---------------------------------------------------------------------------
+// Map order. protobuf prints map entries (and Struct fields) sorted by key,
+// integer keys numerically; prost-reflect keeps them in a HashMap, whose order
+// is arbitrary. So a message holding a map with several entries is printed,
+// read back and printed again with its maps sorted ([`sort_map_entries`]).
+
+/// Whether a message holds (at any depth) a map with several entries.
+pub fn has_multi_entry_maps(message: &DynamicMessage) -> bool {
+    message.fields().any(|(_, value)| value_has_multi_entry_maps(value))
+}
+
+fn value_has_multi_entry_maps(value: &Value) -> bool {
+    match value {
+        Value::Map(entries) => entries.len() > 1 || entries.values().any(value_has_multi_entry_maps),
+        Value::List(items) => items.iter().any(value_has_multi_entry_maps),
+        Value::Message(message) => has_multi_entry_maps(message),
+        _ => false,
+    }
+}
+
+/// Sorts, in the printed JSON of a `desc` message, every map's entries by key
+/// as protobuf does (Struct fields by name too). Field keys may be JSON or proto names.
+pub fn sort_map_entries(desc: &MessageDescriptor, value: &mut serde_json::Value) {
+    match desc.full_name() {
+        "google.protobuf.Struct" | "google.protobuf.Value" | "google.protobuf.ListValue" => {
+            return sort_struct_json(value)
+        }
+        name if name.starts_with("google.protobuf.") => return,
+        _ => {}
+    }
+    let serde_json::Value::Object(object) = value else { return };
+    for (key, item) in object.iter_mut() {
+        let Some(field) = desc.get_field_by_json_name(key).or_else(|| desc.get_field_by_name(key)) else {
+            continue;
+        };
+        let Kind::Message(message) = field.kind() else { continue };
+        if field.is_map() {
+            let serde_json::Value::Object(entries) = item else { continue };
+            let numeric = !matches!(message.map_entry_key_field().kind(), Kind::String | Kind::Bool);
+            sort_object(entries, |a, b| if numeric { compare_integers(a, b) } else { a.cmp(b) });
+            if let Kind::Message(value_type) = message.map_entry_value_field().kind() {
+                for entry in entries.values_mut() {
+                    sort_map_entries(&value_type, entry);
+                }
+            }
+        } else if let serde_json::Value::Array(items) = item {
+            for element in items {
+                sort_map_entries(&message, element);
+            }
+        } else {
+            sort_map_entries(&message, item);
+        }
+    }
+}
+
+/// Struct / Value / ListValue JSON: every object is a Struct, sorted by name.
+fn sort_struct_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            sort_object(object, |a, b| a.cmp(b));
+            object.values_mut().for_each(sort_struct_json);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_struct_json),
+        _ => {}
+    }
+}
+
+fn compare_integers(a: &str, b: &str) -> Ordering {
+    match (a.parse::<i128>(), b.parse::<i128>()) {
+        (Ok(a), Ok(b)) => a.cmp(&b),
+        _ => a.cmp(b),
+    }
+}
+
+fn sort_object(object: &mut serde_json::Map<String, serde_json::Value>, compare: impl Fn(&str, &str) -> Ordering) {
+    let mut entries: Vec<(String, serde_json::Value)> = std::mem::take(object).into_iter().collect();
+    entries.sort_by(|(a, _), (b, _)| compare(a, b));
+    object.extend(entries);
 }
 
 /// Formats a double as protobuf's `SimpleDtoa`: `%.15g`, or `%.17g` when that

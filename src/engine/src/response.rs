@@ -61,9 +61,16 @@ impl Printer {
         &self.options
     }
 
-    /// Prints a message as JSON.
+    /// Prints a message as JSON, map entries sorted by key as protobuf prints them.
     pub fn message(&self, message: &DynamicMessage) -> Result<Vec<u8>, Status> {
-        self.value(&MessageJson(message, &self.options))
+        let text = self.value(&MessageJson(message, &self.options))?;
+        if !json::has_multi_entry_maps(message) {
+            return Ok(text);
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| Status::internal(format!("could not re-read the printed response: {e}")))?;
+        json::sort_map_entries(&message.descriptor(), &mut value);
+        self.value(&value)
     }
 
     /// Prints any value as JSON, with protobuf's number format and `add_whitespace`.

@@ -7,7 +7,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage, SerializeOpt
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use crate::json::MessageJson;
+use crate::json::{self, MessageJson};
 use crate::response::Printer;
 
 /// The gRPC status codes.
@@ -189,11 +189,27 @@ impl Status {
     /// whose type the descriptor pool knows are printed as JSON, others as
     /// `{"@type", "value"}` base64, so an unknown detail type never hides the error.
     pub fn to_json(&self, pool: Option<&DescriptorPool>, printer: &Printer) -> Vec<u8> {
+        const FALLBACK: &[u8] = br#"{"code":13,"message":"could not print the error"}"#;
         let body = StatusJson { status: self, pool, printer };
         // Printing strings, numbers and decoded messages cannot fail; keep a fallback anyway.
-        printer
-            .value(&body)
-            .unwrap_or_else(|_| br#"{"code":13,"message":"could not print the error"}"#.to_vec())
+        let Ok(text) = printer.value(&body) else { return FALLBACK.to_vec() };
+        // Map entries in details (ErrorInfo.metadata, ...) sorted by key, as protobuf prints them.
+        let decoded: Vec<Option<DynamicMessage>> = self.details.iter().map(|any| decode_detail(any, pool)).collect();
+        if !decoded.iter().flatten().any(json::has_multi_entry_maps) {
+            return text;
+        }
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&text) else { return text };
+        if let Some(details) = value.get_mut("details").and_then(|d| d.as_array_mut()) {
+            for (detail, message) in details.iter_mut().zip(&decoded) {
+                let Some(message) = message else { continue };
+                let desc = message.descriptor();
+                let target = if json_is_special(desc.full_name()) { detail.get_mut("value") } else { Some(detail) };
+                if let Some(target) = target {
+                    json::sort_map_entries(&desc, target);
+                }
+            }
+        }
+        printer.value(&value).unwrap_or(text)
     }
 }
 
@@ -224,6 +240,13 @@ impl Serialize for StatusJson<'_> {
         }
         map.end()
     }
+}
+
+/// A detail decoded with its type from the descriptor pool, when the pool has it.
+fn decode_detail(any: &prost_types::Any, pool: Option<&DescriptorPool>) -> Option<DynamicMessage> {
+    let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
+    let desc = pool?.get_message_by_name(type_name)?;
+    DynamicMessage::decode(desc, any.value.as_slice()).ok()
 }
 
 /// Well-known types whose JSON is not an object of their fields: inside an
@@ -272,11 +295,7 @@ impl Serialize for DetailJson<'_> {
             type_url: &'a str,
             value: T,
         }
-        let type_name = self.any.type_url.rsplit('/').next().unwrap_or_default();
-        let decoded = self
-            .pool
-            .and_then(|p| p.get_message_by_name(type_name))
-            .and_then(|desc| DynamicMessage::decode(desc, self.any.value.as_slice()).ok());
+        let decoded = decode_detail(self.any, self.pool);
         let type_url = self.any.type_url.as_str();
         match decoded {
             Some(message) if json_is_special(message.descriptor().full_name()) => {

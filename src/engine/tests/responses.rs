@@ -211,3 +211,36 @@ test! { fn local_errors_are_always_json() {
     assert_eq!(reply.status, 400);
     assert_eq!(json_body(&reply), json!({"code": 3, "message": "bad \"field\""}));
 }}
+
+test! { fn map_entries_print_sorted_by_key_like_protobuf() {
+    // prost-reflect keeps maps in a HashMap; protobuf prints entries sorted by
+    // key (integers numerically), Struct fields by name, at any depth.
+    for pretty in [false, true] {
+        let t = transcoder(json!({"convert_grpc_status": true, "print_options": {"add_whitespace": pretty}}));
+        let p = plan(&t, "POST", "/v1/types:echo");
+        let message = encode_json("bookstore.v1.AllTypes", json!({
+            "stringMap": {"b": "1", "a": "2", "c": "3", "aa": "4", "B": "5"},
+            "int32Map": {"5": "x", "-1": "y", "10": "z"},
+            "int64Map": {"20": {"name": "n"}, "3": {"name": "m"}},
+            "structValue": {"z": 1, "a": {"y": true, "b": [{"d": 1, "c": 2}]}},
+            "floatValue": 0.1,
+        }));
+        let reply = t.unary_response(&p, &encode_frame(&message), OK);
+        let compact: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON");
+        assert_eq!(
+            serde_json::to_string(&compact).expect("prints"),
+            r#"{"floatValue":0.1,"stringMap":{"B":"5","a":"2","aa":"4","b":"1","c":"3"},"int32Map":{"-1":"y","5":"x","10":"z"},"int64Map":{"3":{"name":"m"},"20":{"name":"n"}},"structValue":{"a":{"b":[{"c":2,"d":1}],"y":true},"z":1}}"#
+        );
+        assert_eq!(reply.body.ends_with(b"\n"), pretty);
+        // Error details: ErrorInfo.metadata.
+        let info = prost_types::Any {
+            type_url: "type.googleapis.com/google.rpc.ErrorInfo".into(),
+            value: encode_json("google.rpc.ErrorInfo", json!({"reason": "R", "metadata": {"k2": "v", "k1": "v", "a": "v"}})),
+        };
+        let status = RpcStatus { code: 5, message: "m".into(), details: vec![info] };
+        let bin = base64::engine::general_purpose::STANDARD.encode(status.encode_to_vec());
+        let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("5"), message: None, details_bin: Some(&bin) });
+        let text = String::from_utf8_lossy(&reply.body).replace([' ', '\n'], "");
+        assert!(text.contains(r#""metadata":{"a":"v","k1":"v","k2":"v"}"#), "{text}");
+    }
+}}
