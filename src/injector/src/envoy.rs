@@ -1,0 +1,146 @@
+//! The Envoy bootstrap of an injected sidecar, shaped like envoy/transcoder-wasm.yaml:
+//!
+//! - listener `rest` on 0.0.0.0:<port> (codec AUTO: REST over HTTP/1.1, native gRPC
+//!   over h2c): the Wasm filter, then the router, one route `/` to the app;
+//! - listener `health` on 0.0.0.0:<health-port>: Envoy's health_check filter answers
+//!   `GET /ready` (200 while Envoy runs and is not draining) for the readiness probe;
+//! - cluster `app`: 127.0.0.1:<grpc port>, HTTP/2;
+//! - admin on 127.0.0.1:<admin-port> only (reachable with `kubectl port-forward`).
+//!
+//! The filter's configuration leaves out `proto_descriptor_bin` (and `services` when the
+//! pod names none): `rgp-injector sidecar` adds them from the mounted descriptor set,
+//! because a Wasm filter cannot read files and the set is too large for the pod spec.
+
+use serde_json::{json, Map, Value};
+
+use crate::options::Options;
+
+/// `@type` of the Wasm HTTP filter's config; the sidecar step looks for it.
+pub const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The filter's root_id (as in envoy/transcoder-wasm.yaml).
+pub const ROOT_ID: &str = "rust_grpc_proxy";
+
+/// The filter configuration without the descriptor set (and without `services` if the pod
+/// names none): what the sidecar step completes.
+pub fn filter_options(opts: &Options) -> Map<String, Value> {
+    let mut m = opts.transcoder.clone();
+    if !opts.services.is_empty() {
+        m.insert("services".into(), json!(opts.services));
+    }
+    m
+}
+
+/// The bootstrap (JSON) for one pod; `wasm_path` is the module inside the image.
+pub fn bootstrap(opts: &Options, wasm_path: &str) -> Value {
+    let options = Value::Object(filter_options(opts)).to_string();
+    json!({
+        "node": { "id": "rust-grpc-proxy-sidecar", "cluster": "rust-grpc-proxy" },
+        "admin": {
+            "address": { "socket_address": { "address": "127.0.0.1", "port_value": opts.admin_port } }
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "rest",
+                    "address": { "socket_address": { "address": "0.0.0.0", "port_value": opts.rest_port } },
+                    "filter_chains": [{ "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "rest",
+                            "codec_type": "AUTO",
+                            "access_log": [{
+                                "name": "envoy.access_loggers.stdout",
+                                "typed_config": {
+                                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                                    "log_format": { "text_format_source": { "inline_string":
+                                        "access: \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% grpc=%GRPC_STATUS_NUMBER% rx=%BYTES_RECEIVED% tx=%BYTES_SENT% %DURATION%ms\n" } }
+                                }
+                            }],
+                            "route_config": {
+                                "name": "app",
+                                "virtual_hosts": [{
+                                    "name": "app",
+                                    "domains": ["*"],
+                                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "app", "timeout": "60s" } }]
+                                }]
+                            },
+                            "http_filters": [
+                                {
+                                    "name": "envoy.filters.http.wasm",
+                                    "typed_config": {
+                                        "@type": WASM_FILTER_TYPE,
+                                        "config": {
+                                            "name": ROOT_ID,
+                                            "root_id": ROOT_ID,
+                                            "allow_on_headers_stop_iteration": true,
+                                            "failure_policy": "FAIL_CLOSED",
+                                            "configuration": {
+                                                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                                                "value": options
+                                            },
+                                            "vm_config": {
+                                                "runtime": "envoy.wasm.runtime.v8",
+                                                "code": { "local": { "filename": wasm_path } }
+                                            }
+                                        }
+                                    }
+                                },
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+                                }
+                            ]
+                        }
+                    }] }]
+                },
+                {
+                    "name": "health",
+                    "address": { "socket_address": { "address": "0.0.0.0", "port_value": opts.health_port } },
+                    "filter_chains": [{ "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "health",
+                            "route_config": { "name": "health", "virtual_hosts": [{
+                                "name": "health", "domains": ["*"],
+                                "routes": [{ "match": { "prefix": "/" }, "direct_response": { "status": 404 } }]
+                            }] },
+                            "http_filters": [
+                                {
+                                    "name": "envoy.filters.http.health_check",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck",
+                                        "pass_through_mode": false,
+                                        "headers": [{ "name": ":path", "string_match": { "exact": "/ready" } }]
+                                    }
+                                },
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+                                }
+                            ]
+                        }
+                    }] }]
+                }
+            ],
+            "clusters": [{
+                "name": "app",
+                "type": "STATIC",
+                "connect_timeout": "2s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": { "http2_protocol_options": {} }
+                    }
+                },
+                "load_assignment": {
+                    "cluster_name": "app",
+                    "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                        "socket_address": { "address": "127.0.0.1", "port_value": opts.grpc_port }
+                    } } }] }]
+                }
+            }]
+        }
+    })
+}

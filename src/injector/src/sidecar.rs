@@ -1,0 +1,170 @@
+//! `rgp-injector sidecar`: the first process of the injected container.
+//!
+//! The webhook puts the Envoy bootstrap in the container's environment
+//! (`RGP_ENVOY_BOOTSTRAP`), without the descriptor set: sets can be megabytes, too big
+//! for a pod spec, and a Wasm filter cannot read files. This step reads the set from the
+//! mounted ConfigMap (or volume), puts it inline into the filter's configuration as
+//! `proto_descriptor_bin` (base64), fills `services` with every service of the set when
+//! the pod named none, writes the result into the sidecar's emptyDir and execs Envoy on
+//! it (so Envoy is the container's main process and gets its signals).
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::envoy::{ROOT_ID, WASM_FILTER_TYPE};
+use crate::{descriptor, BOOTSTRAP_ENV};
+
+/// Complete the bootstrap with the descriptor set. Returns the config and the services.
+pub fn render(bootstrap: &str, set: &[u8]) -> Result<(Value, Vec<String>), String> {
+    let mut config: Value =
+        serde_json::from_str(bootstrap).map_err(|e| format!("{BOOTSTRAP_ENV} is not JSON: {e}"))?;
+    let in_set = descriptor::services(set)?;
+    if in_set.is_empty() {
+        return Err("the descriptor set has no services".into());
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(set);
+    let mut found = 0;
+    let mut services = Vec::new();
+    let mut problem = None;
+    visit(&mut config, &mut |obj| {
+        let is_ours = obj.get("@type").and_then(Value::as_str) == Some(WASM_FILTER_TYPE)
+            && obj.pointer("/config/root_id").and_then(Value::as_str) == Some(ROOT_ID);
+        if !is_ours {
+            return;
+        }
+        found += 1;
+        let Some(slot) = obj.pointer_mut("/config/configuration/value") else {
+            problem = Some("the filter has no configuration.value".to_string());
+            return;
+        };
+        let mut options: serde_json::Map<String, Value> = match slot.as_str().map(serde_json::from_str) {
+            Some(Ok(Value::Object(m))) => m,
+            _ => {
+                problem = Some("the filter's configuration.value is not a JSON object".into());
+                return;
+            }
+        };
+        let named: Vec<String> = match options.get("services") {
+            Some(Value::Array(a)) => a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        };
+        if named.is_empty() {
+            options.insert("services".into(), Value::from(in_set.clone()));
+            services = in_set.clone();
+        } else {
+            let missing: Vec<&String> = named.iter().filter(|s| !in_set.contains(s)).collect();
+            if !missing.is_empty() {
+                problem = Some(format!(
+                    "service(s) {} (annotation rust-grpc-proxy/services) not in the descriptor set, which has: {}",
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    in_set.join(", ")
+                ));
+                return;
+            }
+            services = named;
+        }
+        options.insert("proto_descriptor_bin".into(), Value::String(b64.clone()));
+        *slot = Value::String(Value::Object(options).to_string());
+    });
+    if let Some(p) = problem {
+        return Err(p);
+    }
+    if found == 0 {
+        return Err(format!("{BOOTSTRAP_ENV} has no {ROOT_ID} Wasm filter"));
+    }
+    Ok((config, services))
+}
+
+/// Call `f` on every JSON object in `v` (parents before children).
+fn visit(v: &mut Value, f: &mut dyn FnMut(&mut Value)) {
+    if v.is_object() {
+        f(v);
+    }
+    match v {
+        Value::Object(m) => m.iter_mut().for_each(|(_, c)| visit(c, f)),
+        Value::Array(a) => a.iter_mut().for_each(|c| visit(c, f)),
+        _ => {}
+    }
+}
+
+/// Read the set, with an error that says what the volume does hold when the file is missing.
+pub fn read_descriptor(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let present: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                let mut v: Vec<String> = rd
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with(".."))
+                    .collect();
+                v.sort();
+                v
+            })
+            .unwrap_or_default();
+        format!(
+            "cannot read the descriptor set {}: {e}; the volume holds: [{}] (set annotation rust-grpc-proxy/descriptor-key to one of them)",
+            path.display(),
+            present.join(", ")
+        )
+    })
+}
+
+/// Write atomically (temporary file + rename in the same directory).
+fn write_config(path: &Path, config: &Value) -> Result<(), String> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    let text = serde_json::to_vec(config).map_err(|e| e.to_string())?;
+    std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+}
+
+pub struct SidecarArgs {
+    pub descriptor: PathBuf,
+    pub config_out: PathBuf,
+    pub exec: Vec<String>,
+}
+
+/// Parse `--descriptor PATH --config-out PATH -- PROGRAM ARGS...`.
+pub fn parse_args(args: &[String]) -> Result<SidecarArgs, String> {
+    let (mut descriptor, mut config_out, mut exec) = (None, None, Vec::new());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--descriptor" => descriptor = it.next().cloned(),
+            "--config-out" => config_out = it.next().cloned(),
+            "--" => {
+                exec = it.by_ref().cloned().collect();
+            }
+            other => return Err(format!("sidecar: unknown argument {other}")),
+        }
+    }
+    Ok(SidecarArgs {
+        descriptor: descriptor.ok_or("sidecar: --descriptor PATH is required")?.into(),
+        config_out: config_out.ok_or("sidecar: --config-out PATH is required")?.into(),
+        exec,
+    })
+}
+
+/// Render, write, then exec the program after `--` (Envoy). Returns only on failure.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let a = parse_args(args)?;
+    let bootstrap = std::env::var(BOOTSTRAP_ENV).map_err(|_| format!("{BOOTSTRAP_ENV} is not set"))?;
+    let set = read_descriptor(&a.descriptor)?;
+    let (config, services) = render(&bootstrap, &set)?;
+    write_config(&a.config_out, &config)?;
+    eprintln!(
+        "rgp-injector sidecar: {} ({} bytes) -> {}; services: {}",
+        a.descriptor.display(),
+        set.len(),
+        a.config_out.display(),
+        services.join(", ")
+    );
+    let Some((program, rest)) = a.exec.split_first() else {
+        return Ok(()); // nothing to exec: only render (useful to inspect the config)
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(program).args(rest).exec();
+    Err(format!("cannot exec {program}: {err}"))
+}
