@@ -301,7 +301,7 @@ impl Transcoder {
         }
         let mut headers = vec![
             ("content-type".to_string(), JSON.to_string()),
-            ("grpc-status".to_string(), (status.code as i32).to_string()),
+            ("grpc-status".to_string(), status.number.to_string()),
         ];
         match raw_message {
             Some(raw) => headers.push(("grpc-message".to_string(), raw.to_string())),

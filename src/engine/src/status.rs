@@ -134,6 +134,9 @@ pub struct RpcStatus {
 pub struct Status {
     /// The gRPC code.
     pub code: Code,
+    /// The code's number as the server sent it: `code as i32`, except for numbers
+    /// outside 0..=16, which mean UNKNOWN to gRPC but which Envoy passes on as they are.
+    pub number: i32,
     /// The message, as text.
     pub message: String,
     /// Typed details from `grpc-status-details-bin`.
@@ -145,6 +148,7 @@ impl Status {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Status {
             code,
+            number: code as i32,
             message: message.into(),
             details: Vec::new(),
         }
@@ -166,9 +170,13 @@ impl Status {
     /// `grpc-status-details-bin` decodes, its message and details win, since the
     /// server put them there on purpose.
     pub fn from_grpc(status: Option<&str>, message: Option<&str>, details_bin: Option<&str>) -> Self {
-        let code = status.map(Code::from_header).unwrap_or(Code::Unknown);
+        let header = status;
+        let code = header.map(Code::from_header).unwrap_or(Code::Unknown);
         let message = message.map(decode_grpc_message).unwrap_or_default();
         let mut status = Status::new(code, message);
+        if let Some(number) = header.and_then(|s| s.trim().parse::<i32>().ok()) {
+            status.number = number;
+        }
         if let Some(rpc) = details_bin.and_then(decode_details_bin) {
             if status.message.is_empty() {
                 status.message = rpc.message;
@@ -223,8 +231,8 @@ impl Serialize for StatusJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let all = self.printer.print_defaults();
         let mut map = serializer.serialize_map(None)?;
-        if all || self.status.code != Code::Ok {
-            map.serialize_entry("code", &(self.status.code as i32))?;
+        if all || self.status.number != 0 {
+            map.serialize_entry("code", &self.status.number)?;
         }
         if all || !self.status.message.is_empty() {
             map.serialize_entry("message", &self.status.message)?;

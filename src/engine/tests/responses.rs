@@ -98,7 +98,8 @@ test! { fn grpc_errors_map_to_http_status() {
         assert_eq!(reply.status, http, "grpc-status {code}");
         // Without convert_grpc_status the body is empty and the status stays in headers, as Envoy does.
         assert!(reply.body.is_empty());
-        assert_eq!(header(&reply, "grpc-status"), Some(code.as_str()).filter(|_| code != "99").or(Some("2")));
+        // A number outside 0..=16 is UNKNOWN (HTTP 500) but passed on as it came, as Envoy does.
+        assert_eq!(header(&reply, "grpc-status"), Some(code.as_str()));
         // grpc-message is passed on as the server sent it (percent-encoded), as Envoy does.
         assert_eq!(header(&reply, "grpc-message"), Some("x%20y"));
     }
@@ -144,6 +145,10 @@ test! { fn converted_errors_carry_decoded_details() {
     // No details header: the status comes from grpc-status and grpc-message.
     let plain = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("7"), message: Some("no"), details_bin: Some("%%%") });
     assert_eq!(plain.status, 403);
+    // A code outside 0..=16 keeps its number in the JSON too.
+    let odd = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("17"), message: Some("odd"), details_bin: None });
+    assert_eq!(odd.status, 500);
+    assert_eq!(json_body(&odd), json!({"code": 17, "message": "odd"}));
     // Empty details are left out, as Envoy prints google.rpc.Status (proto3 JSON).
     assert_eq!(String::from_utf8_lossy(&plain.body), r#"{"code":7,"message":"no"}"#);
 }}
