@@ -34,6 +34,8 @@ OPTIONS (defaults for every pod; the pod's rust-grpc-proxy/* annotations overrid
     --rest-port N --health-port N --admin-port N   (defaults 6789, 6790, 9901)
     --cpu-request Q --memory-request Q --cpu-limit Q --memory-limit Q  (defaults 50m, 64Mi, 1, 256Mi; '' for none)
     --concurrency N --log-level LEVEL   Envoy worker threads and log level (defaults 2, info)
+    --default-descriptor-configmap NAME   ConfigMap for pods that name none (default rust-grpc-proxy,
+                                  key rust-grpc-proxy.pb; '' to require the annotation)
 ";
 
 fn main() -> ExitCode {
@@ -90,6 +92,7 @@ fn config_flags(args: &[String]) -> Result<(InjectorConfig, Vec<(String, String)
             "--memory-limit" => cfg.resources.memory_limit = opt(value),
             "--concurrency" => cfg.concurrency = value.parse().map_err(|_| format!("{a}: a number, not {value}"))?,
             "--log-level" => cfg.log_level = value,
+            "--default-descriptor-configmap" => cfg.descriptor_configmap = value,
             _ => rest.push((a.clone(), value)),
         }
     }

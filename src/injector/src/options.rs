@@ -24,6 +24,11 @@ pub struct InjectorConfig {
     pub resources: Resources,
     pub concurrency: u32,
     pub log_level: String,
+    /// ConfigMap used when a pod names no descriptor source ("" = the pod must name one).
+    /// The default, `rust-grpc-proxy` with key `rust-grpc-proxy.pb`, is what
+    /// `rgp publish SET.pb --name rust-grpc-proxy` writes, so a pod with only the label
+    /// (as with the original injector) works in a namespace that has it.
+    pub descriptor_configmap: String,
 }
 
 impl Default for InjectorConfig {
@@ -43,6 +48,7 @@ impl Default for InjectorConfig {
             },
             concurrency: 2,
             log_level: "info".into(),
+            descriptor_configmap: "rust-grpc-proxy".into(),
         }
     }
 }
@@ -239,8 +245,8 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         if let Some(name) = key.strip_prefix(ANNOTATION_PREFIX) {
             if !KNOWN_ANNOTATIONS.contains(&name) {
                 errors.push(format!(
-                    "unknown annotation {key} (known: {})",
-                    KNOWN_ANNOTATIONS.iter().filter(|n| **n != "status").map(|n| format!("{ANNOTATION_PREFIX}{n}")).collect::<Vec<_>>().join(", ")
+                    "unknown annotation {key} (known after {ANNOTATION_PREFIX}: {})",
+                    KNOWN_ANNOTATIONS.iter().filter(|n| **n != "status").copied().collect::<Vec<_>>().join(", ")
                 ));
             }
         }
@@ -330,6 +336,11 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
             let key = key_annotation.clone().unwrap_or_else(|| "descriptors.pb".into());
             Some(DescriptorSource::Volume { name, key })
         }
+        (None, None) if !cfg.descriptor_configmap.is_empty() => {
+            let name = cfg.descriptor_configmap.clone();
+            let key = key_annotation.clone().unwrap_or_else(|| format!("{name}.pb"));
+            Some(DescriptorSource::ConfigMap { name, key })
+        }
         (None, None) => {
             errors.push(format!(
                 "annotation {ANNOTATION_PREFIX}descriptor-configmap is required: the name of a ConfigMap in the pod's namespace holding the descriptor set (rgp publish writes one), or {ANNOTATION_PREFIX}descriptor-volume naming a volume of the pod"
@@ -337,7 +348,15 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
             None
         }
     };
-    if let Some(d) = &descriptor {
+    if let Some(DescriptorSource::ConfigMap { key, .. }) = &descriptor {
+        let ok = !key.is_empty() && key.len() <= 253 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) && key != "." && key != "..";
+        if !ok {
+            errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}descriptor-key=\"{key}\": not a ConfigMap key (letters, digits, '-', '_', '.')"
+            ));
+        }
+    }
+    if let Some(d @ DescriptorSource::Volume { .. }) = &descriptor {
         if !is_relative_file(d.key()) {
             errors.push(format!(
                 "annotation {ANNOTATION_PREFIX}descriptor-key=\"{}\": must be a relative file path inside the volume (no leading /, no ..)",

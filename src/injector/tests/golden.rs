@@ -1,0 +1,271 @@
+//! Golden tests: every real-shaped AdmissionReview in tests/cases/ goes through the
+//! handler; the response must match tests/golden/<case>.response.json, its patch (a
+//! base64 string, as the API server reads it) is decoded and applied with json-patch to
+//! the request's pod, and the patched pod must match tests/golden/<case>.pod.json, pass
+//! the checks the API server would make beyond the schema, and come back unchanged when
+//! injected again. `UPDATE_GOLDEN=1 cargo test -p rgp-injector --test golden` rewrites the
+//! golden files (review the diff). tests/injector (pytest) validates every golden pod
+//! against the Kubernetes schemas.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rgp_injector::admission::{response_patch, review};
+use rgp_injector::options::InjectorConfig;
+use serde_json::{json, Value};
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+}
+
+fn config() -> InjectorConfig {
+    InjectorConfig::default()
+}
+
+/// What each case must produce: verdict and text the answer must contain.
+fn expectations() -> BTreeMap<&'static str, (&'static str, Vec<&'static str>)> {
+    BTreeMap::from([
+        ("deployment-generatename", ("injected", vec![])),
+        ("bare-pod-label-only", ("injected", vec![])),
+        ("no-labels", ("skipped", vec![])),
+        ("host-network", ("skipped", vec!["hostNetwork"])),
+        ("already-injected", ("skipped", vec![])),
+        ("job-pod", ("injected", vec![])),
+        ("job-pod-classic", ("injected", vec!["restartPolicy Never", "does not complete"])),
+        ("classic-layout", ("injected", vec![])),
+        ("all-options", ("injected", vec![])),
+        ("descriptor-volume", ("injected", vec![])),
+        ("named-port", ("injected", vec![])),
+        ("undeclared-port", ("injected", vec!["no container of the pod declares port 9000"])),
+        ("init-containers-and-default-container", ("injected", vec![])),
+        ("bad-port-zero", ("denied", vec!["rustGrpcProxyEnable=\\\"0\\\"", "1-65535"])),
+        ("bad-port-too-large", ("denied", vec!["rustGrpcProxyEnable=\\\"70000\\\"", "1-65535"])),
+        ("bad-port-name", ("denied", vec!["rustGrpcProxyEnable=\\\"grpc-web\\\"", "nor the name of a port"])),
+        ("bad-port-empty", ("denied", vec!["label rustGrpcProxyEnable is empty"])),
+        (
+            "bad-annotations",
+            (
+                "denied",
+                vec![
+                    "unknown annotation rust-grpc-proxy/prot",
+                    "memory-request=\\\"lots\\\": not a Kubernetes quantity",
+                    "cpu request 2 is above its limit 500m",
+                    "health-port=\\\"80\\\": ports below 1024 need root",
+                    "\\\"not a service\\\" is not a fully qualified service name",
+                    "unknown option \\\"add_whitespaces\\\"",
+                    "native-sidecar=\\\"yes\\\"",
+                    "descriptor-key=\\\"sets/v2.pb\\\": not a ConfigMap key",
+                ],
+            ),
+        ),
+        ("port-conflict", ("denied", vec!["port 6789 is declared by container bookstore"])),
+        ("update-operation", ("skipped", vec![])),
+        ("not-a-pod", ("error", vec!["only handles v1 Pods, not apps/v1 Deployment"])),
+        ("malformed-v1beta1", ("error", vec!["admission.k8s.io/v1beta1"])),
+        ("malformed-no-request", ("error", vec!["no request"])),
+        ("malformed-pod", ("error", vec!["does not parse as a v1 Pod"])),
+        ("malformed-not-json", ("error", vec!["not JSON"])),
+    ])
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap() + "\n"
+}
+
+/// Compare with (or, with UPDATE_GOLDEN=1, write) a golden file.
+fn golden(name: &str, actual: &str, failures: &mut Vec<String>) {
+    let path = dir("golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(expected) if expected == actual => {}
+        Ok(_) => failures.push(format!("{name}: differs from the golden file (UPDATE_GOLDEN=1 to rewrite, then review the diff)")),
+        Err(_) => failures.push(format!("{name}: golden file missing (UPDATE_GOLDEN=1 writes it)")),
+    }
+}
+
+#[test]
+fn golden_cases() {
+    let expect = expectations();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir("cases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    cases.sort();
+    let names: BTreeSet<String> = cases.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    let expected_names: BTreeSet<String> = expect.keys().map(|s| s.to_string()).collect();
+    assert_eq!(names, expected_names, "every case needs an expectation and every expectation a case");
+
+    let mut failures = Vec::new();
+    for path in &cases {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let body = std::fs::read(path).unwrap();
+        let decision = review(&body, &config());
+        let resp = &decision.review;
+        let (verdict, needles) = &expect[name.as_str()];
+        assert_eq!(decision.verdict, *verdict, "{name}: {}", decision.reason);
+
+        // The review as the API server reads it.
+        assert_eq!(resp["apiVersion"], "admission.k8s.io/v1", "{name}");
+        assert_eq!(resp["kind"], "AdmissionReview", "{name}");
+        let input: Option<Value> = serde_json::from_slice(&body).ok();
+        let uid = input.as_ref().and_then(|v| v.pointer("/request/uid")).cloned().unwrap_or(json!(""));
+        assert_eq!(resp["response"]["uid"], uid, "{name}: the uid must be copied from the request");
+        assert_eq!(resp["response"]["allowed"], json!(matches!(*verdict, "injected" | "skipped")), "{name}");
+        if matches!(*verdict, "denied" | "error") {
+            assert_eq!(resp["response"]["status"]["code"], 400, "{name}");
+            assert!(resp["response"].get("patch").is_none(), "{name}");
+        }
+        let text = resp.to_string();
+        for n in needles {
+            assert!(text.contains(n), "{name}: answer lacks {n:?}: {text}");
+        }
+        golden(&format!("{name}.response.json"), &pretty(resp), &mut failures);
+
+        let patch = response_patch(resp).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(patch.is_some(), *verdict == "injected", "{name}: a patch exactly when injected");
+        if let Some(patch) = patch {
+            assert_eq!(resp["response"]["patchType"], "JSONPatch", "{name}");
+            assert!(resp["response"]["patch"].is_string(), "{name}: patch must be base64 text");
+            golden(&format!("{name}.patch.json"), &pretty(&serde_json::to_value(&patch).unwrap()), &mut failures);
+            let mut pod = input.as_ref().unwrap()["request"]["object"].clone();
+            json_patch::patch(&mut pod, &patch).unwrap_or_else(|e| panic!("{name}: patch does not apply: {e}"));
+            api_server_checks(&name, &pod);
+            golden(&format!("{name}.pod.json"), &pretty(&pod), &mut failures);
+
+            // Idempotency: the patched pod, sent again, is admitted unchanged.
+            let mut again = input.clone().unwrap();
+            again["request"]["object"] = pod.clone();
+            again["request"]["uid"] = json!("second-pass");
+            let d2 = review(&serde_json::to_vec(&again).unwrap(), &config());
+            assert_eq!(d2.verdict, "skipped", "{name}: re-injection: {}", d2.reason);
+            assert!(d2.reason.contains("already injected"), "{name}: {}", d2.reason);
+            assert!(d2.review["response"].get("patch").is_none(), "{name}: re-injection patched again");
+            assert_eq!(d2.review["response"]["uid"], "second-pass");
+        }
+    }
+    assert!(failures.is_empty(), "golden mismatches:\n{}", failures.join("\n"));
+}
+
+/// Checks the API server makes that a JSON schema cannot express (a subset of
+/// ValidatePod), so a golden pod that passes the schemas is also one the API server
+/// would accept.
+fn api_server_checks(name: &str, pod: &Value) {
+    let spec = &pod["spec"];
+    let containers = spec["containers"].as_array().cloned().unwrap_or_default();
+    let inits = spec["initContainers"].as_array().cloned().unwrap_or_default();
+    let volumes: Vec<String> =
+        spec["volumes"].as_array().into_iter().flatten().map(|v| v["name"].as_str().unwrap().to_string()).collect();
+    let unique_volumes: BTreeSet<&String> = volumes.iter().collect();
+    assert_eq!(unique_volumes.len(), volumes.len(), "{name}: duplicate volume names");
+
+    let mut names = BTreeSet::new();
+    let mut port_names = BTreeSet::new();
+    let mut ports = BTreeSet::new();
+    for (c, is_init) in containers.iter().map(|c| (c, false)).chain(inits.iter().map(|c| (c, true))) {
+        let cname = c["name"].as_str().unwrap();
+        assert!(names.insert(cname.to_string()), "{name}: duplicate container name {cname}");
+        for m in c["volumeMounts"].as_array().into_iter().flatten() {
+            let v = m["name"].as_str().unwrap();
+            assert!(volumes.iter().any(|x| x == v), "{name}: {cname} mounts unknown volume {v}");
+        }
+        for p in c["ports"].as_array().into_iter().flatten() {
+            if let Some(pn) = p["name"].as_str() {
+                assert!(pn.len() <= 15, "{name}: port name {pn} longer than 15");
+                assert!(port_names.insert(pn.to_string()), "{name}: duplicate port name {pn}");
+            }
+            let n = p["containerPort"].as_i64().unwrap();
+            assert!(ports.insert(n), "{name}: port {n} declared twice in the pod");
+        }
+        let restart_always = c["restartPolicy"] == "Always";
+        if !is_init {
+            assert!(c.get("restartPolicy").is_none(), "{name}: restartPolicy on a regular container");
+        }
+        if is_init && !restart_always {
+            for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+                assert!(c.get(probe).is_none(), "{name}: {probe} on a (non-sidecar) init container {cname}");
+            }
+        }
+        if let Some(limits) = c["resources"]["limits"].as_object() {
+            for (res, lim) in limits {
+                if let Some(req) = c["resources"]["requests"][res].as_str() {
+                    let q = rgp_injector::options::quantity;
+                    assert!(q(req).unwrap() <= q(lim.as_str().unwrap()).unwrap(), "{name}: {cname} {res} request > limit");
+                }
+            }
+        }
+    }
+    let anns = pod["metadata"]["annotations"].as_object().expect("annotations");
+    let status: Value = serde_json::from_str(anns["rust-grpc-proxy/status"].as_str().unwrap()).unwrap();
+    assert_eq!(status["container"], "rust-grpc-proxy");
+    let default = anns["kubectl.kubernetes.io/default-container"].as_str().unwrap();
+    assert!(
+        containers.iter().any(|c| c["name"] == default) && default != "rust-grpc-proxy",
+        "{name}: default-container {default} must be an app container"
+    );
+
+    // The sidecar itself.
+    let sidecar = containers
+        .iter()
+        .chain(inits.iter())
+        .find(|c| c["name"] == "rust-grpc-proxy")
+        .unwrap_or_else(|| panic!("{name}: no sidecar"));
+    let native = status["layout"] == "native";
+    assert_eq!(native, inits.iter().any(|c| c["name"] == "rust-grpc-proxy"), "{name}: layout");
+    assert_eq!(native, sidecar["restartPolicy"] == "Always", "{name}: restartPolicy");
+    if native {
+        assert_eq!(inits.last().unwrap()["name"], "rust-grpc-proxy", "{name}: the sidecar is the last init container");
+    }
+    let sc = &sidecar["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert!(sidecar["readinessProbe"]["httpGet"].is_object());
+    assert!(sidecar["resources"]["requests"].is_object());
+    assert!(sidecar["resources"]["limits"].is_object());
+    // No descriptor bytes anywhere in the pod: it must stay small.
+    assert!(pod.to_string().len() < 32 * 1024, "{name}: patched pod unexpectedly large");
+    assert!(!pod.to_string().contains("proto_descriptor_bin"), "{name}: descriptor in the pod spec");
+}
+
+/// The patch serialization issue, pinned: kube-core writes `patch` as an array of numbers,
+/// and admission::to_json turns it into the base64 the API server (Go's []byte) reads.
+#[test]
+fn patch_is_base64_not_number_array() {
+    use kube_core::admission::AdmissionResponse;
+    let raw = serde_json::to_value(
+        AdmissionResponse::invalid("x").with_patch(json_patch::Patch(vec![])).unwrap().into_review(),
+    )
+    .unwrap();
+    assert!(
+        raw["response"]["patch"].is_array(),
+        "kube-core now serializes the patch as {}: admission::to_json may no longer be needed",
+        raw["response"]["patch"]
+    );
+    let fixed = rgp_injector::admission::to_json(
+        AdmissionResponse::invalid("x").with_patch(json_patch::Patch(vec![])).unwrap().into_review(),
+    );
+    assert_eq!(fixed["response"]["patch"], "W10="); // base64("[]")
+}
+
+/// The response review round-trips through kube-core's own types (what a Rust client of
+/// the webhook would read) once the patch is base64 text again: field names and shapes
+/// are the API's.
+#[test]
+fn response_shape() {
+    let body = std::fs::read(dir("cases").join("deployment-generatename.json")).unwrap();
+    let d = review(&body, &config());
+    let r = &d.review["response"];
+    let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    for k in &keys {
+        assert!(
+            ["uid", "allowed", "status", "patch", "patchType", "auditAnnotations", "warnings"].contains(k),
+            "unexpected response field {k}"
+        );
+    }
+}
