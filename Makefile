@@ -47,7 +47,7 @@ VENV_STAMP := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
 
 .PHONY: help setup rust-targets venv wasm example descriptors \
-        test test-engine test-filter test-wasm32 test-example test-e2e test-cli \
+        test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector \
         demo demo-stop clean FORCE
 
 help:
@@ -56,11 +56,13 @@ help:
 	@echo "  wasm          build the filter -> $(WASM) (wasm-opt $(WASM_OPT_FLAGS) if binaryen is installed)"
 	@echo "  example       build $(EXAMPLE_BIN)"
 	@echo "  descriptors   write $(DESCRIPTORS) (FileDescriptorSet of descriptors/**/*.proto)"
-	@echo "  test          test-engine test-example test-cli test-wasm32 test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
+	@echo "  test          test-engine test-example test-cli test-wasm32 test-injector test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
 	@echo "  test-engine   cargo test -p transcoder"
 	@echo "  test-filter   cargo test -p rust-grpc-proxy --lib (the glue's host-independent parts)"
 	@echo "  test-example  cargo test -p example-service"
 	@echo "  test-cli      rgp (descriptor tooling): cargo test -p rgp-cli, then pytest tests/cli (openapi-spec-validator, YAML)"
+	@echo "  test-injector rgp-injector (sidecar webhook): cargo test -p rgp-injector (golden reviews, HTTPS + cert swap, the"
+	@echo "                injected sidecar run with real Envoy), then pytest tests/injector (strict schemas per Kubernetes version)"
 	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
 	@echo "  test-wasm32   engine tests on wasm32-unknown-unknown (wasm-bindgen-test, node); installs wasm-bindgen-cli into $(TOOLS)"
 	@echo "  demo          example service on 127.0.0.1:50051 + Envoy with the filter on 127.0.0.1:8080 (admin 9901); Ctrl-C stops both"
@@ -132,7 +134,7 @@ descriptors: $(DESCRIPTORS)
 
 # ---------------------------------------------------------------- tests
 
-test: test-engine test-filter test-example test-cli test-wasm32 test-e2e
+test: test-engine test-filter test-example test-cli test-wasm32 test-injector test-e2e
 
 test-engine:
 	$(CARGO) test -p transcoder
@@ -151,6 +153,17 @@ test-cli: $(VENV_STAMP)
 	$(CARGO) test -p rgp-cli
 	$(CARGO) build -p rgp-cli
 	RGP=target/debug/rgp $(VPY) -m pytest tests/cli
+
+# rgp-injector, the sidecar injector webhook (src/injector, docs/injector.md). Its Rust tests
+# answer real-shaped AdmissionReviews (golden files), run its HTTPS server with a certificate
+# swap, and run an injected sidecar's own command (real Envoy + the .wasm) in front of the
+# example service; tests/injector then validates every patched pod and deploy/ manifest
+# against strict Kubernetes schemas (kubernetes-validate) of each supported version.
+test-injector: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
+	INJECTOR_ENVOY=$(abspath $(VENV)/bin/envoy) INJECTOR_WASM=$(abspath $(WASM)) \
+	  INJECTOR_EXAMPLE_SERVICE=$(abspath $(EXAMPLE_BIN)) INJECTOR_DESCRIPTORS=$(abspath $(DESCRIPTORS)) \
+	  $(CARGO) test -p rgp-injector
+	$(VPY) -m pytest tests/injector
 
 # The e2e fixtures never build anything: everything they run is built here first.
 test-e2e: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
