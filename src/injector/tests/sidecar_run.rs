@@ -1,0 +1,256 @@
+//! The sidecar as it would run: a pod goes through the webhook, and the injected
+//! container's own command, args and environment are run on this machine, with what the
+//! kubelet would provide emulated by paths: the image's files (rgp-injector, Envoy, the
+//! .wasm) at their in-image paths, the ConfigMap volume as a directory holding the
+//! descriptor set under its key, the emptyDir as an empty directory. Every in-container
+//! path in command, args and env is replaced by its local stand-in; nothing else of the
+//! container spec is changed. The example gRPC service listens on the labelled port, the
+//! readiness probe the pod declares must pass, and curl calls REST (and native gRPC)
+//! through the sidecar's port.
+//!
+//! Needs INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS
+//! (`make test-injector` sets them after building what they name). Without them the test
+//! says so and does nothing.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rgp_injector::admission::{response_patch, review};
+use rgp_injector::options::InjectorConfig;
+use serde_json::{json, Value};
+
+struct Kill(Vec<Child>);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var_os(name)?);
+    assert!(p.exists(), "{name}={} does not exist (make test-injector builds it)", p.display());
+    Some(p)
+}
+
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().expect("curl runs");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The pod of the Deployment case, labelled with `grpc_port` and with the sidecar's ports
+/// set by annotations (free ports: tests run in parallel with other suites).
+fn patched_pod(grpc_port: u16, rest: u16, health: u16, admin: u16) -> Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let mut r: Value = serde_json::from_slice(&std::fs::read(dir.join("deployment-generatename.json")).unwrap()).unwrap();
+    let obj = &mut r["request"]["object"];
+    obj["metadata"]["labels"]["rustGrpcProxyEnable"] = json!(grpc_port.to_string());
+    obj["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(grpc_port);
+    let a = &mut obj["metadata"]["annotations"];
+    a["rust-grpc-proxy/port"] = json!(rest.to_string());
+    a["rust-grpc-proxy/health-port"] = json!(health.to_string());
+    a["rust-grpc-proxy/admin-port"] = json!(admin.to_string());
+    let d = review(&serde_json::to_vec(&r).unwrap(), &InjectorConfig::default());
+    assert_eq!(d.verdict, "injected", "{}", d.reason);
+    let patch = response_patch(&d.review).unwrap().unwrap();
+    let mut pod = r["request"]["object"].clone();
+    json_patch::patch(&mut pod, &patch).unwrap();
+    pod
+}
+
+fn replace_all(s: &str, map: &[(String, String)]) -> String {
+    // Longest in-container path first, so /a/b is mapped before /a.
+    let mut out = s.to_string();
+    for (from, to) in map {
+        out = out.replace(from.as_str(), to);
+    }
+    out
+}
+
+#[test]
+fn injected_sidecar_serves_rest_through_real_envoy() {
+    let (Some(envoy), Some(wasm), Some(example), Some(descriptors)) = (
+        env_path("INJECTOR_ENVOY"),
+        env_path("INJECTOR_WASM"),
+        env_path("INJECTOR_EXAMPLE_SERVICE"),
+        env_path("INJECTOR_DESCRIPTORS"),
+    ) else {
+        eprintln!("NOT RUN: set INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS (make test-injector does)");
+        return;
+    };
+    let (grpc, rest, health, admin) = (free_port(), free_port(), free_port(), free_port());
+    let pod = patched_pod(grpc, rest, health, admin);
+    let spec = &pod["spec"];
+    let sidecar = spec["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rust-grpc-proxy")
+        .expect("native sidecar")
+        .clone();
+
+    // What the kubelet would provide, under a temporary root.
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sidecar-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let mut map: Vec<(String, String)> = vec![
+        (rgp_injector::IMAGE_INJECTOR_BIN.into(), env!("CARGO_BIN_EXE_rgp-injector").into()),
+        (rgp_injector::IMAGE_ENVOY_BIN.into(), envoy.display().to_string()),
+        (rgp_injector::IMAGE_WASM.into(), wasm.display().to_string()),
+    ];
+    let mut writable = Vec::new();
+    for m in sidecar["volumeMounts"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let mount = m["mountPath"].as_str().unwrap();
+        let vol = spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == name).expect("mounted volume exists");
+        let local = root.join(name);
+        std::fs::create_dir_all(&local).unwrap();
+        if let Some(cm) = vol.get("configMap") {
+            // The ConfigMap `rgp publish SET.pb --name bookstore` writes: key bookstore.pb.
+            assert_eq!(cm["name"], "bookstore");
+            std::fs::copy(&descriptors, local.join("bookstore.pb")).unwrap();
+            assert_eq!(m["readOnly"], true, "the descriptor is mounted read-only");
+        } else {
+            assert!(vol.get("emptyDir").is_some(), "unexpected volume {vol}");
+            assert_ne!(m["readOnly"], true);
+            writable.push(mount.to_string());
+        }
+        map.push((mount.to_string(), local.display().to_string()));
+    }
+    map.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+
+    // readOnlyRootFilesystem: the only file the container writes is under a writable mount.
+    let args: Vec<String> = sidecar["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    let out_at = args.iter().position(|a| a == "--config-out").unwrap() + 1;
+    assert!(writable.iter().any(|w| args[out_at].starts_with(&format!("{w}/"))), "{} is not on an emptyDir", args[out_at]);
+    assert_eq!(sidecar["securityContext"]["readOnlyRootFilesystem"], true);
+
+    let command: Vec<String> = sidecar["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(sidecar["args"].as_array().unwrap())
+        .map(|a| replace_all(a.as_str().unwrap(), &map))
+        .collect();
+    let env: Vec<(String, String)> = sidecar["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), replace_all(e["value"].as_str().unwrap(), &map)))
+        .collect();
+
+    let mut procs = Kill(Vec::new());
+    let mut svc = Command::new(&example)
+        .args(["serve", "--listen", &format!("127.0.0.1:{grpc}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(svc.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "example service: {line}");
+    procs.0.push(svc);
+
+    let log = root.join("sidecar.log");
+    let sidecar_proc = Command::new(&command[0])
+        .args(&command[1..])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&root)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(root.join("sidecar.err")).unwrap())
+        .spawn()
+        .unwrap();
+    procs.0.push(sidecar_proc);
+
+    // The pod's readiness probe, as the kubelet would run it.
+    let probe = &sidecar["readinessProbe"]["httpGet"];
+    let probe_url = format!("http://127.0.0.1:{}{}", probe["port"], probe["path"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, _) = curl(&["-o", "/dev/null", "-w", "%{http_code}", &probe_url]);
+        if code == "200" {
+            break;
+        }
+        if let Some(status) = procs.0[1].try_wait().unwrap() {
+            panic!(
+                "the sidecar exited ({status}):\n{}",
+                std::fs::read_to_string(root.join("sidecar.err")).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "readiness probe never passed: {probe_url}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let err = std::fs::read_to_string(root.join("sidecar.err")).unwrap();
+    assert!(err.contains("services: bookstore.v1.Bookstore, echo.v1.EchoService"), "{err}");
+
+    // REST through the sidecar, as a client of the pod would call it.
+    let base = format!("http://127.0.0.1:{rest}");
+    let (body, e) = curl(&[&format!("{base}/v1/shelves")]);
+    assert!(body.contains("\"shelves\"") && body.contains("Fiction"), "GET /v1/shelves: {body} {e}");
+    let (body, e) = curl(&[&format!("{base}/api/v1/echo/hello/get?query=666"), "-H", "MD-hello: world"]);
+    assert_eq!(body.trim(), r#"{"response":"GET md-hello=world request=hello query=666"}"#, "{e}");
+    let (body, e) = curl(&["-X", "POST", &format!("{base}/v1/shelves"), "-d", r#"{"theme": "Poetry"}"#]);
+    assert!(body.contains("Poetry"), "POST /v1/shelves: {body} {e}");
+    let (out, e) = curl(&["-i", &format!("{base}/v1/fail/5")]);
+    assert!(out.starts_with("HTTP/1.1 404"), "gRPC NOT_FOUND -> 404: {out} {e}");
+
+    // Native gRPC passes through the same port (h2c): ListShelves(Empty), an empty frame.
+    let frame = root.join("empty.frame");
+    std::fs::write(&frame, [0u8; 5]).unwrap();
+    let (out, e) = curl(&[
+        "--http2-prior-knowledge",
+        "-D",
+        "-",
+        "-o",
+        root.join("grpc.out").to_str().unwrap(),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "--data-binary",
+        &format!("@{}", frame.display()),
+        &format!("{base}/bookstore.v1.Bookstore/ListShelves"),
+    ]);
+    assert!(out.starts_with("HTTP/2 200"), "native gRPC: {out} {e}");
+    assert!(out.contains("grpc-status: 0"), "native gRPC trailers: {out}");
+    let answer = std::fs::read(root.join("grpc.out")).unwrap();
+    assert!(answer.len() > 5 && answer.windows(7).any(|w| w == b"Fiction"), "native gRPC body: {answer:?}");
+
+    let access = std::fs::read_to_string(&log).unwrap();
+    assert!(access.contains("access: \"POST /v1/shelves"), "Envoy's access log: {access}");
+}
+
+/// The startup step's answer when the ConfigMap lacks the key: it says what is there.
+#[test]
+fn sidecar_step_names_the_keys_when_the_descriptor_is_missing() {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sidecar-missing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("descriptor/..2026_11_22")).unwrap();
+    std::fs::write(root.join("descriptor/other.pb"), b"x").unwrap();
+    let pod = patched_pod(50051, 6789, 6790, 9901);
+    let sidecar = &pod["spec"]["initContainers"][0];
+    let bootstrap = sidecar["env"][0]["value"].as_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rgp-injector"))
+        .args(["sidecar", "--descriptor"])
+        .arg(root.join("descriptor/bookstore.pb"))
+        .arg("--config-out")
+        .arg(root.join("envoy.json"))
+        .args(["--", "/bin/false"])
+        .env("RGP_ENVOY_BOOTSTRAP", bootstrap)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the volume holds: [other.pb]"), "{err}");
+    assert!(!root.join("envoy.json").exists());
+}
