@@ -80,6 +80,9 @@ pub struct GrpcStatusHeaders<'a> {
     pub message: Option<&'a str>,
     /// `grpc-status-details-bin`.
     pub details_bin: Option<&'a str>,
+    /// The status came in a trailers-only answer (one header block, no body).
+    /// Envoy then keeps that whole block as the HTTP headers, details included.
+    pub trailers_only: bool,
 }
 
 impl Transcoder {
@@ -289,9 +292,15 @@ impl Transcoder {
     /// trailers-only headers): a JSON `google.rpc.Status` with
     /// `convert_grpc_status`, else an empty body with the gRPC status headers,
     /// `grpc-message` passed on as the server sent it, as Envoy answers.
+    /// For a trailers-only answer `grpc-status-details-bin` is kept too, as Envoy
+    /// keeps that header block.
     pub fn upstream_error(&self, grpc: GrpcStatusHeaders<'_>) -> HttpReply {
         let status = Status::from_grpc(grpc.status, grpc.message, grpc.details_bin);
-        self.error_reply(&status, grpc.message)
+        let mut reply = self.error_reply(&status, grpc.message);
+        if let (false, true, Some(details)) = (self.config.convert_grpc_status, grpc.trailers_only, grpc.details_bin) {
+            reply.headers.push(("grpc-status-details-bin".to_string(), details.to_string()));
+        }
+        reply
     }
 
     /// `status` as an upstream error; `raw_message` is the `grpc-message` as received.
@@ -301,7 +310,8 @@ impl Transcoder {
         }
         let mut headers = vec![
             ("content-type".to_string(), JSON.to_string()),
-            ("grpc-status".to_string(), status.number.to_string()),
+            // The code, not status.number: Envoy writes a number outside 0..=16 as UNKNOWN here.
+            ("grpc-status".to_string(), (status.code as i32).to_string()),
         ];
         match raw_message {
             Some(raw) => headers.push(("grpc-message".to_string(), raw.to_string())),

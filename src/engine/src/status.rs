@@ -134,8 +134,9 @@ pub struct RpcStatus {
 pub struct Status {
     /// The gRPC code.
     pub code: Code,
-    /// The code's number as the server sent it: `code as i32`, except for numbers
-    /// outside 0..=16, which mean UNKNOWN to gRPC but which Envoy passes on as they are.
+    /// The code's number in the JSON body: `code as i32`, except when the
+    /// server's `grpc-status-details-bin` carries a number outside 0..=16
+    /// (UNKNOWN to gRPC), which Envoy prints as it is.
     pub number: i32,
     /// The message, as text.
     pub message: String,
@@ -170,14 +171,13 @@ impl Status {
     /// `grpc-status-details-bin` decodes, its message and details win, since the
     /// server put them there on purpose.
     pub fn from_grpc(status: Option<&str>, message: Option<&str>, details_bin: Option<&str>) -> Self {
-        let header = status;
-        let code = header.map(Code::from_header).unwrap_or(Code::Unknown);
+        let code = status.map(Code::from_header).unwrap_or(Code::Unknown);
         let message = message.map(decode_grpc_message).unwrap_or_default();
         let mut status = Status::new(code, message);
-        if let Some(number) = header.and_then(|s| s.trim().parse::<i32>().ok()) {
-            status.number = number;
-        }
         if let Some(rpc) = details_bin.and_then(decode_details_bin) {
+            if Code::from_i32(rpc.code) == status.code {
+                status.number = rpc.code;
+            }
             if status.message.is_empty() {
                 status.message = rpc.message;
             }

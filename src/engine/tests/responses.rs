@@ -20,7 +20,7 @@ macro_rules! test {
     };
 }
 
-const OK: GrpcStatusHeaders<'static> = GrpcStatusHeaders { status: Some("0"), message: None, details_bin: None };
+const OK: GrpcStatusHeaders<'static> = GrpcStatusHeaders { status: Some("0"), message: None, details_bin: None, trailers_only: false };
 
 fn header<'a>(reply: &'a HttpReply, name: &str) -> Option<&'a str> {
     reply.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -94,14 +94,19 @@ test! { fn grpc_errors_map_to_http_status() {
         (9, 400), (10, 409), (11, 400), (12, 501), (13, 500), (14, 503), (15, 500), (16, 401), (99, 500),
     ] {
         let code = code.to_string();
-        let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some(&code), message: Some("x%20y"), details_bin: None });
+        let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some(&code), message: Some("x%20y"), details_bin: None, trailers_only: false });
         assert_eq!(reply.status, http, "grpc-status {code}");
         // Without convert_grpc_status the body is empty and the status stays in headers, as Envoy does.
         assert!(reply.body.is_empty());
-        // A number outside 0..=16 is UNKNOWN (HTTP 500) but passed on as it came, as Envoy does.
-        assert_eq!(header(&reply, "grpc-status"), Some(code.as_str()));
+        // A number outside 0..=16 is UNKNOWN (HTTP 500, grpc-status 2), as Envoy writes it.
+        assert_eq!(header(&reply, "grpc-status"), Some(code.as_str()).filter(|_| code != "99").or(Some("2")));
         // grpc-message is passed on as the server sent it (percent-encoded), as Envoy does.
         assert_eq!(header(&reply, "grpc-message"), Some("x%20y"));
+    }
+    // Details stay in the headers only for a trailers-only answer (Envoy keeps that block).
+    for (trailers_only, expected) in [(false, None), (true, Some("CAU"))] {
+        let grpc = GrpcStatusHeaders { status: Some("5"), message: None, details_bin: Some("CAU"), trailers_only };
+        assert_eq!(header(&t.unary_response(&p, &[], grpc), "grpc-status-details-bin"), expected);
     }
 }}
 
@@ -131,7 +136,7 @@ test! { fn converted_errors_carry_decoded_details() {
     let unknown = prost_types::Any { type_url: "type.googleapis.com/other.Unknown".into(), value: vec![1, 2, 3] };
     let status = RpcStatus { code: 5, message: "shelf 5 not found".into(), details: vec![detail, info, unknown] };
     let bin = base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.encode_to_vec());
-    let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("5"), message: Some("shelf 5 not found"), details_bin: Some(&bin) });
+    let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("5"), message: Some("shelf 5 not found"), details_bin: Some(&bin), trailers_only: false });
     assert_eq!(reply.status, 404);
     assert_eq!(header(&reply, "content-type"), Some("application/json"));
     assert_eq!(
@@ -143,10 +148,13 @@ test! { fn converted_errors_carry_decoded_details() {
         ]})
     );
     // No details header: the status comes from grpc-status and grpc-message.
-    let plain = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("7"), message: Some("no"), details_bin: Some("%%%") });
+    let plain = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("7"), message: Some("no"), details_bin: Some("%%%"), trailers_only: false });
     assert_eq!(plain.status, 403);
-    // A code outside 0..=16 keeps its number in the JSON too.
-    let odd = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("17"), message: Some("odd"), details_bin: None });
+    // A code outside 0..=16 in the details keeps its number in the JSON, as Envoy
+    // prints the details' google.rpc.Status.
+    let odd_status = RpcStatus { code: 17, message: "odd".into(), details: vec![] };
+    let odd_bin = base64::engine::general_purpose::STANDARD.encode(odd_status.encode_to_vec());
+    let odd = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("17"), message: Some("odd"), details_bin: Some(&odd_bin), trailers_only: false });
     assert_eq!(odd.status, 500);
     assert_eq!(json_body(&odd), json!({"code": 17, "message": "odd"}));
     // Empty details are left out, as Envoy prints google.rpc.Status (proto3 JSON).
@@ -165,13 +173,13 @@ test! { fn error_details_print_in_field_order_with_the_print_options() {
     };
     let status = RpcStatus { code: 5, message: "gone".into(), details: vec![detail] };
     let bin = base64::engine::general_purpose::STANDARD.encode(status.encode_to_vec());
-    let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("5"), message: Some("gone"), details_bin: Some(&bin) });
+    let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("5"), message: Some("gone"), details_bin: Some(&bin), trailers_only: false });
     assert_eq!(
         String::from_utf8_lossy(&reply.body),
         "{\n \"code\": 5,\n \"message\": \"gone\",\n \"details\": [\n  {\n   \"@type\": \"type.googleapis.com/bookstore.v1.FailureDetail\",\n   \"reason\": \"requested\",\n   \"code\": 5\n  }\n ]\n}\n"
     );
     let all = transcoder(json!({"convert_grpc_status": true, "print_options": {"always_print_primitive_fields": true}}));
-    let reply = all.unary_response(&p, &[], GrpcStatusHeaders { status: Some("9"), message: None, details_bin: None });
+    let reply = all.unary_response(&p, &[], GrpcStatusHeaders { status: Some("9"), message: None, details_bin: None, trailers_only: false });
     assert_eq!(String::from_utf8_lossy(&reply.body), r#"{"code":9,"message":"","details":[]}"#);
 }}
 
@@ -244,7 +252,7 @@ test! { fn map_entries_print_sorted_by_key_like_protobuf() {
         };
         let status = RpcStatus { code: 5, message: "m".into(), details: vec![info] };
         let bin = base64::engine::general_purpose::STANDARD.encode(status.encode_to_vec());
-        let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("5"), message: None, details_bin: Some(&bin) });
+        let reply = t.unary_response(&p, &[], GrpcStatusHeaders { status: Some("5"), message: None, details_bin: Some(&bin), trailers_only: false });
         let text = String::from_utf8_lossy(&reply.body).replace([' ', '\n'], "");
         assert!(text.contains(r#""metadata":{"a":"v","k1":"v","k2":"v"}"#), "{text}");
     }

@@ -70,6 +70,7 @@ impl RootContext for Root {
             replied: false,
             via_stream: None,
             response_headers: Vec::new(),
+            initial_metadata: false,
             stream_messages: Vec::new(),
             stream_trailers: Vec::new(),
         }))
@@ -92,6 +93,8 @@ struct Request {
     via_stream: Option<u32>,
     /// Upstream response headers (gRPC initial metadata) to pass on.
     response_headers: Vec<(String, String)>,
+    /// The gRPC stream brought initial metadata entries (else its answer was trailers-only).
+    initial_metadata: bool,
     stream_messages: Vec<Vec<u8>>,
     stream_trailers: Vec<(String, String)>,
 }
@@ -135,11 +138,15 @@ fn grpc_status_of(pairs: &[(String, String)]) -> GrpcStatusHeaders<'_> {
         status: find(pairs, "grpc-status"),
         message: find(pairs, "grpc-message"),
         details_bin: find(pairs, "grpc-status-details-bin"),
+        trailers_only: false,
     }
 }
 
 impl Context for Request {
-    fn on_grpc_stream_initial_metadata(&mut self, _token: u32, _n: u32) {
+    fn on_grpc_stream_initial_metadata(&mut self, _token: u32, entries: u32) {
+        // For a trailers-only answer Envoy calls this with no entries and hands
+        // the whole header block over as trailing metadata.
+        self.initial_metadata = entries > 0;
         if let Ok(pairs) = host::get_map(MapType::GrpcReceiveInitialMetadata) {
             self.response_headers = text_pairs(pairs)
                 .into_iter()
@@ -171,8 +178,16 @@ impl Context for Request {
             .ok()
             .and_then(|(_, m)| m)
             .map(|m| transcoder::status::encode_grpc_message(&m));
+        let trailers_only = !self.initial_metadata;
+        if trailers_only {
+            // One header block held everything: pass its other headers on, as
+            // Envoy does with a trailers-only answer (x-bookstore-version, ...).
+            self.response_headers =
+                self.stream_trailers.iter().filter(|(k, _)| !is_grpc_response_header(k)).cloned().collect();
+        }
         let mut grpc = grpc_status_of(&self.stream_trailers);
         grpc.status = Some(&code);
+        grpc.trailers_only = trailers_only;
         if grpc.message.is_none() {
             grpc.message = host_message.as_deref();
         }
@@ -257,11 +272,13 @@ impl Request {
     }
 
     /// Builds the reply once the whole upstream response is in.
-    fn finish_response(&mut self, body: &[u8], status_headers: &[(String, String)]) {
+    fn finish_response(&mut self, body: &[u8], status_headers: &[(String, String)], trailers_only: bool) {
         let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.take()) else {
             return;
         };
-        let reply = t.unary_response(&plan, body, grpc_status_of(status_headers));
+        let mut grpc = grpc_status_of(status_headers);
+        grpc.trailers_only = trailers_only;
+        let reply = t.unary_response(&plan, body, grpc);
         let mut headers = std::mem::take(&mut self.response_headers);
         self.send(reply, &mut headers);
     }
@@ -388,7 +405,7 @@ impl HttpContext for Request {
         self.response_headers = headers.iter().filter(|(k, _)| !is_grpc_response_header(k)).cloned().collect();
         if end_of_stream {
             // Trailers-only: the status is in the headers and there is no body.
-            self.finish_response(&[], &headers);
+            self.finish_response(&[], &headers, true);
             return Action::Pause;
         }
         // Keep the status headers in case the body ends without trailers.
@@ -416,7 +433,7 @@ impl HttpContext for Request {
         if end_of_stream {
             let body = host::get_buffer(BufferType::HttpResponseBody, 0, size).unwrap_or_default();
             let status_headers = std::mem::take(&mut self.stream_trailers);
-            self.finish_response(&body, &status_headers);
+            self.finish_response(&body, &status_headers, false);
         }
         Action::Pause
     }
@@ -428,7 +445,7 @@ impl HttpContext for Request {
         }
         let trailers = text_pairs(host::get_map(MapType::HttpResponseTrailers).unwrap_or_default());
         let body = host::get_buffer(BufferType::HttpResponseBody, 0, usize::MAX).unwrap_or_default();
-        self.finish_response(&body, &trailers);
+        self.finish_response(&body, &trailers, false);
         Action::Pause
     }
 }
