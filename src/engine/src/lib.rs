@@ -244,6 +244,11 @@ impl Transcoder {
         }
         let frames = match frame::decode_all(grpc_body, self.max_response_body_size()) {
             Ok(frames) => frames,
+            Err(frame::FrameError::TooLarge { size, limit }) => {
+                return self.local_error(&Status::internal(format!(
+                    "the gRPC response ({size} bytes) is larger than max_response_body_size ({limit} bytes)"
+                )))
+            }
             Err(e) => return self.local_error(&Status::internal(format!("bad gRPC reply: {e}"))),
         };
         let message = match frames.as_slice() {

@@ -218,6 +218,15 @@ test! { fn broken_replies_are_json_errors() {
     }
 }}
 
+test! { fn responses_over_max_response_body_size_name_the_limit() {
+    let t = transcoder(json!({"max_response_body_size": 10}));
+    let p = plan(&t, "GET", "/v1/shelves/1/books/2");
+    let reply = t.unary_response(&p, &encode_frame(&book()), OK);
+    assert_eq!(reply.status, 500);
+    let err = json_body(&reply);
+    assert!(err["message"].as_str().unwrap_or_default().contains("max_response_body_size (10 bytes)"), "{err}");
+}}
+
 test! { fn local_errors_are_always_json() {
     let t = transcoder(json!({}));
     let reply = t.local_error(&transcoder::Status::new(Code::InvalidArgument, "bad \"field\""));

@@ -188,7 +188,7 @@ impl Context for Request {
         let mut grpc = grpc_status_of(&self.stream_trailers);
         grpc.status = Some(&code);
         grpc.trailers_only = trailers_only;
-        if grpc.message.is_none() {
+        if grpc.message.is_none() && status_code != 0 {
             grpc.message = host_message.as_deref();
         }
         let reply = if status_code != 0 {
