@@ -163,16 +163,25 @@ impl Transcoder {
                 source: Source::Path,
             });
         }
-        let query = match parse_query(query, self.config.query_param_unescape_plus) {
-            Ok(query) => query,
-            Err(status) => return RequestOutcome::Reject(status),
-        };
-        for (name, value) in query {
+        for (name, value) in parse_query(query, self.config.query_param_unescape_plus) {
             if self.ignored_query.contains(&name) {
                 continue;
             }
+            // A value that is not UTF-8 matters only if the parameter names a field.
+            let (value, bad_value) = match value {
+                Ok(value) => (value, None),
+                Err(e) => (e.lossless.clone(), Some(e)),
+            };
             match request::resolve_query_param(&route.method.input, name, value) {
-                QueryParam::Bound(binding) => bindings.push(binding),
+                QueryParam::Bound(binding) => {
+                    if let Some(e) = bad_value {
+                        return RequestOutcome::Reject(Status::invalid_argument(format!(
+                            "query parameter `{}`: {e}",
+                            binding.name
+                        )));
+                    }
+                    bindings.push(binding)
+                }
                 QueryParam::Unknown { .. } if self.config.ignore_unknown_query_parameters => {}
                 QueryParam::Unknown { name, reason } => {
                     let message = format!("unknown query parameter `{name}`: {reason}");
@@ -369,17 +378,16 @@ fn split_path(path_and_query: &str) -> (&str, &str) {
 
 /// Splits and decodes a query string into (name, value) pairs, in order.
 /// Names never turn `+` into a space; values do with `query_param_unescape_plus`.
-fn parse_query(query: &str, unescape_plus: bool) -> Result<Vec<(String, String)>, Status> {
+/// Parameters with an empty name are skipped, as Envoy does; a name that does
+/// not decode to UTF-8 keeps its undecodable escapes (so it names no field);
+/// a value that does not decode is returned as the error.
+fn parse_query(query: &str, unescape_plus: bool) -> Vec<(String, Result<String, percent::InvalidUtf8>)> {
     query
         .split('&')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
+        .filter_map(|part| {
             let (name, value) = part.split_once('=').unwrap_or((part, ""));
-            let name = percent::decode_query_component(name, false)
-                .map_err(|e| Status::invalid_argument(format!("query parameter name: {e}")))?;
-            let value = percent::decode_query_component(value, unescape_plus)
-                .map_err(|e| Status::invalid_argument(format!("query parameter `{name}`: {e}")))?;
-            Ok((name, value))
+            let name = percent::decode_query_component(name, false).unwrap_or_else(|e| e.lossless);
+            (!name.is_empty()).then(|| (name, percent::decode_query_component(value, unescape_plus)))
         })
         .collect()
 }

@@ -247,3 +247,19 @@ test! { fn url_values_parse_like_envoys_transcoder() {
     assert_eq!(q("repeatedNested.name=a&repeatedNested.name=b&repeatedNested.count=3")["repeatedNested"],
         json!([{"name": "b", "count": 3}]));
 }}
+
+test! { fn odd_query_strings_are_read_like_envoy() {
+    let t = transcoder(json!({}));
+    // Empty names are skipped.
+    assert_eq!(request_json(&t, "GET", "/v1/types/s/n?=&==&&=x&int32Value=2", "")["int32Value"], json!(2));
+    // A name that is not UTF-8 names no field: the request passes through.
+    assert!(matches!(t.route_request("GET", "/v1/types/s/n?%FF=1"), RequestOutcome::PassThrough(_)));
+    // A value that is not UTF-8 only matters when it binds.
+    assert!(matches!(t.route_request("GET", "/v1/types/s/n?zzz=%FF"), RequestOutcome::PassThrough(_)));
+    let ignored = transcoder(json!({"ignored_query_parameters": ["key"]}));
+    assert!(matches!(ignored.route_request("GET", "/v1/shelves/1?key=%FF"), RequestOutcome::Transcode(_)));
+    match t.route_request("GET", "/v1/types/s/n?stringValue=%C3%28") {
+        RequestOutcome::Reject(status) => assert!(status.message.contains("stringValue"), "{}", status.message),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}}
