@@ -318,10 +318,25 @@ def test_unknown_query_parameter_passes_the_request_through_by_default(both, pat
     assert_passed_through(r)
 
 
+@pytest.mark.parametrize("query, transcoded", [
+    ("=&==&&=x&int32Value=2", True),        # empty names are skipped
+    ("%FF=1", False),                        # a name that is not UTF-8 names no field
+    ("zzz=%FF", False),                      # an undecodable value of an unknown parameter
+])
+def test_odd_query_strings_like_native(both, query, transcoded):
+    r = assert_same(both(None, "GET", f"{TYPES}?{query}"))
+    if transcoded:
+        assert_answer(r, 200, echoed(int32Value=2))
+    else:
+        assert_passed_through(r)
+
+
 def test_ignored_query_parameters(both):
     options = with_defaults(ignored_query_parameters=["api_key", "trace"])
     r = assert_same(both(options, "GET", "/v1/shelves/1?api_key=x&trace=1"))
     assert_answer(r, 200, {"id": "1", "theme": "Shelf 1"})
+    # Even with a value that is not UTF-8.
+    assert_answer(assert_same(both(options, "GET", "/v1/shelves/1?api_key=%FF")), 200, {"id": "1", "theme": "Shelf 1"})
     # Other unknown parameters still pass the request through.
     assert_passed_through(assert_same(both(options, "GET", "/v1/shelves/1?api_key=x&foo=1")))
 
