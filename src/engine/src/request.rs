@@ -266,7 +266,7 @@ fn body_field<'a>(
             let parent = leaf.parent_message().clone();
             conform(&parent, &mut json, options, "")
                 .map_err(|e| Status::invalid_argument(format!("invalid request body: {e}")))?;
-            let message = value_to_message(&parent, json.clone(), options, |path, e| {
+            let message = value_to_message(&parent, &json, options, |path, e| {
                 format!("invalid request body: {}{e}", field_prefix(path))
             })?;
             Ok(BodyParts {
@@ -313,7 +313,7 @@ fn parse_json_body(desc: &MessageDescriptor, body: &[u8], options: ParseOptions)
     let mut value: Json = serde_json::from_slice(body)
         .map_err(|e| Status::invalid_argument(format!("the request body is not valid JSON: {e}")))?;
     conform(desc, &mut value, options, "").map_err(|e| Status::invalid_argument(format!("invalid request body: {e}")))?;
-    let message = value_to_message(desc, value.clone(), options, |path, e| {
+    let message = value_to_message(desc, &value, options, |path, e| {
         format!("invalid request body: {}{e}", field_prefix(path))
     })?;
     Ok((message, value))
@@ -321,7 +321,7 @@ fn parse_json_body(desc: &MessageDescriptor, body: &[u8], options: ParseOptions)
 
 fn value_to_message(
     desc: &MessageDescriptor,
-    value: Json,
+    value: &Json,
     _options: ParseOptions,
     describe: impl Fn(&str, &dyn std::fmt::Display) -> String,
 ) -> Result<DynamicMessage, Status> {
@@ -425,7 +425,7 @@ fn bindings_to_message(
     for binding in bindings {
         insert_binding(&mut root, binding, options).map_err(|reason| Status::invalid_argument(describe_binding(binding, &reason)))?;
     }
-    value_to_message(input, Json::Object(root), options, |path, e| {
+    value_to_message(input, &Json::Object(root), options, |path, e| {
         // Name the binding the failing field came from, with its value.
         let culprit = bindings.iter().find(|b| {
             let json_path: Vec<&str> = b.fields.iter().map(|f| f.json_name()).collect();

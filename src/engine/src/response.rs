@@ -67,8 +67,8 @@ impl Printer {
         if !json::has_multi_entry_maps(message) {
             return Ok(text);
         }
-        let mut value: serde_json::Value = serde_json::from_slice(&text)
-            .map_err(|e| Status::internal(format!("could not re-read the printed response: {e}")))?;
+        // Deeper than serde_json reads (128 levels): keep the unsorted text rather than fail.
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&text) else { return Ok(text) };
         json::sort_map_entries(&message.descriptor(), &mut value);
         self.value(&value)
     }
