@@ -236,6 +236,16 @@ def test_invalid_values_are_400_naming_the_field(both, body, field):
     assert_native_text_error(native, 400)
 
 
+@pytest.mark.parametrize("body, message", [
+    (b'{"int32Value": "x"}', "invalid request body: field `int32Value`: invalid digit found in string"),
+    (b"{", "the request body is not valid JSON: EOF while parsing an object at line 1 column 1"),
+    (b'{"color": "PURPLE"}', "invalid request body: field `color`: unrecognized enum value 'PURPLE'"),
+])
+def test_body_error_answer_exactly(wasm_envoy, body, message):
+    r = wasm_envoy.post(ECHO, body=body, headers={"content-type": JSON})
+    assert_answer(r, 400, {"code": 3, "message": message})
+
+
 @pytest.mark.parametrize("body", [b"[]", b'"str"', b"null", b"123", b"{} x", b'{"a": 1',
                                   b'{"stringValue": "\\ud800"}', b'{"theme": "\xff"}', b"\xff\xfe\x00garbage"])
 def test_malformed_json_is_400(both, body):

@@ -153,6 +153,10 @@ def test_reject_binding_body_field_collisions(both, method, path, body, name):
     """Deliberate difference in form only: both refuse (400); ours is JSON naming the binding."""
     native, wasm = both(COLLISIONS, method, path, body=body)
     assert_own_error(wasm, 400, 3, name, "conflicts")
+    source = "path variable" if "?" not in path else "query parameter"
+    value = {"request": "path", "query": "5", "book.name": "shelves/1/books/2", "int32Value": "3"}[name]
+    assert wasm.json() == {"code": 3, "message": f'{source} `{name}` = "{value}" conflicts with the value the '
+                                                 f'request body gives the same field'}
     assert_native_text_error(native, 400, "conflicting")
 
 
@@ -288,6 +292,17 @@ def test_bad_query_values(both, query, name):
     assert_native_text_error(native, 400)
 
 
+@pytest.mark.parametrize("path, message", [
+    (f"{TYPES}?int32Value=abc", 'query parameter `int32Value` = "abc": invalid digit found in string'),
+    (f"{TYPES}?color=PURPLE", 'query parameter `color` = "PURPLE": "PURPLE" is not a value of enum bookstore.v1.Color'),
+    (f"{TYPES}?boolValue=on",
+     'query parameter `boolValue` = "on": "on" is not a boolean (true/false, t/f, yes/no, y/n or 1/0)'),
+])
+def test_bad_query_value_answer_exactly(wasm_envoy, path, message):
+    r = wasm_envoy.get(path)
+    assert_answer(r, 400, {"code": 3, "message": message})
+
+
 def test_invalid_utf8_in_a_query_value(both):
     """Deliberate difference: %FF is no UTF-8, which no proto string can hold. We
     answer 400 naming the parameter; native sends the bytes on and the backend
@@ -359,6 +374,12 @@ def test_reject_unknown_query_parameters(both, query, name):
     native, wasm = both(REJECT_QUERY, "GET", f"/v1/shelves/1/books?{query}")
     assert_own_error(wasm, 400, 3, f"`{name}`")
     assert_native_text_error(native, 400, "Could not find field")
+
+
+def test_reject_unknown_query_parameters_answer_exactly(envoy_factory):
+    r = envoy_factory("wasm", REJECT_QUERY).get("/v1/shelves/1/books?foo=bar")
+    assert_answer(r, 400, {"code": 3, "message": 'unknown query parameter `foo`: no field "foo" in message '
+                                                 'bookstore.v1.ListBooksRequest'})
 
 
 def test_reject_unknown_query_parameters_accepts_known_ones(both):

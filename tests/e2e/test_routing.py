@@ -7,8 +7,8 @@ flavours miss (and pass through untranscoded) cannot pass as "same".
 
 import pytest
 
-from checks import (GRPC, JSON, assert_answer, assert_native_text_error, assert_own_error,
-                    assert_passed_through, assert_same)
+from checks import (GRPC, assert_answer, assert_native_text_error, assert_own_error, assert_passed_through,
+                    assert_same, content_type)
 from harness import with_defaults
 
 BOOK_2 = {"name": "shelves/1/books/2", "title": "Title of shelves/1/books/2",
@@ -104,6 +104,9 @@ def test_invalid_utf8_in_a_path_variable(both):
     bytes on and the backend fails to decode the message (500, INTERNAL)."""
     native, wasm = both(None, "GET", "/api/v1/echo/%FF/get")
     assert_own_error(wasm, 400, 3, "request", "%FF", "UTF-8")
+    assert wasm.json()["message"] == (
+        'path variable `request`: "%FF" does not percent-decode to UTF-8 text (the escape at byte 0 starts an '
+        'invalid sequence); percent-encode the UTF-8 bytes of each character, e.g. "%C3%A9" for "é"')
     assert native.status_code == 500 and native.json()["code"] == 13
 
 
@@ -166,6 +169,7 @@ def test_reject_unknown_method(both, method, path):
     (NOT_FOUND) naming the method and path, native's is text/plain."""
     native, wasm = both(REJECT_UNKNOWN, method, path)
     assert_own_error(wasm, 404, 5, f"{method} {path.split('?')[0]}")
+    assert wasm.json() == {"code": 5, "message": f"no method is bound to {method} {path.split('?')[0]}"}
     assert_native_text_error(native, 404, "Could not resolve")
 
 
@@ -191,6 +195,3 @@ def test_auto_mapping(both):
     # Annotated methods keep only their annotated routes.
     assert_passed_through(assert_same(both(options, "POST", "/bookstore.v1.Bookstore/GetShelf", body={"shelf": 1})))
 
-
-def content_type(r):
-    return r.headers.get("content-type")
