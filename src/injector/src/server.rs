@@ -87,6 +87,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             };
             let service = hyper::service::service_fn(move |req| handle(Arc::clone(&state), req));
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn).await {
