@@ -163,7 +163,7 @@ test-injector: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
 	INJECTOR_ENVOY=$(abspath $(VENV)/bin/envoy) INJECTOR_WASM=$(abspath $(WASM)) \
 	  INJECTOR_EXAMPLE_SERVICE=$(abspath $(EXAMPLE_BIN)) INJECTOR_DESCRIPTORS=$(abspath $(DESCRIPTORS)) \
 	  $(CARGO) test -p rgp-injector
-	$(VPY) -m pytest tests/injector
+	RGP_INJECTOR=$(abspath target/debug/rgp-injector) $(VPY) -m pytest tests/injector
 
 # The e2e fixtures never build anything: everything they run is built here first.
 test-e2e: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
