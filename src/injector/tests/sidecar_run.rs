@@ -49,7 +49,7 @@ fn curl(args: &[&str]) -> (String, String) {
 
 /// The pod of the Deployment case, labelled with `grpc_port` and with the sidecar's ports
 /// set by annotations (free ports: tests run in parallel with other suites).
-fn patched_pod(grpc_port: u16, rest: u16, health: u16, admin: u16) -> Value {
+fn patched_pod(grpc_port: u16, rest: u16, health: u16, admin: u16, extra: &[(&str, &str)]) -> Value {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
     let mut r: Value = serde_json::from_slice(&std::fs::read(dir.join("deployment-generatename.json")).unwrap()).unwrap();
     let obj = &mut r["request"]["object"];
@@ -59,6 +59,9 @@ fn patched_pod(grpc_port: u16, rest: u16, health: u16, admin: u16) -> Value {
     a["rust-grpc-proxy/port"] = json!(rest.to_string());
     a["rust-grpc-proxy/health-port"] = json!(health.to_string());
     a["rust-grpc-proxy/admin-port"] = json!(admin.to_string());
+    for (k, v) in extra {
+        a[*k] = json!(v);
+    }
     let d = review(&serde_json::to_vec(&r).unwrap(), &InjectorConfig::default());
     assert_eq!(d.verdict, "injected", "{}", d.reason);
     let patch = response_patch(&d.review).unwrap().unwrap();
@@ -76,19 +79,15 @@ fn replace_all(s: &str, map: &[(String, String)]) -> String {
     out
 }
 
-#[test]
-fn injected_sidecar_serves_rest_through_real_envoy() {
-    let (Some(envoy), Some(wasm), Some(example), Some(descriptors)) = (
-        env_path("INJECTOR_ENVOY"),
-        env_path("INJECTOR_WASM"),
-        env_path("INJECTOR_EXAMPLE_SERVICE"),
-        env_path("INJECTOR_DESCRIPTORS"),
-    ) else {
-        eprintln!("NOT RUN: set INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS (make test-injector does)");
-        return;
-    };
-    let (grpc, rest, health, admin) = (free_port(), free_port(), free_port(), free_port());
-    let pod = patched_pod(grpc, rest, health, admin);
+/// The injected container as the kubelet would start it, emulated by paths.
+struct Container {
+    sidecar: Value,
+    root: PathBuf,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descriptors: &Path) -> Container {
     let spec = &pod["spec"];
     let sidecar = spec["initContainers"]
         .as_array()
@@ -99,7 +98,7 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
         .clone();
 
     // What the kubelet would provide, under a temporary root.
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sidecar-run-{}", std::process::id()));
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sidecar-run-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let mut map: Vec<(String, String)> = vec![
@@ -147,6 +146,24 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
         .iter()
         .map(|e| (e["name"].as_str().unwrap().to_string(), replace_all(e["value"].as_str().unwrap(), &map)))
         .collect();
+
+    Container { sidecar, root, command, env }
+}
+
+#[test]
+fn injected_sidecar_serves_rest_through_real_envoy() {
+    let (Some(envoy), Some(wasm), Some(example), Some(descriptors)) = (
+        env_path("INJECTOR_ENVOY"),
+        env_path("INJECTOR_WASM"),
+        env_path("INJECTOR_EXAMPLE_SERVICE"),
+        env_path("INJECTOR_DESCRIPTORS"),
+    ) else {
+        eprintln!("NOT RUN: set INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS (make test-injector does)");
+        return;
+    };
+    let (grpc, rest, health, admin) = (free_port(), free_port(), free_port(), free_port());
+    let pod = patched_pod(grpc, rest, health, admin, &[]);
+    let Container { sidecar, root, command, env } = as_kubelet_would(&pod, "ok", &envoy, &wasm, &descriptors);
 
     let mut procs = Kill(Vec::new());
     let mut svc = Command::new(&example)
@@ -230,6 +247,51 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
     assert!(access.contains("access: \"POST /v1/shelves"), "Envoy's access log: {access}");
 }
 
+/// An option value the filter refuses: Envoy exits at start (the container fails, and
+/// FallbackToLogsOnError puts Envoy's message, naming the field, into the pod's status).
+#[test]
+fn refused_filter_option_stops_the_sidecar_with_the_field_named() {
+    let (Some(envoy), Some(wasm), Some(_), Some(descriptors)) = (
+        env_path("INJECTOR_ENVOY"),
+        env_path("INJECTOR_WASM"),
+        env_path("INJECTOR_EXAMPLE_SERVICE"),
+        env_path("INJECTOR_DESCRIPTORS"),
+    ) else {
+        eprintln!("NOT RUN: set the INJECTOR_* variables (make test-injector does)");
+        return;
+    };
+    let pod = patched_pod(
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        &[("rust-grpc-proxy/transcoder-options", r#"{"max_request_body_size": "lots"}"#)],
+    );
+    let c = as_kubelet_would(&pod, "refused", &envoy, &wasm, &descriptors);
+    let mut child = Command::new(&c.command[0])
+        .args(&c.command[1..])
+        .env_clear()
+        .envs(c.env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(c.root.join("sidecar.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("Envoy kept running with a refused filter configuration");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let err = std::fs::read_to_string(c.root.join("sidecar.err")).unwrap();
+    assert!(err.contains("configuration field `max_request_body_size`"), "{err}");
+}
+
 /// The startup step's answer when the ConfigMap lacks the key: it says what is there.
 #[test]
 fn sidecar_step_names_the_keys_when_the_descriptor_is_missing() {
@@ -237,7 +299,7 @@ fn sidecar_step_names_the_keys_when_the_descriptor_is_missing() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("descriptor/..2026_11_22")).unwrap();
     std::fs::write(root.join("descriptor/other.pb"), b"x").unwrap();
-    let pod = patched_pod(50051, 6789, 6790, 9901);
+    let pod = patched_pod(50051, 6789, 6790, 9901, &[]);
     let sidecar = &pod["spec"]["initContainers"][0];
     let bootstrap = sidecar["env"][0]["value"].as_str().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rgp-injector"))
