@@ -30,6 +30,7 @@ WASM_RAW    := target/$(WASM_TARGET)/release/rust_grpc_proxy.wasm
 WASM        := $(BUILD)/rust_grpc_proxy.wasm
 EXAMPLE_BIN := target/release/example-service
 DESCRIPTORS := $(BUILD)/descriptors.pb
+RGP_BIN     := target/debug/rgp
 PROTOS      := $(shell find descriptors -name '*.proto' 2>/dev/null)
 
 # wasm-opt (Debian package `binaryen`) is used when it is installed, and only
@@ -125,6 +126,10 @@ $(EXAMPLE_BIN): FORCE
 
 example: $(EXAMPLE_BIN)
 
+# rgp, the descriptor tooling (debug build: what test-cli tests, and test-e2e publishes with).
+$(RGP_BIN): FORCE
+	$(CARGO) build -p rgp-cli
+
 $(DESCRIPTORS): $(EXAMPLE_BIN) $(PROTOS)
 	@mkdir -p $(BUILD)
 	$(EXAMPLE_BIN) descriptor-set $@.tmp
@@ -151,8 +156,8 @@ test-example:
 # with openapi-spec-validator and its publish YAML with PyYAML (both in .venv).
 test-cli: $(VENV_STAMP)
 	$(CARGO) test -p rgp-cli
-	$(CARGO) build -p rgp-cli
-	RGP=target/debug/rgp $(VPY) -m pytest tests/cli
+	$(MAKE) $(RGP_BIN)
+	RGP=$(RGP_BIN) $(VPY) -m pytest tests/cli
 
 # rgp-injector, the sidecar injector webhook (src/injector, docs/injector.md). Its Rust tests
 # answer real-shaped AdmissionReviews (golden files), run its HTTPS server with a certificate
@@ -165,9 +170,10 @@ test-injector: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
 	  $(CARGO) test -p rgp-injector
 	RGP_INJECTOR=$(abspath target/debug/rgp-injector) $(VPY) -m pytest tests/injector
 
-# The e2e fixtures never build anything: everything they run is built here first.
-test-e2e: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) \
+# The e2e fixtures never build anything: everything they run is built here first
+# (rgp for test_published_config.py, which configures Envoy from rgp publish's outputs).
+test-e2e: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN)
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) E2E_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # Installed once per wasm-bindgen version (about 7 minutes of compiling on 2 cores).
