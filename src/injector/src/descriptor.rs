@@ -12,12 +12,16 @@ pub fn services(set: &[u8]) -> Result<Vec<String>, String> {
         if num != 1 {
             continue;
         }
-        let Field::Bytes(file) = value else { return Err("FileDescriptorSet.file is not a message".into()) };
+        let Field::Bytes(file) = value else {
+            return Err("FileDescriptorSet.file is not a message".into());
+        };
         let mut package = String::new();
         let mut names = Vec::new();
         for (n, v) in fields(file)? {
             match (n, v) {
-                (2, Field::Bytes(p)) => package = String::from_utf8(p.to_vec()).map_err(|_| "package name is not UTF-8")?,
+                (2, Field::Bytes(p)) => {
+                    package = String::from_utf8(p.to_vec()).map_err(|_| "package name is not UTF-8")?
+                }
                 (6, Field::Bytes(svc)) => {
                     for (sn, sv) in fields(svc)? {
                         if let (1, Field::Bytes(name)) = (sn, sv) {
@@ -28,7 +32,13 @@ pub fn services(set: &[u8]) -> Result<Vec<String>, String> {
                 _ => {}
             }
         }
-        out.extend(names.into_iter().map(|n| if package.is_empty() { n } else { format!("{package}.{n}") }));
+        out.extend(names.into_iter().map(|n| {
+            if package.is_empty() {
+                n
+            } else {
+                format!("{package}.{n}")
+            }
+        }));
     }
     Ok(out)
 }
@@ -106,7 +116,11 @@ mod tests {
     fn reads_services() {
         let svc = ld(1, b"Bookstore");
         let file = [ld(1, b"b.proto"), ld(2, b"bookstore.v1"), ld(6, &svc)].concat();
-        let set = [ld(1, &file), ld(1, &[ld(1, b"x.proto"), ld(6, &ld(1, b"Bare"))].concat())].concat();
+        let set = [
+            ld(1, &file),
+            ld(1, &[ld(1, b"x.proto"), ld(6, &ld(1, b"Bare"))].concat()),
+        ]
+        .concat();
         assert_eq!(services(&set).unwrap(), vec!["bookstore.v1.Bookstore", "Bare"]);
     }
 

@@ -63,8 +63,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Flags shared by `serve` and `review`; returns the flags it did not know.
-fn config_flags(args: &[String]) -> Result<(InjectorConfig, Vec<(String, String)>, Vec<String>), String> {
+/// `--flag value` pairs `config_flags` did not know, for the command to read.
+type OtherFlags = Vec<(String, String)>;
+
+/// Flags shared by `serve` and `review`: the config, the other flags, the positional arguments.
+fn config_flags(args: &[String]) -> Result<(InjectorConfig, OtherFlags, Vec<String>), String> {
     let mut cfg = InjectorConfig::default();
     let mut rest = Vec::new();
     let mut positional = Vec::new();
@@ -96,9 +99,14 @@ fn config_flags(args: &[String]) -> Result<(InjectorConfig, Vec<(String, String)
             _ => rest.push((a.clone(), value)),
         }
     }
-    for q in [&cfg.resources.cpu_request, &cfg.resources.memory_request, &cfg.resources.cpu_limit, &cfg.resources.memory_limit]
-        .into_iter()
-        .flatten()
+    for q in [
+        &cfg.resources.cpu_request,
+        &cfg.resources.memory_request,
+        &cfg.resources.cpu_limit,
+        &cfg.resources.memory_limit,
+    ]
+    .into_iter()
+    .flatten()
     {
         if rgp_injector::options::quantity(q).is_none() {
             return Err(format!("not a Kubernetes quantity: {q}"));
@@ -125,7 +133,11 @@ fn serve(args: &[String]) -> Result<(), String> {
     };
     for (flag, value) in rest {
         match flag.as_str() {
-            "--listen" => listen = value.parse().map_err(|_| format!("--listen: not an address: {value}"))?,
+            "--listen" => {
+                listen = value
+                    .parse()
+                    .map_err(|_| format!("--listen: not an address: {value}"))?
+            }
             "--tls-cert" => cert = Some(PathBuf::from(value)),
             "--tls-key" => key = Some(PathBuf::from(value)),
             "--cert-reload-interval" => reload_every = secs(&flag, &value)?.max(Duration::from_millis(50)),
@@ -141,7 +153,10 @@ fn serve(args: &[String]) -> Result<(), String> {
         shutdown_delay,
         config,
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     rt.block_on(server::serve(args))
 }
 
@@ -159,7 +174,10 @@ fn review(args: &[String]) -> Result<(), String> {
         }
     };
     let d = admission::review(&body, &config);
-    println!("{}", serde_json::to_string_pretty(&d.review).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&d.review).map_err(|e| e.to_string())?
+    );
     eprintln!("{}: {}", d.verdict, d.reason);
     Ok(())
 }

@@ -128,8 +128,12 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     "status",
 ];
 
-const PRINT_OPTIONS: &[&str] =
-    &["add_whitespace", "always_print_primitive_fields", "always_print_enums_as_ints", "preserve_proto_field_names"];
+const PRINT_OPTIONS: &[&str] = &[
+    "add_whitespace",
+    "always_print_primitive_fields",
+    "always_print_enums_as_ints",
+    "preserve_proto_field_names",
+];
 
 /// Top-level GrpcJsonTranscoder fields `transcoder-options` may set (snake_case; the
 /// filter also accepts camelCase, and so does this check).
@@ -155,7 +159,11 @@ pub const REST_PORT_NAME: &str = "rgp-rest";
 pub const HEALTH_PORT_NAME: &str = "rgp-health";
 
 fn annotation(pod: &Pod, name: &str) -> Option<String> {
-    pod.metadata.annotations.as_ref()?.get(&format!("{ANNOTATION_PREFIX}{name}")).cloned()
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(&format!("{ANNOTATION_PREFIX}{name}"))
+        .cloned()
 }
 
 fn app_containers(pod: &Pod) -> &[Container] {
@@ -165,7 +173,10 @@ fn app_containers(pod: &Pod) -> &[Container] {
 fn all_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
     let spec = pod.spec.as_ref();
     spec.map(|s| s.containers.iter()).into_iter().flatten().chain(
-        spec.and_then(|s| s.init_containers.as_ref()).map(|c| c.iter()).into_iter().flatten(),
+        spec.and_then(|s| s.init_containers.as_ref())
+            .map(|c| c.iter())
+            .into_iter()
+            .flatten(),
     )
 }
 
@@ -173,7 +184,10 @@ fn all_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
 fn declared_ports(pod: &Pod) -> Vec<(String, Option<String>, i32)> {
     all_containers(pod)
         .flat_map(|c| {
-            c.ports.iter().flatten().map(move |p| (c.name.clone(), p.name.clone(), p.container_port))
+            c.ports
+                .iter()
+                .flatten()
+                .map(move |p| (c.name.clone(), p.name.clone(), p.container_port))
         })
         .collect()
 }
@@ -226,7 +240,13 @@ pub fn grpc_port(pod: &Pod, value: &str) -> Result<(u16, Option<String>, Option<
 pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> {
     let mut errors: Vec<String> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
-    let label = pod.metadata.labels.as_ref().and_then(|l| l.get(ENABLE_LABEL)).cloned().unwrap_or_default();
+    let label = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(ENABLE_LABEL))
+        .cloned()
+        .unwrap_or_default();
 
     let (grpc_port, app, warning) = match grpc_port(pod, &label) {
         Ok(v) => v,
@@ -246,7 +266,12 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
             if !KNOWN_ANNOTATIONS.contains(&name) {
                 errors.push(format!(
                     "unknown annotation {key} (known after {ANNOTATION_PREFIX}: {})",
-                    KNOWN_ANNOTATIONS.iter().filter(|n| **n != "status").copied().collect::<Vec<_>>().join(", ")
+                    KNOWN_ANNOTATIONS
+                        .iter()
+                        .filter(|n| **n != "status")
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }
@@ -264,7 +289,9 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
                     default
                 }
                 _ => {
-                    errors.push(format!("annotation {ANNOTATION_PREFIX}{name}=\"{v}\": not a port number (1024-65535)"));
+                    errors.push(format!(
+                        "annotation {ANNOTATION_PREFIX}{name}=\"{v}\": not a port number (1024-65535)"
+                    ));
                     default
                 }
             },
@@ -275,7 +302,11 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
     let admin_port = port("admin-port", cfg.admin_port);
 
     // The sidecar shares the pod's network namespace: its ports must be free.
-    let ours = [("port", rest_port), ("health-port", health_port), ("admin-port", admin_port)];
+    let ours = [
+        ("port", rest_port),
+        ("health-port", health_port),
+        ("admin-port", admin_port),
+    ];
     for (i, (name, p)) in ours.iter().enumerate() {
         if grpc_port != 0 && *p == grpc_port {
             errors.push(format!(
@@ -298,15 +329,23 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         }
     }
     for n in [REST_PORT_NAME, HEALTH_PORT_NAME] {
-        if let Some((c, _, _)) = declared_ports(pod).iter().find(|(_, name, _)| name.as_deref() == Some(n)) {
-            errors.push(format!("container {c} declares a port named {n}, a name the sidecar uses"));
+        if let Some((c, _, _)) = declared_ports(pod)
+            .iter()
+            .find(|(_, name, _)| name.as_deref() == Some(n))
+        {
+            errors.push(format!(
+                "container {c} declares a port named {n}, a name the sidecar uses"
+            ));
         }
     }
 
     // The descriptor set: a ConfigMap or a volume of the pod, never an annotation
     // (sets can be megabytes; annotations are limited to 256 KiB in all).
     let key_annotation = annotation(pod, "descriptor-key");
-    let descriptor = match (annotation(pod, "descriptor-configmap"), annotation(pod, "descriptor-volume")) {
+    let descriptor = match (
+        annotation(pod, "descriptor-configmap"),
+        annotation(pod, "descriptor-volume"),
+    ) {
         (Some(_), Some(_)) => {
             errors.push(format!(
                 "annotations {ANNOTATION_PREFIX}descriptor-configmap and {ANNOTATION_PREFIX}descriptor-volume are both set; use one"
@@ -349,7 +388,11 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         }
     };
     if let Some(DescriptorSource::ConfigMap { key, .. }) = &descriptor {
-        let ok = !key.is_empty() && key.len() <= 253 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) && key != "." && key != "..";
+        let ok = !key.is_empty()
+            && key.len() <= 253
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            && key != "."
+            && key != "..";
         if !ok {
             errors.push(format!(
                 "annotation {ANNOTATION_PREFIX}descriptor-key=\"{key}\": not a ConfigMap key (letters, digits, '-', '_', '.')"
@@ -366,7 +409,12 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
     }
 
     let services: Vec<String> = annotation(pod, "services")
-        .map(|s| s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|s| {
+            s.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     for s in &services {
         if !s.split('.').all(|part| {
@@ -406,8 +454,12 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
                     }
                 }
             }
-            Ok(_) => errors.push(format!("annotation {ANNOTATION_PREFIX}transcoder-options: must be a JSON object")),
-            Err(e) => errors.push(format!("annotation {ANNOTATION_PREFIX}transcoder-options: not JSON: {e}")),
+            Ok(_) => errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}transcoder-options: must be a JSON object"
+            )),
+            Err(e) => errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}transcoder-options: not JSON: {e}"
+            )),
         }
     }
     if let Some(text) = annotation(pod, "print-options") {
@@ -431,7 +483,9 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
 
     let image = annotation(pod, "image").unwrap_or_else(|| cfg.image.clone());
     if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        errors.push(format!("annotation {ANNOTATION_PREFIX}image=\"{image}\": not an image reference"));
+        errors.push(format!(
+            "annotation {ANNOTATION_PREFIX}image=\"{image}\": not an image reference"
+        ));
     }
     let image_pull_policy = annotation(pod, "image-pull-policy").unwrap_or_else(|| cfg.image_pull_policy.clone());
     if !["Always", "IfNotPresent", "Never"].contains(&image_pull_policy.as_str()) {
@@ -444,11 +498,17 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         Some("true") => true,
         Some("false") => false,
         Some(v) => {
-            errors.push(format!("annotation {ANNOTATION_PREFIX}native-sidecar=\"{v}\": \"true\" or \"false\""));
+            errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}native-sidecar=\"{v}\": \"true\" or \"false\""
+            ));
             cfg.native_sidecar
         }
     };
-    let restart_policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+    let restart_policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or_else(|| "Always".into());
     if !native_sidecar && restart_policy != "Always" {
         warnings.push(format!(
             "classic sidecar layout on a pod with restartPolicy {restart_policy}: the Envoy container keeps running after the app exits, so the pod does not complete (native sidecars, Kubernetes 1.29+, do not have this problem)"
@@ -495,7 +555,9 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         Some(v) => match v.parse::<u32>() {
             Ok(n) if (1..=64).contains(&n) => n,
             _ => {
-                errors.push(format!("annotation {ANNOTATION_PREFIX}concurrency=\"{v}\": Envoy worker threads, 1-64"));
+                errors.push(format!(
+                    "annotation {ANNOTATION_PREFIX}concurrency=\"{v}\": Envoy worker threads, 1-64"
+                ));
                 cfg.concurrency
             }
         },
@@ -554,7 +616,9 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -572,7 +636,9 @@ fn is_relative_file(s: &str) -> bool {
 /// when it does not parse the way the API server reads quantities. Negative values are
 /// refused (the API server refuses them for resources).
 pub fn quantity(s: &str) -> Option<f64> {
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
+        .unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     let num = num.strip_prefix('+').unwrap_or(num);
     if num.is_empty() || num.matches('.').count() > 1 || num == "." {

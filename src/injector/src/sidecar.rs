@@ -18,8 +18,7 @@ use crate::{descriptor, BOOTSTRAP_ENV};
 
 /// Complete the bootstrap with the descriptor set. Returns the config and the services.
 pub fn render(bootstrap: &str, set: &[u8]) -> Result<(Value, Vec<String>), String> {
-    let mut config: Value =
-        serde_json::from_str(bootstrap).map_err(|e| format!("{BOOTSTRAP_ENV} is not JSON: {e}"))?;
+    let mut config: Value = serde_json::from_str(bootstrap).map_err(|e| format!("{BOOTSTRAP_ENV} is not JSON: {e}"))?;
     let in_set = descriptor::services(set)?;
     if in_set.is_empty() {
         return Err("the descriptor set has no services".into());

@@ -47,7 +47,10 @@ impl ReloadingCert {
         let (cert_pem, key_pem) = match read_pair(&self.cert_path, &self.key_path) {
             Ok(p) => p,
             Err(e) => {
-                log::warn("certificate files unreadable, keeping the current certificate", &[("error", &e)]);
+                log::warn(
+                    "certificate files unreadable, keeping the current certificate",
+                    &[("error", &e)],
+                );
                 return false;
             }
         };
@@ -61,11 +64,17 @@ impl ReloadingCert {
             Ok(key) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
                 *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = (cert_pem, key_pem);
-                log::info("certificate reloaded", &[("cert", &self.cert_path.display().to_string())]);
+                log::info(
+                    "certificate reloaded",
+                    &[("cert", &self.cert_path.display().to_string())],
+                );
                 true
             }
             Err(e) => {
-                log::warn("new certificate files do not load, keeping the current certificate", &[("error", &e)]);
+                log::warn(
+                    "new certificate files do not load, keeping the current certificate",
+                    &[("error", &e)],
+                );
                 false
             }
         }
@@ -107,7 +116,8 @@ fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key: {e}"))?;
     let signer = ring::sign::any_supported_type(&key).map_err(|e| format!("private key: {e}"))?;
     let ck = CertifiedKey::new(chain, signer);
-    ck.keys_match().map_err(|e| format!("certificate and key do not match: {e}"))?;
+    ck.keys_match()
+        .map_err(|e| format!("certificate and key do not match: {e}"))?;
     Ok(ck)
 }
 

@@ -31,16 +31,34 @@ fn expectations() -> BTreeMap<&'static str, (&'static str, Vec<&'static str>)> {
         ("host-network", ("skipped", vec!["hostNetwork"])),
         ("already-injected", ("skipped", vec![])),
         ("job-pod", ("injected", vec![])),
-        ("job-pod-classic", ("injected", vec!["restartPolicy Never", "does not complete"])),
+        (
+            "job-pod-classic",
+            ("injected", vec!["restartPolicy Never", "does not complete"]),
+        ),
         ("classic-layout", ("injected", vec![])),
         ("all-options", ("injected", vec![])),
         ("descriptor-volume", ("injected", vec![])),
         ("named-port", ("injected", vec![])),
-        ("undeclared-port", ("injected", vec!["no container of the pod declares port 9000"])),
+        (
+            "undeclared-port",
+            ("injected", vec!["no container of the pod declares port 9000"]),
+        ),
         ("init-containers-and-default-container", ("injected", vec![])),
-        ("bad-port-zero", ("denied", vec!["rustGrpcProxyEnable=\\\"0\\\"", "1-65535"])),
-        ("bad-port-too-large", ("denied", vec!["rustGrpcProxyEnable=\\\"70000\\\"", "1-65535"])),
-        ("bad-port-name", ("denied", vec!["rustGrpcProxyEnable=\\\"grpc-web\\\"", "nor the name of a port"])),
+        (
+            "bad-port-zero",
+            ("denied", vec!["rustGrpcProxyEnable=\\\"0\\\"", "1-65535"]),
+        ),
+        (
+            "bad-port-too-large",
+            ("denied", vec!["rustGrpcProxyEnable=\\\"70000\\\"", "1-65535"]),
+        ),
+        (
+            "bad-port-name",
+            (
+                "denied",
+                vec!["rustGrpcProxyEnable=\\\"grpc-web\\\"", "nor the name of a port"],
+            ),
+        ),
         ("bad-port-empty", ("denied", vec!["label rustGrpcProxyEnable is empty"])),
         (
             "bad-annotations",
@@ -58,9 +76,15 @@ fn expectations() -> BTreeMap<&'static str, (&'static str, Vec<&'static str>)> {
                 ],
             ),
         ),
-        ("port-conflict", ("denied", vec!["port 6789 is declared by container bookstore"])),
+        (
+            "port-conflict",
+            ("denied", vec!["port 6789 is declared by container bookstore"]),
+        ),
         ("update-operation", ("skipped", vec![])),
-        ("not-a-pod", ("error", vec!["only handles v1 Pods, not apps/v1 Deployment"])),
+        (
+            "not-a-pod",
+            ("error", vec!["only handles v1 Pods, not apps/v1 Deployment"]),
+        ),
         ("malformed-v1beta1", ("error", vec!["admission.k8s.io/v1beta1"])),
         ("malformed-no-request", ("error", vec!["no request"])),
         ("malformed-pod", ("error", vec!["does not parse as a v1 Pod"])),
@@ -82,7 +106,9 @@ fn golden(name: &str, actual: &str, failures: &mut Vec<String>) {
     }
     match std::fs::read_to_string(&path) {
         Ok(expected) if expected == actual => {}
-        Ok(_) => failures.push(format!("{name}: differs from the golden file (UPDATE_GOLDEN=1 to rewrite, then review the diff)")),
+        Ok(_) => failures.push(format!(
+            "{name}: differs from the golden file (UPDATE_GOLDEN=1 to rewrite, then review the diff)"
+        )),
         Err(_) => failures.push(format!("{name}: golden file missing (UPDATE_GOLDEN=1 writes it)")),
     }
 }
@@ -96,9 +122,15 @@ fn golden_cases() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     cases.sort();
-    let names: BTreeSet<String> = cases.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    let names: BTreeSet<String> = cases
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
     let expected_names: BTreeSet<String> = expect.keys().map(|s| s.to_string()).collect();
-    assert_eq!(names, expected_names, "every case needs an expectation and every expectation a case");
+    assert_eq!(
+        names, expected_names,
+        "every case needs an expectation and every expectation a case"
+    );
 
     let mut failures = Vec::new();
     for path in &cases {
@@ -113,9 +145,20 @@ fn golden_cases() {
         assert_eq!(resp["apiVersion"], "admission.k8s.io/v1", "{name}");
         assert_eq!(resp["kind"], "AdmissionReview", "{name}");
         let input: Option<Value> = serde_json::from_slice(&body).ok();
-        let uid = input.as_ref().and_then(|v| v.pointer("/request/uid")).cloned().unwrap_or(json!(""));
-        assert_eq!(resp["response"]["uid"], uid, "{name}: the uid must be copied from the request");
-        assert_eq!(resp["response"]["allowed"], json!(matches!(*verdict, "injected" | "skipped")), "{name}");
+        let uid = input
+            .as_ref()
+            .and_then(|v| v.pointer("/request/uid"))
+            .cloned()
+            .unwrap_or(json!(""));
+        assert_eq!(
+            resp["response"]["uid"], uid,
+            "{name}: the uid must be copied from the request"
+        );
+        assert_eq!(
+            resp["response"]["allowed"],
+            json!(matches!(*verdict, "injected" | "skipped")),
+            "{name}"
+        );
         if matches!(*verdict, "denied" | "error") {
             assert_eq!(resp["response"]["status"]["code"], 400, "{name}");
             assert!(resp["response"].get("patch").is_none(), "{name}");
@@ -127,11 +170,22 @@ fn golden_cases() {
         golden(&format!("{name}.response.json"), &pretty(resp), &mut failures);
 
         let patch = response_patch(resp).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(patch.is_some(), *verdict == "injected", "{name}: a patch exactly when injected");
+        assert_eq!(
+            patch.is_some(),
+            *verdict == "injected",
+            "{name}: a patch exactly when injected"
+        );
         if let Some(patch) = patch {
             assert_eq!(resp["response"]["patchType"], "JSONPatch", "{name}");
-            assert!(resp["response"]["patch"].is_string(), "{name}: patch must be base64 text");
-            golden(&format!("{name}.patch.json"), &pretty(&serde_json::to_value(&patch).unwrap()), &mut failures);
+            assert!(
+                resp["response"]["patch"].is_string(),
+                "{name}: patch must be base64 text"
+            );
+            golden(
+                &format!("{name}.patch.json"),
+                &pretty(&serde_json::to_value(&patch).unwrap()),
+                &mut failures,
+            );
             let mut pod = input.as_ref().unwrap()["request"]["object"].clone();
             json_patch::patch(&mut pod, &patch).unwrap_or_else(|e| panic!("{name}: patch does not apply: {e}"));
             api_server_checks(&name, &pod);
@@ -144,7 +198,10 @@ fn golden_cases() {
             let d2 = review(&serde_json::to_vec(&again).unwrap(), &config());
             assert_eq!(d2.verdict, "skipped", "{name}: re-injection: {}", d2.reason);
             assert!(d2.reason.contains("already injected"), "{name}: {}", d2.reason);
-            assert!(d2.review["response"].get("patch").is_none(), "{name}: re-injection patched again");
+            assert!(
+                d2.review["response"].get("patch").is_none(),
+                "{name}: re-injection patched again"
+            );
             assert_eq!(d2.review["response"]["uid"], "second-pass");
         }
     }
@@ -158,20 +215,34 @@ fn api_server_checks(name: &str, pod: &Value) {
     let spec = &pod["spec"];
     let containers = spec["containers"].as_array().cloned().unwrap_or_default();
     let inits = spec["initContainers"].as_array().cloned().unwrap_or_default();
-    let volumes: Vec<String> =
-        spec["volumes"].as_array().into_iter().flatten().map(|v| v["name"].as_str().unwrap().to_string()).collect();
+    let volumes: Vec<String> = spec["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect();
     let unique_volumes: BTreeSet<&String> = volumes.iter().collect();
     assert_eq!(unique_volumes.len(), volumes.len(), "{name}: duplicate volume names");
 
     let mut names = BTreeSet::new();
     let mut port_names = BTreeSet::new();
     let mut ports = BTreeSet::new();
-    for (c, is_init) in containers.iter().map(|c| (c, false)).chain(inits.iter().map(|c| (c, true))) {
+    for (c, is_init) in containers
+        .iter()
+        .map(|c| (c, false))
+        .chain(inits.iter().map(|c| (c, true)))
+    {
         let cname = c["name"].as_str().unwrap();
-        assert!(names.insert(cname.to_string()), "{name}: duplicate container name {cname}");
+        assert!(
+            names.insert(cname.to_string()),
+            "{name}: duplicate container name {cname}"
+        );
         for m in c["volumeMounts"].as_array().into_iter().flatten() {
             let v = m["name"].as_str().unwrap();
-            assert!(volumes.iter().any(|x| x == v), "{name}: {cname} mounts unknown volume {v}");
+            assert!(
+                volumes.iter().any(|x| x == v),
+                "{name}: {cname} mounts unknown volume {v}"
+            );
         }
         for p in c["ports"].as_array().into_iter().flatten() {
             if let Some(pn) = p["name"].as_str() {
@@ -183,18 +254,27 @@ fn api_server_checks(name: &str, pod: &Value) {
         }
         let restart_always = c["restartPolicy"] == "Always";
         if !is_init {
-            assert!(c.get("restartPolicy").is_none(), "{name}: restartPolicy on a regular container");
+            assert!(
+                c.get("restartPolicy").is_none(),
+                "{name}: restartPolicy on a regular container"
+            );
         }
         if is_init && !restart_always {
             for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
-                assert!(c.get(probe).is_none(), "{name}: {probe} on a (non-sidecar) init container {cname}");
+                assert!(
+                    c.get(probe).is_none(),
+                    "{name}: {probe} on a (non-sidecar) init container {cname}"
+                );
             }
         }
         if let Some(limits) = c["resources"]["limits"].as_object() {
             for (res, lim) in limits {
                 if let Some(req) = c["resources"]["requests"][res].as_str() {
                     let q = rgp_injector::options::quantity;
-                    assert!(q(req).unwrap() <= q(lim.as_str().unwrap()).unwrap(), "{name}: {cname} {res} request > limit");
+                    assert!(
+                        q(req).unwrap() <= q(lim.as_str().unwrap()).unwrap(),
+                        "{name}: {cname} {res} request > limit"
+                    );
                 }
             }
         }
@@ -215,10 +295,18 @@ fn api_server_checks(name: &str, pod: &Value) {
         .find(|c| c["name"] == "rust-grpc-proxy")
         .unwrap_or_else(|| panic!("{name}: no sidecar"));
     let native = status["layout"] == "native";
-    assert_eq!(native, inits.iter().any(|c| c["name"] == "rust-grpc-proxy"), "{name}: layout");
+    assert_eq!(
+        native,
+        inits.iter().any(|c| c["name"] == "rust-grpc-proxy"),
+        "{name}: layout"
+    );
     assert_eq!(native, sidecar["restartPolicy"] == "Always", "{name}: restartPolicy");
     if native {
-        assert_eq!(inits.last().unwrap()["name"], "rust-grpc-proxy", "{name}: the sidecar is the last init container");
+        assert_eq!(
+            inits.last().unwrap()["name"],
+            "rust-grpc-proxy",
+            "{name}: the sidecar is the last init container"
+        );
     }
     let sc = &sidecar["securityContext"];
     assert_eq!(sc["runAsNonRoot"], true);
@@ -229,8 +317,14 @@ fn api_server_checks(name: &str, pod: &Value) {
     assert!(sidecar["resources"]["requests"].is_object());
     assert!(sidecar["resources"]["limits"].is_object());
     // No descriptor bytes anywhere in the pod: it must stay small.
-    assert!(pod.to_string().len() < 32 * 1024, "{name}: patched pod unexpectedly large");
-    assert!(!pod.to_string().contains("proto_descriptor_bin"), "{name}: descriptor in the pod spec");
+    assert!(
+        pod.to_string().len() < 32 * 1024,
+        "{name}: patched pod unexpectedly large"
+    );
+    assert!(
+        !pod.to_string().contains("proto_descriptor_bin"),
+        "{name}: descriptor in the pod spec"
+    );
 }
 
 /// The patch serialization issue, pinned: kube-core writes `patch` as an array of numbers,
@@ -239,7 +333,10 @@ fn api_server_checks(name: &str, pod: &Value) {
 fn patch_is_base64_not_number_array() {
     use kube_core::admission::AdmissionResponse;
     let raw = serde_json::to_value(
-        AdmissionResponse::invalid("x").with_patch(json_patch::Patch(vec![])).unwrap().into_review(),
+        AdmissionResponse::invalid("x")
+            .with_patch(json_patch::Patch(vec![]))
+            .unwrap()
+            .into_review(),
     )
     .unwrap();
     assert!(
@@ -248,7 +345,10 @@ fn patch_is_base64_not_number_array() {
         raw["response"]["patch"]
     );
     let fixed = rgp_injector::admission::to_json(
-        AdmissionResponse::invalid("x").with_patch(json_patch::Patch(vec![])).unwrap().into_review(),
+        AdmissionResponse::invalid("x")
+            .with_patch(json_patch::Patch(vec![]))
+            .unwrap()
+            .into_review(),
     );
     assert_eq!(fixed["response"]["patch"], "W10="); // base64("[]")
 }
@@ -264,7 +364,16 @@ fn response_shape() {
     let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     for k in &keys {
         assert!(
-            ["uid", "allowed", "status", "patch", "patchType", "auditAnnotations", "warnings"].contains(k),
+            [
+                "uid",
+                "allowed",
+                "status",
+                "patch",
+                "patchType",
+                "auditAnnotations",
+                "warnings"
+            ]
+            .contains(k),
             "unexpected response field {k}"
         );
     }

@@ -30,7 +30,9 @@ impl Drop for Server {
 fn pki(cn: &str) -> (String, String, String) {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, format!("{cn} test CA"));
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{cn} test CA"));
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
@@ -48,7 +50,15 @@ fn write_atomic(path: &Path, text: &str) {
 
 fn start(dir: &Path, shutdown_delay: &str) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rgp-injector"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--cert-reload-interval", "0.1", "--shutdown-delay", shutdown_delay])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cert-reload-interval",
+            "0.1",
+            "--shutdown-delay",
+            shutdown_delay,
+        ])
         .arg("--tls-cert")
         .arg(dir.join("tls.crt"))
         .arg("--tls-key")
@@ -67,12 +77,27 @@ fn start(dir: &Path, shutdown_delay: &str) -> Server {
             }
         }
     });
-    let mut server = Server { child, port: 0, log: rx }; // killed on drop, even if this panics
-    let first = server.log.recv_timeout(Duration::from_secs(10)).expect("the server logs its address");
+    let mut server = Server {
+        child,
+        port: 0,
+        log: rx,
+    }; // killed on drop, even if this panics
+    let first = server
+        .log
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server logs its address");
     // msg="listening on 127.0.0.1:PORT" version=...
-    let addr = first.split("listening on ").nth(1).unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    let addr = first
+        .split("listening on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"));
     let addr = addr.split(['"', ' ']).next().unwrap();
-    server.port = addr.rsplit(':').next().unwrap().parse().unwrap_or_else(|_| panic!("no port in {first}"));
+    server.port = addr
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port in {first}"));
     server
 }
 
@@ -88,7 +113,11 @@ fn curl(ca: &Path, url: &str, extra: &[&str]) -> (u16, String, String) {
         .expect("curl runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-    (code.trim().parse().unwrap_or(0), body.to_string(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        code.trim().parse().unwrap_or(0),
+        body.to_string(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -122,8 +151,11 @@ fn https_mutate_health_and_certificate_swap() {
     // A review through HTTPS, as the API server sends it.
     let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/deployment-generatename.json");
     let data = format!("@{}", case.display());
-    let (code, body, err) =
-        curl(&ca1p, &format!("{base}/mutate"), &["-H", "Content-Type: application/json", "--data-binary", &data]);
+    let (code, body, err) = curl(
+        &ca1p,
+        &format!("{base}/mutate"),
+        &["-H", "Content-Type: application/json", "--data-binary", &data],
+    );
     assert_eq!(code, 200, "{err}");
     let review: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(review["response"]["uid"], "4b1c2f7e-9d0a-4c55-8f0e-1a2b3c4d5e01");
@@ -134,7 +166,10 @@ fn https_mutate_health_and_certificate_swap() {
     assert_eq!(code, 200);
     let review: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(review["response"]["allowed"], false);
-    assert!(review["response"]["status"]["message"].as_str().unwrap().contains("not JSON"));
+    assert!(review["response"]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not JSON"));
     // The log names the pod (generateName*) and namespace, nothing of the spec.
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut logged = Vec::new();
@@ -143,9 +178,18 @@ fn https_mutate_health_and_certificate_swap() {
             logged.push(l);
         }
     }
-    let line = logged.iter().find(|l| l.contains("verdict=injected")).expect("an admission log line");
-    assert!(line.contains("namespace=shop") && line.contains("pod=bookstore-7c9f8d6b5-*"), "{line}");
-    assert!(!line.contains("registry.example") && !line.contains("50051/") && !line.contains("kube-api-access"), "{line}");
+    let line = logged
+        .iter()
+        .find(|l| l.contains("verdict=injected"))
+        .expect("an admission log line");
+    assert!(
+        line.contains("namespace=shop") && line.contains("pod=bookstore-7c9f8d6b5-*"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("registry.example") && !line.contains("50051/") && !line.contains("kube-api-access"),
+        "{line}"
+    );
 
     // Swap the certificate while running: new connections get the new one.
     write_atomic(&dir.join("tls.key"), &key2);
@@ -155,7 +199,11 @@ fn https_mutate_health_and_certificate_swap() {
         assert!(Instant::now() < deadline, "the new certificate was not picked up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(curl(&ca1p, &format!("{base}/healthz"), &[]).0, 0, "the old certificate is still served");
+    assert_eq!(
+        curl(&ca1p, &format!("{base}/healthz"), &[]).0,
+        0,
+        "the old certificate is still served"
+    );
 
     // A broken pair (say, caught half-written) does not replace the good certificate.
     write_atomic(&dir.join("tls.crt"), &cert1); // cert1 with key2: mismatch
@@ -193,7 +241,11 @@ fn sigterm_turns_readiness_off_then_stops() {
         saw_503 = curl(&cap, &format!("{base}/readyz"), &[]).0 == 503;
     }
     assert!(saw_503, "readiness did not turn 503 during the shutdown delay");
-    assert_eq!(curl(&cap, &format!("{base}/healthz"), &[]).0, 200, "still serving during the delay");
+    assert_eq!(
+        curl(&cap, &format!("{base}/healthz"), &[]).0,
+        200,
+        "still serving during the delay"
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {

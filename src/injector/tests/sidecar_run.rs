@@ -38,20 +38,32 @@ fn free_port() -> u16 {
 
 fn env_path(name: &str) -> Option<PathBuf> {
     let p = PathBuf::from(std::env::var_os(name)?);
-    assert!(p.exists(), "{name}={} does not exist (make test-injector builds it)", p.display());
+    assert!(
+        p.exists(),
+        "{name}={} does not exist (make test-injector builds it)",
+        p.display()
+    );
     Some(p)
 }
 
 fn curl(args: &[&str]) -> (String, String) {
-    let out = Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().expect("curl runs");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The pod of the Deployment case, labelled with `grpc_port` and with the sidecar's ports
 /// set by annotations (free ports: tests run in parallel with other suites).
 fn patched_pod(grpc_port: u16, rest: u16, health: u16, admin: u16, extra: &[(&str, &str)]) -> Value {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
-    let mut r: Value = serde_json::from_slice(&std::fs::read(dir.join("deployment-generatename.json")).unwrap()).unwrap();
+    let mut r: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("deployment-generatename.json")).unwrap()).unwrap();
     let obj = &mut r["request"]["object"];
     obj["metadata"]["labels"]["rustGrpcProxyEnable"] = json!(grpc_port.to_string());
     obj["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(grpc_port);
@@ -102,7 +114,10 @@ fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descript
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let mut map: Vec<(String, String)> = vec![
-        (rgp_injector::IMAGE_INJECTOR_BIN.into(), env!("CARGO_BIN_EXE_rgp-injector").into()),
+        (
+            rgp_injector::IMAGE_INJECTOR_BIN.into(),
+            env!("CARGO_BIN_EXE_rgp-injector").into(),
+        ),
         (rgp_injector::IMAGE_ENVOY_BIN.into(), envoy.display().to_string()),
         (rgp_injector::IMAGE_WASM.into(), wasm.display().to_string()),
     ];
@@ -110,13 +125,18 @@ fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descript
     for m in sidecar["volumeMounts"].as_array().unwrap() {
         let name = m["name"].as_str().unwrap();
         let mount = m["mountPath"].as_str().unwrap();
-        let vol = spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == name).expect("mounted volume exists");
+        let vol = spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .expect("mounted volume exists");
         let local = root.join(name);
         std::fs::create_dir_all(&local).unwrap();
         if let Some(cm) = vol.get("configMap") {
             // The ConfigMap `rgp publish SET.pb --name bookstore` writes: key bookstore.pb.
             assert_eq!(cm["name"], "bookstore");
-            std::fs::copy(&descriptors, local.join("bookstore.pb")).unwrap();
+            std::fs::copy(descriptors, local.join("bookstore.pb")).unwrap();
             assert_eq!(m["readOnly"], true, "the descriptor is mounted read-only");
         } else {
             assert!(vol.get("emptyDir").is_some(), "unexpected volume {vol}");
@@ -128,9 +148,18 @@ fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descript
     map.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
 
     // readOnlyRootFilesystem: the only file the container writes is under a writable mount.
-    let args: Vec<String> = sidecar["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    let args: Vec<String> = sidecar["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
     let out_at = args.iter().position(|a| a == "--config-out").unwrap() + 1;
-    assert!(writable.iter().any(|w| args[out_at].starts_with(&format!("{w}/"))), "{} is not on an emptyDir", args[out_at]);
+    assert!(
+        writable.iter().any(|w| args[out_at].starts_with(&format!("{w}/"))),
+        "{} is not on an emptyDir",
+        args[out_at]
+    );
     assert_eq!(sidecar["securityContext"]["readOnlyRootFilesystem"], true);
 
     let command: Vec<String> = sidecar["command"]
@@ -144,10 +173,20 @@ fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descript
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["name"].as_str().unwrap().to_string(), replace_all(e["value"].as_str().unwrap(), &map)))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                replace_all(e["value"].as_str().unwrap(), &map),
+            )
+        })
         .collect();
 
-    Container { sidecar, root, command, env }
+    Container {
+        sidecar,
+        root,
+        command,
+        env,
+    }
 }
 
 #[test]
@@ -163,7 +202,12 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
     };
     let (grpc, rest, health, admin) = (free_port(), free_port(), free_port(), free_port());
     let pod = patched_pod(grpc, rest, health, admin, &[]);
-    let Container { sidecar, root, command, env } = as_kubelet_would(&pod, "ok", &envoy, &wasm, &descriptors);
+    let Container {
+        sidecar,
+        root,
+        command,
+        env,
+    } = as_kubelet_would(&pod, "ok", &envoy, &wasm, &descriptors);
 
     let mut procs = Kill(Vec::new());
     let mut svc = Command::new(&example)
@@ -208,15 +252,35 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let err = std::fs::read_to_string(root.join("sidecar.err")).unwrap();
-    assert!(err.contains("services: bookstore.v1.Bookstore, echo.v1.EchoService"), "{err}");
+    assert!(
+        err.contains("services: bookstore.v1.Bookstore, echo.v1.EchoService"),
+        "{err}"
+    );
 
     // REST through the sidecar, as a client of the pod would call it.
     let base = format!("http://127.0.0.1:{rest}");
     let (body, e) = curl(&[&format!("{base}/v1/shelves")]);
-    assert!(body.contains("\"shelves\"") && body.contains("Fiction"), "GET /v1/shelves: {body} {e}");
-    let (body, e) = curl(&[&format!("{base}/api/v1/echo/hello/get?query=666"), "-H", "MD-hello: world"]);
-    assert_eq!(body.trim(), r#"{"response":"GET md-hello=world request=hello query=666"}"#, "{e}");
-    let (body, e) = curl(&["-X", "POST", &format!("{base}/v1/shelves"), "-d", r#"{"theme": "Poetry"}"#]);
+    assert!(
+        body.contains("\"shelves\"") && body.contains("Fiction"),
+        "GET /v1/shelves: {body} {e}"
+    );
+    let (body, e) = curl(&[
+        &format!("{base}/api/v1/echo/hello/get?query=666"),
+        "-H",
+        "MD-hello: world",
+    ]);
+    assert_eq!(
+        body.trim(),
+        r#"{"response":"GET md-hello=world request=hello query=666"}"#,
+        "{e}"
+    );
+    let (body, e) = curl(&[
+        "-X",
+        "POST",
+        &format!("{base}/v1/shelves"),
+        "-d",
+        r#"{"theme": "Poetry"}"#,
+    ]);
     assert!(body.contains("Poetry"), "POST /v1/shelves: {body} {e}");
     let (out, e) = curl(&["-i", &format!("{base}/v1/fail/5")]);
     assert!(out.starts_with("HTTP/1.1 404"), "gRPC NOT_FOUND -> 404: {out} {e}");
@@ -241,10 +305,16 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
     assert!(out.starts_with("HTTP/2 200"), "native gRPC: {out} {e}");
     assert!(out.contains("grpc-status: 0"), "native gRPC trailers: {out}");
     let answer = std::fs::read(root.join("grpc.out")).unwrap();
-    assert!(answer.len() > 5 && answer.windows(7).any(|w| w == b"Fiction"), "native gRPC body: {answer:?}");
+    assert!(
+        answer.len() > 5 && answer.windows(7).any(|w| w == b"Fiction"),
+        "native gRPC body: {answer:?}"
+    );
 
     let access = std::fs::read_to_string(&log).unwrap();
-    assert!(access.contains("access: \"POST /v1/shelves"), "Envoy's access log: {access}");
+    assert!(
+        access.contains("access: \"POST /v1/shelves"),
+        "Envoy's access log: {access}"
+    );
 }
 
 /// An option value the filter refuses: Envoy exits at start (the container fails, and
@@ -265,7 +335,10 @@ fn refused_filter_option_stops_the_sidecar_with_the_field_named() {
         free_port(),
         free_port(),
         free_port(),
-        &[("rust-grpc-proxy/transcoder-options", r#"{"max_request_body_size": "lots"}"#)],
+        &[(
+            "rust-grpc-proxy/transcoder-options",
+            r#"{"max_request_body_size": "lots"}"#,
+        )],
     );
     let c = as_kubelet_would(&pod, "refused", &envoy, &wasm, &descriptors);
     let mut child = Command::new(&c.command[0])
