@@ -131,7 +131,9 @@ fn check_lists_routes_of_the_example_set() {
     for line in expected {
         assert!(run.stdout.lines().any(|l| l == line), "{line} missing: {run:#?}");
     }
-    assert_eq!(run.stdout.lines().count(), 25, "{run:#?}");
+    // Every line is a route; the count is not pinned, as descriptors/ grows with the example service.
+    let all = run.stdout.lines().count();
+    assert!(all >= 25 && run.stdout.lines().all(|l| l.contains(" -> ")), "{run:#?}");
     assert!(run.stderr.contains("note: bookstore.v1.Bookstore/Unannotated has no google.api.http binding"), "{run:#?}");
     assert!(run.stderr.contains("0 problem(s)"), "{run:#?}");
 
@@ -140,7 +142,7 @@ fn check_lists_routes_of_the_example_set() {
     assert_eq!(run.stdout.lines().count(), 5, "{run:#?}");
     let options = root().join("envoy/transcoder-options.json");
     let run = rgp(&["check".as_ref(), set.as_os_str(), "--config".as_ref(), options.as_os_str()]).ok();
-    assert_eq!(run.stdout.lines().count(), 25, "{run:#?}");
+    assert_eq!(run.stdout.lines().count(), all, "{run:#?}");
 }
 
 #[test]
