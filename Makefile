@@ -49,7 +49,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup rust-targets venv wasm example descriptors \
         test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector \
-        demo demo-stop clean FORCE
+        publish-descriptors demo demo-stop clean FORCE
 
 help:
 	@echo "Targets:"
@@ -61,7 +61,9 @@ help:
 	@echo "  test-engine   cargo test -p transcoder"
 	@echo "  test-filter   cargo test -p rust-grpc-proxy --lib (the glue's host-independent parts)"
 	@echo "  test-example  cargo test -p example-service"
-	@echo "  test-cli      rgp (descriptor tooling): cargo test -p rgp-cli, then pytest tests/cli (openapi-spec-validator, YAML)"
+	@echo "  test-cli      rgp (descriptor tooling): cargo test -p rgp-cli, then pytest tests/cli (openapi-spec-validator, YAML,"
+	@echo "                protoc from grpcio-tools, the CI recipe docs/ci/descriptors.yml, descriptors/published up to date)"
+	@echo "  publish-descriptors  rewrite descriptors/published from descriptors/ with the CI recipe (ALLOW_BREAKING=true to accept breaks)"
 	@echo "  test-injector rgp-injector (sidecar webhook): cargo test -p rgp-injector (golden reviews, HTTPS + cert swap, the"
 	@echo "                injected sidecar run with real Envoy), then pytest tests/injector (strict schemas per Kubernetes version)"
 	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
@@ -158,6 +160,12 @@ test-cli: $(VENV_STAMP)
 	$(CARGO) test -p rgp-cli
 	$(MAKE) $(RGP_BIN)
 	RGP=$(RGP_BIN) $(VPY) -m pytest tests/cli
+
+# The project's published descriptor set, written by the CI recipe users copy
+# (docs/ci/descriptors.yml, its bash steps run by tests/cli/ci_recipe.py); test-cli
+# fails when descriptors/ no longer builds to exactly these files.
+publish-descriptors: $(VENV_STAMP) $(RGP_BIN)
+	RGP=$(RGP_BIN) $(VPY) tests/cli/ci_recipe.py --descriptors
 
 # rgp-injector, the sidecar injector webhook (src/injector, docs/injector.md). Its Rust tests
 # answer real-shaped AdmissionReviews (golden files), run its HTTPS server with a certificate
