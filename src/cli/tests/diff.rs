@@ -81,3 +81,52 @@ fn diff_io_errors_exit_2() {
     let set = build_example(&dir, "set.pb");
     rgp(&["diff".as_ref(), set.as_os_str(), "nope.pb".as_ref()]).code(2);
 }
+
+/// Writes `shop/v1/shop.proto` with these service and message bodies under DIR/NAME and builds it.
+fn build_shop(dir: &std::path::Path, name: &str, service: &str, messages: &str) -> std::path::PathBuf {
+    let include = dir.join(name);
+    std::fs::create_dir_all(include.join("shop/v1")).unwrap();
+    let proto = format!(
+        "syntax = \"proto3\";\npackage shop.v1;\nimport \"google/api/annotations.proto\";\nservice Shop {{\n{service}\n}}\n{messages}\n"
+    );
+    std::fs::write(include.join("shop/v1/shop.proto"), proto).unwrap();
+    let out = dir.join(format!("{name}.pb"));
+    rgp(&["build".as_ref(), "-I".as_ref(), include.as_os_str(), "shop/v1/shop.proto".as_ref(), "-o".as_ref(), out.as_os_str()]).ok();
+    out
+}
+
+#[test]
+fn diff_marks_route_retargets_response_body_broken_bindings_and_nested_fields() {
+    let dir = scratch("diff_more_kinds");
+    let messages = "message Req { string id = 1; }\nmessage Item { string id = 1; string title = 2; Owner owner = 3; }\nmessage Owner { string display_name = 1; }";
+    let old = build_shop(
+        &dir,
+        "old",
+        r#"  rpc Get(Req) returns (Item) { option (google.api.http) = { get: "/v1/items/{id}" }; }
+  rpc Title(Req) returns (Item) { option (google.api.http) = { get: "/v1/items/{id}/title" }; }
+  rpc Owner(Req) returns (Item) { option (google.api.http) = { get: "/v1/owners/{id}" }; }
+  rpc Other(Req) returns (Item) { option (google.api.http) = { get: "/v1/other/{id}" }; }"#,
+        messages,
+    );
+    let new = build_shop(
+        &dir,
+        "new",
+        r#"  rpc Get(Req) returns (Item) { option (google.api.http) = { get: "/v1/other/{id}" }; }
+  rpc Title(Req) returns (Item) { option (google.api.http) = { get: "/v1/items/{id}/title" response_body: "title" }; }
+  rpc Owner(Req) returns (Item) { option (google.api.http) = { get: "/v1/owners/{idd}" }; }
+  rpc Other(Req) returns (Item) { option (google.api.http) = { get: "/v1/items/{id}" }; }"#,
+        &messages.replace("string display_name = 1;", "string name = 1;"),
+    );
+    let run = rgp(&["diff".as_ref(), old.as_os_str(), new.as_os_str()]).code(1);
+    for line in [
+        "breaking: route changed: GET /v1/items/{id}: calls shop.v1.Shop/Other instead of shop.v1.Shop/Get",
+        "breaking: route changed: GET /v1/other/{id}: calls shop.v1.Shop/Get instead of shop.v1.Shop/Other",
+        "breaking: route changed: GET /v1/items/{id}/title: response_body \"title\" instead of \"\"",
+        "breaking: route changed: GET /v1/owners/{id}: path variables bind [idd] instead of [id]; the binding is now broken (run rgp check)",
+        // Found by recursion into the response message's fields.
+        "breaking: message shop.v1.Owner: field 1 renamed: JSON name \"displayName\" -> \"name\"",
+    ] {
+        assert!(run.stdout.lines().any(|l| l == line), "missing {line}\n{run:#?}");
+    }
+    assert!(!run.stdout.contains("compatible:"), "{run:#?}");
+}
