@@ -50,6 +50,21 @@ pub struct HttpRule {
     pub response_body: String,
 }
 
+impl HttpRule {
+    /// The HTTP method and path template this rule binds, if it has a pattern.
+    pub fn pattern(&self) -> Option<(&str, &str)> {
+        match self {
+            HttpRule { get: Some(t), .. } => Some(("GET", t)),
+            HttpRule { put: Some(t), .. } => Some(("PUT", t)),
+            HttpRule { post: Some(t), .. } => Some(("POST", t)),
+            HttpRule { delete: Some(t), .. } => Some(("DELETE", t)),
+            HttpRule { patch: Some(t), .. } => Some(("PATCH", t)),
+            HttpRule { custom: Some(c), .. } => Some((&c.kind, &c.path)),
+            _ => None,
+        }
+    }
+}
+
 /// `google.api.CustomHttpPattern`.
 #[derive(Clone, PartialEq, Message)]
 pub struct CustomHttpPattern {
@@ -187,15 +202,9 @@ impl RouteTable {
     }
 
     fn add_rule(&mut self, info: &Arc<MethodInfo>, rule: &HttpRule) -> Result<(), ConfigError> {
-        let (http_method, template) = match rule {
-            HttpRule { get: Some(t), .. } => ("GET", t.as_str()),
-            HttpRule { put: Some(t), .. } => ("PUT", t.as_str()),
-            HttpRule { post: Some(t), .. } => ("POST", t.as_str()),
-            HttpRule { delete: Some(t), .. } => ("DELETE", t.as_str()),
-            HttpRule { patch: Some(t), .. } => ("PATCH", t.as_str()),
-            HttpRule { custom: Some(c), .. } => (c.kind.as_str(), c.path.as_str()),
-            // A rule with no pattern (only additional_bindings) binds nothing itself.
-            _ => return Ok(()),
+        // A rule with no pattern (only additional_bindings) binds nothing itself.
+        let Some((http_method, template)) = rule.pattern() else {
+            return Ok(());
         };
         let where_ = || format!("{} {http_method} {template:?}", info.grpc_path);
         let parsed = PathTemplate::parse(template)

@@ -263,14 +263,9 @@ fn add_rule(surface: &mut Surface, matcher: &mut PathMatcher<usize>, base: &Bind
         method: Some(base.full_method()),
         message,
     };
-    let (http_method, template) = match rule {
-        HttpRule { get: Some(t), .. } => ("GET", t.as_str()),
-        HttpRule { put: Some(t), .. } => ("PUT", t.as_str()),
-        HttpRule { post: Some(t), .. } => ("POST", t.as_str()),
-        HttpRule { delete: Some(t), .. } => ("DELETE", t.as_str()),
-        HttpRule { patch: Some(t), .. } => ("PATCH", t.as_str()),
-        HttpRule { custom: Some(c), .. } => (c.kind.as_str(), c.path.as_str()),
-        _ => {
+    let (http_method, template) = match rule.pattern() {
+        Some(pattern) => pattern,
+        None => {
             // The main rule may hold only additional_bindings; an empty additional binding is a mistake.
             if !primary || rule.additional_bindings.is_empty() {
                 surface
