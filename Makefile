@@ -173,6 +173,11 @@ publish-descriptors: $(VENV_STAMP) $(RGP_BIN)
 # example service; tests/injector then validates every patched pod and deploy/ manifest
 # against strict Kubernetes schemas (kubernetes-validate) of each supported version.
 test-injector: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
+	@# The tests call curl (as the API server and clients would) and deploy/gen-certs.sh calls openssl.
+	@for t in curl openssl; do command -v $$t >/dev/null && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's $$t"; \
+	    apt-get update -qq && apt-get install -y -qq $$t; \
+	  else echo "error: test-injector needs $$t (apt-get install $$t)" >&2; exit 1; fi; done
 	INJECTOR_ENVOY=$(abspath $(VENV)/bin/envoy) INJECTOR_WASM=$(abspath $(WASM)) \
 	  INJECTOR_EXAMPLE_SERVICE=$(abspath $(EXAMPLE_BIN)) INJECTOR_DESCRIPTORS=$(abspath $(DESCRIPTORS)) \
 	  $(CARGO) test -p rgp-injector

@@ -76,16 +76,13 @@ def test_strictness_catches_a_typo():
         validate(pod, VERSIONS[-1])
 
 
-@pytest.mark.parametrize("path", sorted(CASES.glob("*.json")), ids=lambda p: p.stem)
+# Reviews whose object is a pod meant to be valid (the malformed-* cases are broken on purpose).
+INPUT_PODS = [p for p in sorted(CASES.glob("*.json")) if not p.stem.startswith("malformed")]
+
+
+@pytest.mark.parametrize("path", INPUT_PODS, ids=lambda p: p.stem)
 def test_case_input_pods_are_valid(path: Path):
-    try:
-        review = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        pytest.skip("malformed on purpose")
-    obj = (review.get("request") or {}).get("object")
-    if not obj or path.stem.startswith("malformed"):
-        pytest.skip("no object, or malformed on purpose")
-    validate(obj, VERSIONS[-1])
+    validate(json.loads(path.read_text())["request"]["object"], VERSIONS[-1])
 
 
 def deploy_documents():

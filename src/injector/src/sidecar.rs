@@ -167,3 +167,74 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let err = std::process::Command::new(program).args(rest).exec();
     Err(format!("cannot exec {program}: {err}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ld(num: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![num << 3 | 2, payload.len() as u8];
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn set() -> Vec<u8> {
+        let file = [ld(1, b"a.proto"), ld(2, b"shop.v1"), ld(6, &ld(1, b"Shop")), ld(6, &ld(1, b"Admin"))].concat();
+        ld(1, &file)
+    }
+
+    fn bootstrap(options: &str) -> String {
+        serde_json::json!({"static_resources": {"listeners": [{"filters": [{"typed_config": {
+            "@type": WASM_FILTER_TYPE,
+            "config": {"root_id": ROOT_ID, "configuration": {"value": options}}
+        }}]}]}})
+        .to_string()
+    }
+
+    fn options_of(config: &Value) -> Value {
+        let v = config.pointer("/static_resources/listeners/0/filters/0/typed_config/config/configuration/value").unwrap();
+        serde_json::from_str(v.as_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn fills_descriptor_and_every_service() {
+        let (config, services) = render(&bootstrap(r#"{"convert_grpc_status":true}"#), &set()).unwrap();
+        assert_eq!(services, ["shop.v1.Shop", "shop.v1.Admin"]);
+        let o = options_of(&config);
+        assert_eq!(o["services"], serde_json::json!(["shop.v1.Shop", "shop.v1.Admin"]));
+        assert_eq!(o["convert_grpc_status"], true);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(set());
+        assert_eq!(o["proto_descriptor_bin"], b64);
+    }
+
+    #[test]
+    fn keeps_named_services_and_refuses_unknown_ones() {
+        let (config, services) = render(&bootstrap(r#"{"services":["shop.v1.Admin"]}"#), &set()).unwrap();
+        assert_eq!(services, ["shop.v1.Admin"]);
+        assert_eq!(options_of(&config)["services"], serde_json::json!(["shop.v1.Admin"]));
+        let err = render(&bootstrap(r#"{"services":["shop.v1.Nope"]}"#), &set()).unwrap_err();
+        assert!(err.contains("shop.v1.Nope") && err.contains("which has: shop.v1.Shop, shop.v1.Admin"), "{err}");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_complete() {
+        assert!(render("not json", &set()).unwrap_err().contains("not JSON"));
+        assert!(render("{}", &set()).unwrap_err().contains("no rust_grpc_proxy Wasm filter"));
+        assert!(render(&bootstrap("[]"), &set()).unwrap_err().contains("not a JSON object"));
+        assert!(render(&bootstrap("{}"), b"garbage!").is_err());
+        assert!(render(&bootstrap("{}"), &ld(1, &ld(1, b"empty.proto"))).unwrap_err().contains("no services"));
+    }
+
+    #[test]
+    fn parses_its_arguments() {
+        let a: Vec<String> = ["--descriptor", "/d/x.pb", "--config-out", "/r/e.json", "--", "envoy", "-c", "/r/e.json"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let p = parse_args(&a).unwrap();
+        assert_eq!(p.descriptor, PathBuf::from("/d/x.pb"));
+        assert_eq!(p.exec, ["envoy", "-c", "/r/e.json"]);
+        assert!(parse_args(&a[2..]).is_err());
+        assert!(parse_args(&["--bogus".to_string()]).is_err());
+    }
+}
