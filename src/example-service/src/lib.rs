@@ -330,6 +330,57 @@ impl Bookstore for BookstoreImpl {
     ) -> Result<Response<bs::Shelf>, Status> {
         reply(request.into_inner())
     }
+
+    type StreamBooksStream = tonic::codegen::BoxStream<bs::Book>;
+
+    async fn stream_books(
+        &self,
+        request: Request<bs::StreamBooksRequest>,
+    ) -> Result<Response<Self::StreamBooksStream>, Status> {
+        let request = request.into_inner();
+        // An error with no message before it is a trailers-only answer, as tonic makes it.
+        if request.count <= 0 && request.fail_code != 0 {
+            return error(Code::from_i32(request.fail_code), stream_fail_message(&request));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            for i in 1..=request.count.max(0) {
+                if i > 1 && request.delay_ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(request.delay_ms as u64)).await;
+                }
+                let mut title = format!("Book {i}");
+                let pad = (request.title_bytes.max(0) as usize).saturating_sub(title.len());
+                title.extend(std::iter::repeat_n('x', pad));
+                let book = bs::Book {
+                    name: format!("shelves/{}/books/{i}", request.shelf),
+                    title,
+                    ..Default::default()
+                };
+                if tx.send(Ok(book)).await.is_err() {
+                    return;
+                }
+            }
+            if request.fail_code != 0 {
+                let status = Status::new(Code::from_i32(request.fail_code), stream_fail_message(&request));
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        let mut response = Response::new(
+            Box::pin(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)) as Self::StreamBooksStream,
+        );
+        response
+            .metadata_mut()
+            .insert(VERSION_HEADER, MetadataValue::from_static("1"));
+        Ok(response)
+    }
+}
+
+fn stream_fail_message(request: &bs::StreamBooksRequest) -> String {
+    if request.fail_message.is_empty() {
+        "stream failure requested".to_owned()
+    } else {
+        request.fail_message.clone()
+    }
 }
 
 /// `echo.v1.EchoService`.
