@@ -19,6 +19,7 @@ pub mod request;
 pub mod response;
 pub mod routes;
 pub mod status;
+pub mod stream;
 pub mod surface;
 
 use std::collections::HashSet;
@@ -31,6 +32,7 @@ use request::{FieldBinding, ParseOptions, QueryParam, Source};
 use response::{HttpPayload, Printer, JSON};
 use routes::{MethodInfo, Route, RouteTable};
 pub use status::{Code, Status};
+pub use stream::{ResponseStream, StreamEnd, StreamFormat};
 
 /// A loaded configuration: descriptors, routes and options, ready to serve.
 pub struct Transcoder {
@@ -285,6 +287,66 @@ impl Transcoder {
             }
         }
         reply
+    }
+
+    /// Whether the plan's method answers with a stream of messages.
+    pub fn server_streaming(&self, plan: &RequestPlan) -> bool {
+        self.method(plan).is_some_and(|m| m.server_streaming)
+    }
+
+    /// A transcoder for the plan's server stream (None for unary methods).
+    pub fn response_stream(&self, plan: &RequestPlan) -> Option<ResponseStream> {
+        let route = self.route(plan).filter(|r| r.method.server_streaming)?;
+        let print = &self.config.print_options;
+        let format = if print.stream_sse_style_delimited {
+            StreamFormat::ServerSentEvents
+        } else if print.stream_newline_delimited {
+            StreamFormat::NewlineDelimited
+        } else {
+            StreamFormat::JsonArray
+        };
+        Some(ResponseStream::new(route, format, self.max_response_body_size()))
+    }
+
+    /// Feeds a chunk of the gRPC response body (framed) to a stream; returns
+    /// the HTTP body bytes of the messages it completed.
+    pub fn stream_chunk(&self, plan: &RequestPlan, stream: &mut ResponseStream, chunk: &[u8]) -> Result<Vec<u8>, Status> {
+        let route = self.route(plan).ok_or_else(|| Status::internal("the route of this request vanished"))?;
+        stream.push(route, &self.printer, chunk)
+    }
+
+    /// Feeds one unframed message to a stream.
+    pub fn stream_message(&self, plan: &RequestPlan, stream: &mut ResponseStream, message: &[u8]) -> Result<Vec<u8>, Status> {
+        let route = self.route(plan).ok_or_else(|| Status::internal("the route of this request vanished"))?;
+        stream.push_message(route, &self.printer, message)
+    }
+
+    /// The complete HTTP answer of a stream whose transcoded body so far is
+    /// `body`, once its gRPC status is known.
+    pub fn stream_reply(&self, stream: &mut ResponseStream, mut body: Vec<u8>, grpc: GrpcStatusHeaders<'_>) -> HttpReply {
+        let status = match grpc.status.map(Code::from_header) {
+            Some(Code::Ok) => Status::new(Code::Ok, ""),
+            Some(_) => Status::from_grpc(grpc.status, grpc.message, grpc.details_bin),
+            None => Status::new(Code::Unknown, "the gRPC server's reply ended without a grpc-status"),
+        };
+        let upstream_failed = grpc.status.is_some() && status.code != Code::Ok;
+        let status = stream.end_status(&status);
+        match stream.finish(&status, &self.pool, &self.printer) {
+            StreamEnd::Error(_) if upstream_failed => self.upstream_error(grpc),
+            StreamEnd::Error(status) => self.error_reply(&status, None),
+            StreamEnd::Tail(tail) => {
+                body.extend_from_slice(&tail);
+                let mut headers = vec![("content-type".to_string(), stream.content_type())];
+                if status.code != Code::Ok && stream.format() == StreamFormat::JsonArray {
+                    // Envoy closes the array and loses the status; we still can say it.
+                    headers.push(("grpc-status".into(), (status.code as i32).to_string()));
+                    if !status.message.is_empty() {
+                        headers.push(("grpc-message".into(), status::encode_grpc_message(&status.message)));
+                    }
+                }
+                HttpReply { status: 200, headers, body }
+            }
+        }
     }
 
     /// The HTTP answer for one successful response message (unframed).

@@ -46,6 +46,14 @@ impl Printer {
         }
     }
 
+    /// The same options without `add_whitespace` (records that must fit on one line).
+    pub fn compact(&self) -> Printer {
+        Printer {
+            pretty: false,
+            ..self.clone()
+        }
+    }
+
     /// Whether `add_whitespace` is on.
     pub fn pretty(&self) -> bool {
         self.pretty

@@ -19,7 +19,7 @@ use std::time::Duration;
 use log::{debug, error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
-use transcoder::{GrpcStatusHeaders, HttpReply, RequestOutcome, RequestPlan, Status, Transcoder};
+use transcoder::{GrpcStatusHeaders, HttpReply, RequestOutcome, RequestPlan, ResponseStream, Status, Transcoder};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -73,6 +73,8 @@ impl RootContext for Root {
             initial_metadata: false,
             stream_messages: Vec::new(),
             stream_trailers: Vec::new(),
+            response_stream: None,
+            stream_body: Vec::new(),
         }))
     }
 
@@ -97,6 +99,10 @@ struct Request {
     initial_metadata: bool,
     stream_messages: Vec<Vec<u8>>,
     stream_trailers: Vec<(String, String)>,
+    /// For a server-streaming method: the stream's transcoder, and the JSON
+    /// body transcoded so far by the filter's own gRPC stream.
+    response_stream: Option<ResponseStream>,
+    stream_body: Vec<u8>,
 }
 
 /// Default deadline for calls the filter makes itself, as Envoy's default route timeout.
@@ -155,10 +161,28 @@ impl Context for Request {
         }
     }
 
-    fn on_grpc_stream_message(&mut self, _token: u32, size: usize) {
-        match host::get_buffer(BufferType::GrpcReceiveBuffer, 0, size) {
-            Ok(message) => self.stream_messages.push(message),
-            Err(e) => warn!("rust_grpc_proxy: cannot read a gRPC message: {e}"),
+    fn on_grpc_stream_message(&mut self, token: u32, size: usize) {
+        let message = match host::get_buffer(BufferType::GrpcReceiveBuffer, 0, size) {
+            Ok(message) => message,
+            Err(e) => {
+                warn!("rust_grpc_proxy: cannot read a gRPC message: {e}");
+                return;
+            }
+        };
+        let (Some(t), Some(plan), Some(stream)) = (self.transcoder.clone(), self.plan.as_ref(), self.response_stream.as_mut())
+        else {
+            self.stream_messages.push(message);
+            return;
+        };
+        // A server stream: transcode each message as it comes, keep only the JSON
+        // (bounded by max_response_body_size); the reply can only go at the end.
+        match t.stream_message(plan, stream, &message) {
+            Ok(bytes) => self.stream_body.extend_from_slice(&bytes),
+            Err(status) => {
+                let _ = proxy_wasm::hostcalls::cancel_grpc_stream(token);
+                self.stream_body = Vec::new();
+                self.reject(&t, &status);
+            }
         }
     }
 
@@ -191,7 +215,9 @@ impl Context for Request {
         if grpc.message.is_none() && status_code != 0 {
             grpc.message = host_message.as_deref();
         }
-        let reply = if status_code != 0 {
+        let reply = if let Some(mut stream) = self.response_stream.take() {
+            t.stream_reply(&mut stream, std::mem::take(&mut self.stream_body), grpc)
+        } else if status_code != 0 {
             t.upstream_error(grpc)
         } else {
             let framed: Vec<u8> = self.stream_messages.iter().flat_map(|m| transcoder::frame::encode_frame(m)).collect();
@@ -278,7 +304,13 @@ impl Request {
         };
         let mut grpc = grpc_status_of(status_headers);
         grpc.trailers_only = trailers_only;
-        let reply = t.unary_response(&plan, body, grpc);
+        let reply = match self.response_stream.take() {
+            Some(mut stream) => match t.stream_chunk(&plan, &mut stream, body) {
+                Ok(json) => t.stream_reply(&mut stream, json, grpc),
+                Err(status) => t.local_error(&status),
+            },
+            None => t.unary_response(&plan, body, grpc),
+        };
         let mut headers = std::mem::take(&mut self.response_headers);
         self.send(reply, &mut headers);
     }
@@ -340,6 +372,7 @@ impl HttpContext for Request {
             RequestOutcome::Transcode(plan) => plan,
         };
         self.content_type = content_type;
+        self.response_stream = t.response_stream(&plan);
         if let Err(e) = self.rewrite_request_headers(&t, &plan, &method, &path) {
             self.reject(&t, &Status::internal(format!("cannot rewrite the request headers: {e}")));
             return Action::Pause;
