@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use prost::Message;
-use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, Value};
+use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value};
 
 use crate::config::TranscoderConfig;
 use crate::error::ConfigError;
@@ -139,7 +139,6 @@ pub struct RouteTable {
 impl RouteTable {
     /// Reads the routes of `config.services` from the pool; refuses what Envoy refuses.
     pub fn build(pool: &DescriptorPool, config: &TranscoderConfig) -> Result<RouteTable, ConfigError> {
-        let http_extension = pool.get_extension_by_name("google.api.http");
         let mut table = RouteTable {
             routes: Vec::new(),
             matcher: PathMatcher::new(MatchOptions {
@@ -169,16 +168,7 @@ impl RouteTable {
                     client_streaming: method.is_client_streaming(),
                     server_streaming: method.is_server_streaming(),
                 });
-                let rule = http_extension.as_ref().and_then(|ext| {
-                    let options = method.options();
-                    if !options.has_extension(ext) {
-                        return None;
-                    }
-                    match options.get_extension(ext).as_ref() {
-                        Value::Message(m) => HttpRule::decode(m.encode_to_vec().as_slice()).ok(),
-                        _ => None,
-                    }
-                });
+                let rule = http_rule(&method);
                 match rule {
                     Some(rule) => {
                         table.add_rule(&info, &rule)?;
@@ -263,6 +253,20 @@ impl RouteTable {
 
 fn split_path(path: &str) -> Vec<&str> {
     path.split('.').collect()
+}
+
+/// The `google.api.http` rule of a method, if it has one (the option is read
+/// through the pool, so a set without google/api/annotations.proto has none).
+pub fn http_rule(method: &MethodDescriptor) -> Option<HttpRule> {
+    let ext = method.parent_pool().get_extension_by_name("google.api.http")?;
+    let options = method.options();
+    if !options.has_extension(&ext) {
+        return None;
+    }
+    match options.get_extension(&ext).as_ref() {
+        Value::Message(m) => HttpRule::decode(m.encode_to_vec().as_slice()).ok(),
+        _ => None,
+    }
 }
 
 /// Resolves `a.b.c` against a message type: every step but the last must be a

@@ -11,12 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message;
-use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value};
+use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
 
 use crate::config::TranscoderConfig;
 use crate::path_matcher::{MatchOptions, PathMatcher};
 use crate::path_template::PathTemplate;
-use crate::routes::{resolve_field_path, HttpRule};
+use crate::routes::{http_rule, resolve_field_path, HttpRule};
 
 /// What kind of problem a binding or a set has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -174,19 +174,6 @@ pub fn all_services(pool: &DescriptorPool) -> Vec<String> {
     pool.services().map(|s| s.full_name().to_string()).collect()
 }
 
-/// The `google.api.http` rule of a method, if it has one.
-pub fn http_rule(pool: &DescriptorPool, method: &MethodDescriptor) -> Option<HttpRule> {
-    let ext = pool.get_extension_by_name("google.api.http")?;
-    let options = method.options();
-    if !options.has_extension(&ext) {
-        return None;
-    }
-    match options.get_extension(&ext).as_ref() {
-        Value::Message(m) => HttpRule::decode(m.encode_to_vec().as_slice()).ok(),
-        _ => None,
-    }
-}
-
 /// Reads the bindings of `services` (all services when empty) with the options
 /// of `config` that change routing (`auto_mapping`, `url_unescape_spec`,
 /// `match_unregistered_custom_verb`).
@@ -231,7 +218,7 @@ pub fn analyze(pool: &DescriptorPool, services: &[String], config: &TranscoderCo
                 usable: false,
                 duplicate: false,
             };
-            match http_rule(pool, &method) {
+            match http_rule(&method) {
                 Some(rule) => {
                     let mut rules = vec![rule.clone()];
                     rules.extend(rule.additional_bindings.iter().cloned());
