@@ -7,6 +7,8 @@ Run by `make test-cli` (RGP = the rgp binary)."""
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,22 @@ def test_workflow_is_a_complete_github_actions_job():
         assert steps[name]["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     for name in ("build", "check", "diff", "openapi"):
         assert "if" not in steps[name]
+
+
+def test_workflow_validates_against_the_github_workflow_schema(tmp_path):
+    """check-jsonschema's vendored copy of the GitHub Actions workflow schema (no network)."""
+    checker = Path(sys.executable).parent / "check-jsonschema"
+    r = subprocess.run([str(checker), "--builtin-schema", "vendor.github-workflows", str(ci_recipe.WORKFLOW)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # And it catches a broken one (so the check is real).
+    doc = yaml.safe_load(ci_recipe.WORKFLOW.read_text())
+    doc["jobs"]["descriptors"]["steps"][1]["runs"] = doc["jobs"]["descriptors"]["steps"][1].pop("run")
+    broken = tmp_path / "broken.yml"
+    broken.write_text(yaml.safe_dump({"on": doc[True], **{k: v for k, v in doc.items() if k is not True}}))
+    r = subprocess.run([str(checker), "--builtin-schema", "vendor.github-workflows", str(broken)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
 
 
 def test_first_publication_then_compatible_then_breaking(project, tmp_path):
