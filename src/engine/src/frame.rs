@@ -108,6 +108,53 @@ impl FrameDecoder {
     }
 }
 
+/// Why a compressed message could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecompressError {
+    /// The compressed-flag bit is set but `grpc-encoding` names nothing we read.
+    #[error("the gRPC server sent a compressed message with grpc-encoding {0:?}; only gzip and deflate are supported")]
+    Unsupported(String),
+    /// The bytes are not valid for the encoding.
+    #[error("a {encoding}-compressed gRPC message is corrupt: {reason}")]
+    Corrupt {
+        /// `gzip` or `deflate`.
+        encoding: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The message inflates past the limit.
+    #[error("a compressed gRPC message inflates past the limit of {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// Decompresses one message whose compressed-flag bit was set, by its
+/// `grpc-encoding` (`gzip`, or `deflate`, which gRPC defines as zlib), never
+/// inflating more than `limit` bytes.
+pub fn decompress(encoding: Option<&str>, data: &[u8], limit: Option<usize>) -> Result<Vec<u8>, DecompressError> {
+    use std::io::Read;
+    let encoding = encoding.unwrap_or("identity").trim().to_ascii_lowercase();
+    let reader: Box<dyn Read + '_> = match encoding.as_str() {
+        "gzip" => Box::new(flate2::read::GzDecoder::new(data)),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(data)),
+        _ => return Err(DecompressError::Unsupported(encoding)),
+    };
+    let cap = limit.map_or(u64::MAX, |l| l as u64 + 1);
+    let mut out = Vec::with_capacity(data.len().saturating_mul(2).min(limit.unwrap_or(usize::MAX)));
+    reader
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| DecompressError::Corrupt { encoding: encoding.clone(), reason: e.to_string() })?;
+    if let Some(limit) = limit {
+        if out.len() > limit {
+            return Err(DecompressError::TooLarge { limit });
+        }
+    }
+    Ok(out)
+}
+
 /// Decodes a complete body into its frames.
 pub fn decode_all(body: &[u8], max_message: Option<usize>) -> Result<Vec<Frame>, FrameError> {
     let mut decoder = FrameDecoder::new(max_message);
@@ -136,6 +183,26 @@ mod tests {
             assert!(frames[1].data.is_empty());
             assert_eq!(frames[2].data.len(), 300);
         }
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn gzip_and_deflate_messages_decompress_within_limits() {
+        use std::io::Write;
+        let message = b"hello hello hello hello".repeat(50);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&message).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zl.write_all(&message).unwrap();
+        let zl = zl.finish().unwrap();
+        assert_eq!(decompress(Some("gzip"), &gz, None).unwrap(), message);
+        assert_eq!(decompress(Some("deflate"), &zl, Some(message.len())).unwrap(), message);
+        assert_eq!(decompress(Some("gzip"), &gz, Some(100)), Err(DecompressError::TooLarge { limit: 100 }));
+        assert!(matches!(decompress(Some("gzip"), &gz[..10], None), Err(DecompressError::Corrupt { .. })));
+        assert!(matches!(decompress(Some("gzip"), b"junk", None), Err(DecompressError::Corrupt { .. })));
+        assert!(matches!(decompress(Some("snappy"), &gz, None), Err(DecompressError::Unsupported(_))));
+        assert!(matches!(decompress(None, &gz, None), Err(DecompressError::Unsupported(_))));
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

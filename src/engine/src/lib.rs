@@ -245,6 +245,18 @@ impl Transcoder {
 
     /// The HTTP answer for a complete unary gRPC reply: its framed body and status.
     pub fn unary_response(&self, plan: &RequestPlan, grpc_body: &[u8], grpc: GrpcStatusHeaders<'_>) -> HttpReply {
+        self.unary_response_encoded(plan, grpc_body, grpc, None)
+    }
+
+    /// [`Transcoder::unary_response`] for a reply with this `grpc-encoding`
+    /// header: a message with the compressed flag is decompressed (gzip, deflate).
+    pub fn unary_response_encoded(
+        &self,
+        plan: &RequestPlan,
+        grpc_body: &[u8],
+        grpc: GrpcStatusHeaders<'_>,
+        encoding: Option<&str>,
+    ) -> HttpReply {
         match grpc.status.map(Code::from_header) {
             Some(Code::Ok) => {}
             Some(_) => return self.upstream_error(grpc),
@@ -262,15 +274,17 @@ impl Transcoder {
             }
             Err(e) => return self.local_error(&Status::internal(format!("bad gRPC reply: {e}"))),
         };
+        let inflated;
         let message = match frames.as_slice() {
             [] => &[][..],
             [only] if !only.compressed => only.data.as_slice(),
-            [_] => {
-                return self.local_error(&Status::new(
-                    Code::Unimplemented,
-                    "the gRPC server sent a compressed message; compressed replies are not supported yet",
-                ))
-            }
+            [only] => match frame::decompress(encoding, &only.data, self.max_response_body_size()) {
+                Ok(data) => {
+                    inflated = data;
+                    inflated.as_slice()
+                }
+                Err(e) => return self.local_error(&Status::from(e)),
+            },
             _ => {
                 return self.local_error(&Status::internal(format!(
                     "a unary method answered {} messages instead of one",

@@ -46,6 +46,7 @@ pub struct ResponseStream {
     emitted: usize,
     limit: Option<usize>,
     content_type: Option<String>,
+    encoding: Option<String>,
 }
 
 /// How a finished stream ends.
@@ -74,7 +75,13 @@ impl ResponseStream {
             emitted: 0,
             limit,
             content_type: None,
+            encoding: None,
         }
+    }
+
+    /// The response's `grpc-encoding`, for messages with the compressed flag.
+    pub fn set_encoding(&mut self, encoding: Option<&str>) {
+        self.encoding = encoding.map(str::to_string);
     }
 
     /// The format in force.
@@ -104,12 +111,12 @@ impl ResponseStream {
         let mut out = Vec::new();
         for frame in frames {
             if frame.compressed {
-                return Err(Status::new(
-                    Code::Unimplemented,
-                    "the gRPC server sent a compressed message; compressed replies are not supported yet",
-                ));
+                let data = crate::frame::decompress(self.encoding.as_deref(), &frame.data, self.limit)
+                    .map_err(Status::from)?;
+                self.message(route, printer, &data, &mut out)?;
+            } else {
+                self.message(route, printer, &frame.data, &mut out)?;
             }
-            self.message(route, printer, &frame.data, &mut out)?;
         }
         Ok(out)
     }
@@ -207,5 +214,15 @@ fn frame_status(e: FrameError) -> Status {
             "a gRPC response message ({size} bytes) is larger than max_response_body_size ({limit} bytes)"
         )),
         other => Status::internal(format!("bad gRPC reply: {other}")),
+    }
+}
+
+impl From<crate::frame::DecompressError> for Status {
+    fn from(e: crate::frame::DecompressError) -> Status {
+        let code = match e {
+            crate::frame::DecompressError::Unsupported(_) => Code::Unimplemented,
+            _ => Code::Internal,
+        };
+        Status::new(code, e.to_string())
     }
 }

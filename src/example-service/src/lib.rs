@@ -499,7 +499,10 @@ pub struct Routes {
 impl Default for Routes {
     fn default() -> Self {
         Routes {
-            bookstore: BookstoreServer::new(BookstoreImpl),
+            // Compressed answers only for clients that send `grpc-accept-encoding`.
+            bookstore: BookstoreServer::new(BookstoreImpl)
+                .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+                .send_compressed(tonic::codec::CompressionEncoding::Deflate),
             echo: EchoServiceServer::new(EchoImpl),
         }
     }

@@ -75,6 +75,7 @@ impl RootContext for Root {
             stream_trailers: Vec::new(),
             response_stream: None,
             stream_body: Vec::new(),
+            response_encoding: None,
         }))
     }
 
@@ -103,6 +104,8 @@ struct Request {
     /// body transcoded so far by the filter's own gRPC stream.
     response_stream: Option<ResponseStream>,
     stream_body: Vec<u8>,
+    /// The upstream response's `grpc-encoding` (for compressed messages).
+    response_encoding: Option<String>,
 }
 
 /// Default deadline for calls the filter makes itself, as Envoy's default route timeout.
@@ -304,12 +307,16 @@ impl Request {
         };
         let mut grpc = grpc_status_of(status_headers);
         grpc.trailers_only = trailers_only;
+        let encoding = self.response_encoding.take();
         let reply = match self.response_stream.take() {
-            Some(mut stream) => match t.stream_chunk(&plan, &mut stream, body) {
+            Some(mut stream) => match {
+                stream.set_encoding(encoding.as_deref());
+                t.stream_chunk(&plan, &mut stream, body)
+            } {
                 Ok(json) => t.stream_reply(&mut stream, json, grpc),
                 Err(status) => t.local_error(&status),
             },
-            None => t.unary_response(&plan, body, grpc),
+            None => t.unary_response_encoded(&plan, body, grpc, encoding.as_deref()),
         };
         let mut headers = std::mem::take(&mut self.response_headers);
         self.send(reply, &mut headers);
@@ -436,6 +443,7 @@ impl HttpContext for Request {
             return Action::Continue;
         }
         self.response_headers = headers.iter().filter(|(k, _)| !is_grpc_response_header(k)).cloned().collect();
+        self.response_encoding = find(&headers, "grpc-encoding").map(str::to_string);
         if end_of_stream {
             // Trailers-only: the status is in the headers and there is no body.
             self.finish_response(&[], &headers, true);
