@@ -2,20 +2,12 @@
 //! requests, and errors that name the field.
 
 #![recursion_limit = "256"]
+#[macro_use]
 mod support;
 
 use serde_json::json;
 use support::{plan, request_error, request_json, transcoder};
 use transcoder::Code;
-
-macro_rules! test {
-    ($(#[$m:meta])* fn $name:ident() $body:block) => {
-        $(#[$m])*
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        fn $name() $body
-    };
-}
 
 test! { fn body_star_field_and_none() {
     let t = transcoder(json!({}));

@@ -1,19 +1,11 @@
 //! Loading the plugin configuration: what Envoy accepts loads with the same
 //! meaning; what is wrong is refused with the field named.
 
+#[macro_use]
 mod support;
 
 use serde_json::json;
 use support::{try_transcoder, transcoder};
-
-macro_rules! test {
-    ($(#[$m:meta])* fn $name:ident() $body:block) => {
-        $(#[$m])*
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        fn $name() $body
-    };
-}
 
 test! { fn every_envoy_field_loads() {
     let t = transcoder(json!({

@@ -1,6 +1,7 @@
 //! gRPC replies into HTTP answers: print options, HttpBody, response_body,
 //! status mapping and google.rpc.Status errors with details.
 
+#[macro_use]
 mod support;
 
 use base64::Engine;
@@ -10,15 +11,6 @@ use support::{encode_json, plan, transcoder};
 use transcoder::frame::encode_frame;
 use transcoder::status::RpcStatus;
 use transcoder::{Code, GrpcStatusHeaders, HttpReply};
-
-macro_rules! test {
-    ($(#[$m:meta])* fn $name:ident() $body:block) => {
-        $(#[$m])*
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        fn $name() $body
-    };
-}
 
 const OK: GrpcStatusHeaders<'static> = GrpcStatusHeaders { status: Some("0"), message: None, details_bin: None, trailers_only: false };
 

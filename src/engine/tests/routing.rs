@@ -1,19 +1,11 @@
 //! Which method a REST call reaches, and what the URL binds.
 
+#[macro_use]
 mod support;
 
 use serde_json::json;
 use support::{grpc_path, request_json, transcoder};
 use transcoder::{Code, RequestOutcome};
-
-macro_rules! test {
-    ($(#[$m:meta])* fn $name:ident() $body:block) => {
-        $(#[$m])*
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        fn $name() $body
-    };
-}
 
 test! { fn http_methods_and_templates_route() {
     let t = transcoder(json!({}));

@@ -1,6 +1,7 @@
 //! Server streaming: the array / NDJSON / SSE formats, errors before and after
 //! messages, empty streams, framing split anywhere, size limits.
 
+#[macro_use]
 mod support;
 
 use prost::Message;
@@ -9,15 +10,6 @@ use serde_json::json;
 use support::{message, plan, transcoder};
 use transcoder::frame::encode_frame;
 use transcoder::{GrpcStatusHeaders, HttpReply, StreamFormat, Transcoder};
-
-macro_rules! test {
-    ($(#[$m:meta])* fn $name:ident() $body:block) => {
-        $(#[$m])*
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        fn $name() $body
-    };
-}
 
 const PATH: &str = "/v1/shelves/1/books:stream";
 

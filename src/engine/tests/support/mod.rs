@@ -1,7 +1,17 @@
 //! Test support: the example protos compiled in memory (no protoc, no files at
 //! run time, so the same tests run on wasm32) and a configured Transcoder.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+/// A test that runs natively and, under wasm-bindgen-test, on wasm32.
+macro_rules! test {
+    ($(#[$m:meta])* fn $name:ident() $body:block) => {
+        $(#[$m])*
+        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+        #[cfg_attr(not(target_arch = "wasm32"), test)]
+        fn $name() $body
+    };
+}
 
 use base64::Engine;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
