@@ -298,7 +298,7 @@ fn add_rule(surface: &mut Surface, matcher: &mut PathMatcher<usize>, base: &Bind
                 format!("{at}: path variable {name:?}: {e}"),
             )),
             Ok(fields) => {
-                let leaf = fields.last().expect("resolve_field_path never returns an empty path");
+                let Some(leaf) = fields.last() else { continue };
                 if leaf.is_map() || leaf.is_list() {
                     surface.problems.push(problem(
                         ProblemKind::RepeatedField,

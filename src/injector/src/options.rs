@@ -569,15 +569,18 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         ));
     }
 
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    let descriptor = match descriptor {
+        Some(descriptor) if errors.is_empty() => descriptor,
+        Some(_) => return Err(errors),
+        None if errors.is_empty() => return Err(vec!["no descriptor source could be worked out from the annotations".into()]),
+        None => return Err(errors),
+    };
     Ok(Options {
         grpc_port,
         rest_port,
         health_port,
         admin_port,
-        descriptor: descriptor.expect("no error means a descriptor source"),
+        descriptor,
         services,
         transcoder,
         image,
