@@ -19,6 +19,9 @@ pub mod request;
 pub mod response;
 pub mod routes;
 pub mod status;
+
+#[cfg(test)]
+mod test_rng;
 pub mod stream;
 pub mod surface;
 

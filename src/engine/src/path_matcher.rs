@@ -983,13 +983,7 @@ mod tests {
             ":archive", ":do", "%", "%2F", "%FF", "%E4%BD", "%A0", "?", "é", "你", "", "**", "*",
             "any",
         ];
-        let mut state: u64 = 0xDEAD_BEEF_CAFE_F00D;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0xDEAD_BEEF_CAFE_F00D);
         for unregistered in [false, true] {
             for spec in [
                 UrlUnescapeSpec::AllCharactersExceptReserved,

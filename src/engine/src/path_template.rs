@@ -895,13 +895,7 @@ mod tests {
             "/", "/", "/", "{", "}", "*", "**", ":", "=", ".", "a", "bc", "x.y", "é", "你", "%2F",
             "{a}", "{b=*}", "{c=**}", "verb", "",
         ];
-        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_F491_4F6C_DD1D);
         let mut parsed = 0;
         for _ in 0..4000 {
             let count = (next() % 10) as usize;

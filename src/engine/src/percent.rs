@@ -398,13 +398,7 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn pseudo_random_input_never_panics() {
         let alphabet: Vec<char> = "%%%+/aF09gé你\u{1F600}2fFEc3".chars().collect();
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::test_rng::xorshift(0x9E37_79B9_7F4A_7C15);
         for _ in 0..3000 {
             let len = (next() % 12) as usize;
             let input: String = (0..len)
