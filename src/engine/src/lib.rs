@@ -19,11 +19,11 @@ pub mod request;
 pub mod response;
 pub mod routes;
 pub mod status;
+pub mod stream;
+pub mod surface;
 
 #[cfg(test)]
 mod test_rng;
-pub mod stream;
-pub mod surface;
 
 use std::collections::HashSet;
 

@@ -324,18 +324,17 @@ impl Request {
 
     /// Reads the buffered request body and replaces it with the gRPC frame.
     fn finish_request_body(&mut self, size: usize) -> Action {
-        let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.clone()) else {
+        let Some(t) = self.transcoder.clone() else {
             return Action::Continue;
         };
-        let body = match host::get_buffer(BufferType::HttpRequestBody, 0, size) {
-            Ok(body) => body,
-            Err(e) => {
-                self.reject(&t, &Status::internal(format!("cannot read the request body: {e}")));
-                return Action::Pause;
-            }
+        let Some(plan) = self.plan.as_ref() else {
+            return Action::Continue;
         };
-        match t.request_frame(&plan, self.content_type.as_deref(), &body) {
-            Ok(frame) => match host::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &frame) {
+        let frame = host::get_buffer(BufferType::HttpRequestBody, 0, size)
+            .map_err(|e| Status::internal(format!("cannot read the request body: {e}")))
+            .and_then(|body| Ok((t.request_frame(plan, self.content_type.as_deref(), &body)?, body.len())));
+        match frame {
+            Ok((frame, body_len)) => match host::set_buffer(BufferType::HttpRequestBody, 0, body_len, &frame) {
                 Ok(()) => Action::Continue,
                 Err(e) => {
                     self.reject(&t, &Status::internal(format!("cannot replace the request body: {e}")));
