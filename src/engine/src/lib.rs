@@ -65,6 +65,16 @@ pub struct RequestPlan {
     bindings: Vec<FieldBinding>,
 }
 
+/// The end of a stream whose messages were sent: what closes its body, and
+/// the status it ended with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamTail {
+    /// Bytes to append to the body (`]`, or a final error record).
+    pub bytes: Vec<u8>,
+    /// The stream's final status.
+    pub status: Status,
+}
+
 /// A complete HTTP answer made by the filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpReply {
@@ -339,8 +349,23 @@ impl Transcoder {
     }
 
     /// The complete HTTP answer of a stream whose transcoded body so far is
-    /// `body`, once its gRPC status is known.
+    /// `body`, once its gRPC status is known (for a stream answered at its end).
     pub fn stream_reply(&self, stream: &mut ResponseStream, mut body: Vec<u8>, grpc: GrpcStatusHeaders<'_>) -> HttpReply {
+        match self.stream_end(stream, grpc) {
+            Err(reply) => reply,
+            Ok(StreamTail { bytes, status }) => {
+                body.extend_from_slice(&bytes);
+                let mut headers = vec![("content-type".to_string(), stream.content_type())];
+                headers.extend(stream_status_headers(stream, &status));
+                HttpReply { status: 200, headers, body }
+            }
+        }
+    }
+
+    /// Ends a stream with its gRPC status: the bytes that close the body sent so
+    /// far, or (no message was sent and the stream failed) the error answer
+    /// that must replace the whole response.
+    pub fn stream_end(&self, stream: &mut ResponseStream, grpc: GrpcStatusHeaders<'_>) -> Result<StreamTail, HttpReply> {
         let status = match grpc.status.map(Code::from_header) {
             Some(Code::Ok) => Status::new(Code::Ok, ""),
             Some(_) => Status::from_grpc(grpc.status, grpc.message, grpc.details_bin),
@@ -349,20 +374,18 @@ impl Transcoder {
         let upstream_failed = grpc.status.is_some() && status.code != Code::Ok;
         let status = stream.end_status(&status);
         match stream.finish(&status, &self.pool, &self.printer) {
-            StreamEnd::Error(_) if upstream_failed => self.upstream_error(grpc),
-            StreamEnd::Error(status) => self.error_reply(&status, None),
-            StreamEnd::Tail(tail) => {
-                body.extend_from_slice(&tail);
-                let mut headers = vec![("content-type".to_string(), stream.content_type())];
-                if status.code != Code::Ok && stream.format() == StreamFormat::JsonArray {
-                    // Envoy closes the array and loses the status; we still can say it.
-                    headers.push(("grpc-status".into(), (status.code as i32).to_string()));
-                    if !status.message.is_empty() {
-                        headers.push(("grpc-message".into(), status::encode_grpc_message(&status.message)));
-                    }
-                }
-                HttpReply { status: 200, headers, body }
-            }
+            StreamEnd::Error(_) if upstream_failed => Err(self.upstream_error(grpc)),
+            StreamEnd::Error(status) => Err(self.error_reply(&status, None)),
+            StreamEnd::Tail(bytes) => Ok(StreamTail { bytes, status }),
+        }
+    }
+
+    /// Ends a stream the filter must abandon after messages were sent (a bad
+    /// frame, a limit): the bytes that close the body and say why.
+    pub fn stream_abort(&self, stream: &mut ResponseStream, status: &Status) -> Vec<u8> {
+        match stream.finish(status, &self.pool, &self.printer) {
+            StreamEnd::Tail(bytes) => bytes,
+            StreamEnd::Error(_) => Vec::new(),
         }
     }
 
@@ -434,6 +457,19 @@ impl Transcoder {
     pub fn pool(&self) -> &DescriptorPool {
         &self.pool
     }
+}
+
+/// The headers that carry a JSON array stream's failure: Envoy closes the
+/// array and loses the status; we still can say it, while headers can be sent.
+pub fn stream_status_headers(stream: &ResponseStream, status: &Status) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    if status.code != Code::Ok && stream.format() == StreamFormat::JsonArray {
+        headers.push(("grpc-status".into(), (status.code as i32).to_string()));
+        if !status.message.is_empty() {
+            headers.push(("grpc-message".into(), status::encode_grpc_message(&status.message)));
+        }
+    }
+    headers
 }
 
 /// Whether a `content-type` makes a request (or response) gRPC, by Envoy's rule

@@ -8,11 +8,15 @@
 //! - a request without a body cannot be given one from Wasm (Envoy 1.40), so
 //!   the filter calls the route's cluster itself over a gRPC stream and
 //!   answers with a local reply;
-//! - response: headers and body are held until the trailers (or the end of the
-//!   body) bring the gRPC status; the JSON answer replaces the whole response.
+//! - unary response: headers and body are held until the trailers (or the end
+//!   of the body) bring the gRPC status; the JSON answer replaces the whole
+//!   response;
+//! - server-streaming response to a request with a body: passed on message by
+//!   message (see [`Live`]); to a request without a body: answered at its end.
 
 mod host;
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -62,8 +66,30 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_tick(&mut self) {
+        let held = HELD_STREAMS.with(|held| std::mem::take(&mut *held.borrow_mut()));
+        for (context_id, live) in held {
+            {
+                let mut live = live.borrow_mut();
+                live.held = false;
+                live.released = true;
+                live.json_len = 0;
+            }
+            // A context that ended since is simply gone: nothing to release.
+            if proxy_wasm::hostcalls::set_effective_context(context_id).is_ok() {
+                if let Err(e) = proxy_wasm::hostcalls::resume_http_response() {
+                    debug!("rust_grpc_proxy: cannot release stream {context_id}: {e:?}");
+                }
+            }
+        }
+        if HELD_STREAMS.with(|held| held.borrow().is_empty()) {
+            let _ = proxy_wasm::hostcalls::set_tick_period(Duration::ZERO);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
+            context_id,
             transcoder: self.transcoder.clone(),
             plan: None,
             content_type: None,
@@ -76,6 +102,7 @@ impl RootContext for Root {
             response_stream: None,
             stream_body: Vec::new(),
             response_encoding: None,
+            live: None,
         }))
     }
 
@@ -86,6 +113,7 @@ impl RootContext for Root {
 
 /// Per-request state.
 struct Request {
+    context_id: u32,
     transcoder: Option<Rc<Transcoder>>,
     /// Set while the request is being transcoded.
     plan: Option<RequestPlan>,
@@ -106,6 +134,75 @@ struct Request {
     stream_body: Vec<u8>,
     /// The upstream response's `grpc-encoding` (for compressed messages).
     response_encoding: Option<String>,
+    /// A server stream passed on message by message (requests with a body).
+    live: Option<Rc<RefCell<Live>>>,
+}
+
+/// A server stream whose JSON goes to the client as its messages complete.
+///
+/// Envoy 1.40's Wasm host can only rewrite body data a filter holds, and
+/// nothing can be added once data has passed. So every chunk is held
+/// (`Pause`), rewritten into the JSON of the messages it completes, and
+/// released by the worker's next tick ([`Root::on_tick`] resumes the
+/// response); the trailers callback appends the closing bytes (`]` or an
+/// error record) to what is still held, or holds the trailers until the next
+/// tick releases them with the tail.
+#[derive(Debug, Default)]
+struct Live {
+    /// Bytes of our JSON at the start of the body Envoy holds for us.
+    json_len: usize,
+    /// A chunk (or the trailers) is held until the next tick.
+    held: bool,
+    /// The response headers were rewritten for the stream, to go with the first JSON.
+    headers_sent: bool,
+    /// A tick released the headers (and data) to the client: headers can no longer change.
+    released: bool,
+    /// The filter gave up on the stream after messages were sent (bad frame,
+    /// limit): the rest of the upstream body is dropped.
+    failed: bool,
+}
+
+/// How often a worker releases held stream data while any is held.
+const STREAM_FLUSH_PERIOD: Duration = Duration::from_millis(10);
+
+thread_local! {
+    /// Streams with data held until the next tick, by HTTP context id (per worker: one VM per thread).
+    static HELD_STREAMS: RefCell<Vec<(u32, Rc<RefCell<Live>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Replaces what follows `start` in the response body Envoy holds (`held`)
+/// with `new`. The host can only replace a prefix or append, so a JSON prefix
+/// still held is written again.
+fn replace_held_tail(held: &[u8], start: usize, new: &[u8]) -> Result<(), host::HostError> {
+    if start == 0 {
+        return host::set_buffer(BufferType::HttpResponseBody, 0, held.len(), new);
+    }
+    let mut body = Vec::with_capacity(start + new.len());
+    body.extend_from_slice(&held[..start.min(held.len())]);
+    body.extend_from_slice(new);
+    host::set_buffer(BufferType::HttpResponseBody, 0, held.len(), &body)
+}
+
+/// Forgets a context's held data (it was released otherwise, or the context ended).
+fn forget_held(context_id: u32) {
+    HELD_STREAMS.with(|held| held.borrow_mut().retain(|(id, _)| *id != context_id));
+}
+
+/// Asks the worker's next tick to release what `context_id` holds.
+fn release_on_next_tick(context_id: u32, live: &Rc<RefCell<Live>>) {
+    let first = HELD_STREAMS.with(|held| {
+        let mut held = held.borrow_mut();
+        let first = held.is_empty();
+        if !held.iter().any(|(id, _)| *id == context_id) {
+            held.push((context_id, live.clone()));
+        }
+        first
+    });
+    if first {
+        if let Err(e) = proxy_wasm::hostcalls::set_tick_period(STREAM_FLUSH_PERIOD) {
+            warn!("rust_grpc_proxy: cannot start the stream flush timer: {e:?}");
+        }
+    }
 }
 
 /// Default deadline for calls the filter makes itself, as Envoy's default route timeout.
@@ -152,6 +249,11 @@ fn grpc_status_of(pairs: &[(String, String)]) -> GrpcStatusHeaders<'_> {
 }
 
 impl Context for Request {
+    fn on_done(&mut self) -> bool {
+        forget_held(self.context_id);
+        true
+    }
+
     fn on_grpc_stream_initial_metadata(&mut self, _token: u32, entries: u32) {
         // For a trailers-only answer Envoy calls this with no entries and hands
         // the whole header block over as trailing metadata.
@@ -237,6 +339,7 @@ impl Request {
         let HttpReply { status, headers, body } = reply;
         extra.extend(headers);
         self.replied = true;
+        forget_held(self.context_id);
         self.plan = None;
         if let Err(e) = host::send_response(status, extra, &body) {
             error!("rust_grpc_proxy: could not send the reply ({status}): {e}");
@@ -348,6 +451,119 @@ impl Request {
         }
     }
 
+    /// A chunk of a live stream: the messages it completes replace its raw
+    /// bytes in what Envoy holds, released on the next tick.
+    fn live_body(&mut self, live: &Rc<RefCell<Live>>, end_of_stream: bool) -> Action {
+        let Some(t) = self.transcoder.clone() else { return Action::Continue };
+        let body = host::get_buffer(BufferType::HttpResponseBody, 0, usize::MAX).unwrap_or_default();
+        let mut state = live.borrow_mut();
+        state.held = true;
+        let start = state.json_len.min(body.len());
+        let raw = &body[start..];
+        let mut json = Vec::new();
+        if !state.failed {
+            if let (Some(plan), Some(stream)) = (self.plan.as_ref(), self.response_stream.as_mut()) {
+                match t.stream_chunk(plan, stream, raw) {
+                    Ok(bytes) => json = bytes,
+                    Err(status) if !state.released => {
+                        drop(state);
+                        self.live = None;
+                        self.reject(&t, &status);
+                        return Action::Pause;
+                    }
+                    Err(status) => {
+                        warn!("rust_grpc_proxy: abandoning a stream after its first messages: {status}");
+                        json = t.stream_abort(stream, &status);
+                        state.failed = true;
+                    }
+                }
+            }
+        }
+        if !json.is_empty() && !state.headers_sent {
+            self.rewrite_stream_headers();
+            state.headers_sent = true;
+        }
+        // The decoder keeps an unfinished frame itself: Envoy keeps only our JSON.
+        if let Err(e) = replace_held_tail(&body, start, &json) {
+            error!("rust_grpc_proxy: cannot rewrite a stream chunk: {e}");
+        }
+        state.json_len = start + json.len();
+        if end_of_stream {
+            // The upstream ended without trailers: its status is in the headers, if anywhere.
+            drop(state);
+            let status_headers = std::mem::take(&mut self.stream_trailers);
+            return self.live_end(live, &status_headers);
+        }
+        if state.headers_sent && state.json_len > 0 {
+            release_on_next_tick(self.context_id, live);
+        }
+        Action::Pause
+    }
+
+    /// The end of a live stream: the closing bytes go after what was sent.
+    fn live_end(&mut self, live: &Rc<RefCell<Live>>, status_headers: &[(String, String)]) -> Action {
+        let Some(t) = self.transcoder.clone() else { return Action::Continue };
+        let body = host::get_buffer(BufferType::HttpResponseBody, 0, usize::MAX).unwrap_or_default();
+        let mut state = live.borrow_mut();
+        let start = state.json_len.min(body.len());
+        let raw = &body[start..];
+        if !state.headers_sent {
+            // Nothing went out: the whole stream is one answer, as for a stream without live delivery.
+            drop(state);
+            self.live = None;
+            forget_held(self.context_id);
+            let raw = raw.to_vec();
+            self.finish_response(&raw, status_headers, false);
+            return Action::Pause;
+        }
+        let mut out = Vec::new();
+        if let (false, Some(plan), Some(stream)) = (state.failed, self.plan.take(), self.response_stream.as_mut()) {
+            match t.stream_chunk(&plan, stream, raw) {
+                Ok(json) => {
+                    out = json;
+                    let mut grpc = grpc_status_of(status_headers);
+                    grpc.trailers_only = false;
+                    if let Ok(tail) = t.stream_end(stream, grpc) {
+                        out.extend_from_slice(&tail.bytes);
+                        if !state.released {
+                            for (name, value) in transcoder::stream_status_headers(stream, &tail.status) {
+                                let _ = host::set_header(MapType::HttpResponseHeaders, &name, &value);
+                            }
+                        }
+                    }
+                }
+                Err(status) => out = t.stream_abort(stream, &status),
+            }
+        }
+        self.plan = None;
+        if let Err(e) = replace_held_tail(&body, start, &out) {
+            error!("rust_grpc_proxy: cannot end a stream: {e}");
+        }
+        state.json_len = start + out.len();
+        if state.held {
+            // A chunk is held: continuing sends it, then the trailers.
+            forget_held(self.context_id);
+            return Action::Continue;
+        }
+        // Everything before went out already: hold the trailers so the tail is sent before them.
+        state.held = true;
+        drop(state);
+        release_on_next_tick(self.context_id, live);
+        Action::Pause
+    }
+
+    /// The upstream's headers, made the headers of a JSON stream.
+    fn rewrite_stream_headers(&self) {
+        let h = MapType::HttpResponseHeaders;
+        let content_type = self.response_stream.as_ref().map(|s| s.content_type());
+        for name in ["content-length", "grpc-encoding", "grpc-accept-encoding", "grpc-status", "grpc-message", "grpc-status-details-bin"] {
+            let _ = host::remove_header(h, name);
+        }
+        if let Some(content_type) = content_type {
+            let _ = host::set_header(h, "content-type", &content_type);
+        }
+    }
+
     fn handling_response(&self) -> bool {
         !self.replied && self.plan.is_some() && self.via_stream.is_none()
     }
@@ -450,6 +666,10 @@ impl HttpContext for Request {
         }
         // Keep the status headers in case the body ends without trailers.
         self.stream_trailers = headers.into_iter().filter(|(k, _)| k.starts_with("grpc-")).collect();
+        if let Some(stream) = self.response_stream.as_mut() {
+            stream.set_encoding(self.response_encoding.as_deref());
+            self.live = Some(Rc::default());
+        }
         Action::Pause
     }
 
@@ -457,6 +677,9 @@ impl HttpContext for Request {
         if !self.handling_response() {
             // Our own local reply comes through here too: it must pass.
             return Action::Continue;
+        }
+        if let Some(live) = self.live.clone() {
+            return self.live_body(&live, end_of_stream);
         }
         if let Some(t) = self.transcoder.clone() {
             if let Some(max) = t.max_response_body_size() {
@@ -484,6 +707,9 @@ impl HttpContext for Request {
             return Action::Continue;
         }
         let trailers = text_pairs(host::get_map(MapType::HttpResponseTrailers).unwrap_or_default());
+        if let Some(live) = self.live.clone() {
+            return self.live_end(&live, &trailers);
+        }
         let body = host::get_buffer(BufferType::HttpResponseBody, 0, usize::MAX).unwrap_or_default();
         self.finish_response(&body, &trailers, false);
         Action::Pause
