@@ -193,12 +193,9 @@ def test_large_body_below_the_buffer_limit_like_native(both, size):
     assert r.status_code == 200 and len(r.json()["stringValue"]) == size
 
 
-@pytest.mark.xfail(strict=True, reason="Envoy 1.40 host limit: the filter must buffer the whole body to parse it, "
-                                       "and Envoy answers 413 once a buffering filter holds more than the "
-                                       "listener's per_connection_buffer_limit_bytes (1 MiB by default); native "
-                                       "transcodes the body as a stream. Raise that limit in the Envoy config for "
-                                       "larger bodies.")
 def test_body_over_one_mebibyte_like_native(both):
+    """Over Envoy's per-connection buffer limit (1 MiB): the filter keeps the
+    body itself, so only max_request_body_size limits it, as for native."""
     body = {"bytesValue": "QUFB" * (1 << 18)}  # 1 MiB of base64
     native, wasm = both(None, "POST", ECHO, body=body)
     assert native.status_code == 200

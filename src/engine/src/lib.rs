@@ -16,6 +16,7 @@ pub mod path_matcher;
 pub mod path_template;
 pub mod percent;
 pub mod request;
+pub mod request_stream;
 pub mod response;
 pub mod routes;
 pub mod status;
@@ -73,6 +74,12 @@ pub struct StreamTail {
     pub bytes: Vec<u8>,
     /// The stream's final status.
     pub status: Status,
+}
+
+/// A client stream being transcoded: where its body's elements start and end.
+#[derive(Debug, Default)]
+pub struct RequestStream {
+    splitter: request_stream::ElementSplitter,
 }
 
 /// A complete HTTP answer made by the filter.
@@ -244,6 +251,42 @@ impl Transcoder {
     /// The gRPC request body (one frame) for a plan and its HTTP body.
     pub fn request_frame(&self, plan: &RequestPlan, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Status> {
         self.request_message(plan, content_type, body).map(|m| frame::encode_frame(&m))
+    }
+
+    /// The state of a client stream, for a client-streaming method whose
+    /// route takes a body (else `None`: the body is one message).
+    pub fn request_stream(&self, plan: &RequestPlan) -> Option<RequestStream> {
+        let route = self.route(plan)?;
+        (route.method.client_streaming && !matches!(route.body, routes::BodyRule::None)).then(RequestStream::default)
+    }
+
+    /// The gRPC frames of the elements a chunk of a client stream's body
+    /// completed; `end`: the body ended. The URL's bindings go into the first
+    /// message only, as Envoy's transcoder does.
+    pub fn request_stream_chunk(
+        &self,
+        plan: &RequestPlan,
+        stream: &mut RequestStream,
+        content_type: Option<&str>,
+        chunk: &[u8],
+        end: bool,
+    ) -> Result<Vec<u8>, Status> {
+        let route = self.route(plan).ok_or_else(|| Status::internal("the route of this request vanished"))?;
+        let mut elements = stream.splitter.push(chunk)?;
+        if end {
+            elements.extend(stream.splitter.finish()?);
+        }
+        let first = stream.splitter.count() + 1 - elements.len();
+        let mut out = Vec::new();
+        for (i, element) in elements.iter().enumerate() {
+            let bindings = if first + i == 1 { plan.bindings.as_slice() } else { &[] };
+            let message = request::build_request(route, bindings, content_type, element, self.parse).map_err(|e| {
+                Status::new(e.code, format!("element {} of the request stream: {}", first + i, e.message))
+            })?;
+            frame::push_frame_header(&mut out, message.len());
+            out.extend_from_slice(&message);
+        }
+        Ok(out)
     }
 
     /// `max_request_body_size`, if set.

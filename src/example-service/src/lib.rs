@@ -331,6 +331,53 @@ impl Bookstore for BookstoreImpl {
         reply(request.into_inner())
     }
 
+    async fn create_books(
+        &self,
+        request: Request<tonic::Streaming<bs::CreateBookRequest>>,
+    ) -> Result<Response<bs::CreateBooksResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut received = bs::CreateBooksResponse::default();
+        while let Some(message) = stream.message().await? {
+            let title = message.book.map(|b| b.title).unwrap_or_default();
+            if title == "fail" {
+                return error(Code::InvalidArgument, format!("book {} is titled \"fail\"", received.count + 1));
+            }
+            received.count += 1;
+            received.titles.push(title);
+            received.shelves.push(message.shelf);
+        }
+        reply(received)
+    }
+
+    type EchoBooksStream = tonic::codegen::BoxStream<bs::Book>;
+
+    async fn echo_books(
+        &self,
+        request: Request<tonic::Streaming<bs::Book>>,
+    ) -> Result<Response<Self::EchoBooksStream>, Status> {
+        let mut stream = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let next = match stream.message().await {
+                    Ok(Some(mut book)) => {
+                        book.title = book.title.to_uppercase();
+                        Ok(book)
+                    }
+                    Ok(None) => return,
+                    Err(status) => Err(status),
+                };
+                let failed = next.is_err();
+                if tx.send(next).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(
+            Box::pin(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)) as Self::EchoBooksStream,
+        ))
+    }
+
     type StreamBooksStream = tonic::codegen::BoxStream<bs::Book>;
 
     async fn stream_books(
@@ -490,6 +537,9 @@ pub fn move_status_to_trailers(
 
 /// Both services behind one path router, with the trailers layer on the
 /// Bookstore. Serve it with [`serve`].
+/// The largest message the example service takes or sends.
+const MAX_MESSAGE: usize = 64 << 20;
+
 #[derive(Debug, Clone)]
 pub struct Routes {
     bookstore: BookstoreServer<BookstoreImpl>,
@@ -502,7 +552,10 @@ impl Default for Routes {
             // Compressed answers only for clients that send `grpc-accept-encoding`.
             bookstore: BookstoreServer::new(BookstoreImpl)
                 .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-                .send_compressed(tonic::codec::CompressionEncoding::Deflate),
+                .send_compressed(tonic::codec::CompressionEncoding::Deflate)
+                // The tests send messages of tens of MB (tonic's default limit is 4 MB).
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
             echo: EchoServiceServer::new(EchoImpl),
         }
     }

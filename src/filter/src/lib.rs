@@ -103,6 +103,10 @@ impl RootContext for Root {
             stream_body: Vec::new(),
             response_encoding: None,
             live: None,
+            request_stream: None,
+            request_body: Vec::new(),
+            request_bytes: 0,
+            response_body: Vec::new(),
         }))
     }
 
@@ -136,6 +140,16 @@ struct Request {
     response_encoding: Option<String>,
     /// A server stream passed on message by message (requests with a body).
     live: Option<Rc<RefCell<Live>>>,
+    /// A client stream: its body's elements become frames as they complete.
+    request_stream: Option<transcoder::RequestStream>,
+    /// A unary request's body so far, kept here rather than in Envoy's buffer
+    /// (whose limit, the listener's per_connection_buffer_limit_bytes, would
+    /// answer 413 past 1 MiB): `max_request_body_size` is the only limit.
+    request_body: Vec<u8>,
+    /// Request body bytes seen so far (against `max_request_body_size`).
+    request_bytes: usize,
+    /// A unary response's body so far, kept here for the same reason.
+    response_body: Vec<u8>,
 }
 
 /// A server stream whose JSON goes to the client as its messages complete.
@@ -425,27 +439,53 @@ impl Request {
         self.send(reply, &mut headers);
     }
 
-    /// Reads the buffered request body and replaces it with the gRPC frame.
-    fn finish_request_body(&mut self, size: usize) -> Action {
+    /// Turns the whole request body into the gRPC frame, which replaces the
+    /// `held` bytes Envoy still holds (the last chunk).
+    fn finish_request_body(&mut self, held: usize) -> Action {
         let Some(t) = self.transcoder.clone() else {
             return Action::Continue;
         };
         let Some(plan) = self.plan.as_ref() else {
             return Action::Continue;
         };
-        let frame = host::get_buffer(BufferType::HttpRequestBody, 0, size)
-            .map_err(|e| Status::internal(format!("cannot read the request body: {e}")))
-            .and_then(|body| Ok((t.request_frame(plan, self.content_type.as_deref(), &body)?, body.len())));
-        match frame {
-            Ok((frame, body_len)) => match host::set_buffer(BufferType::HttpRequestBody, 0, body_len, &frame) {
-                Ok(()) => Action::Continue,
-                Err(e) => {
-                    self.reject(&t, &Status::internal(format!("cannot replace the request body: {e}")));
-                    Action::Pause
+        let body = std::mem::take(&mut self.request_body);
+        match t.request_frame(plan, self.content_type.as_deref(), &body) {
+            Ok(frame) => {
+                drop(body);
+                match host::set_buffer(BufferType::HttpRequestBody, 0, held, &frame) {
+                    Ok(()) => Action::Continue,
+                    Err(e) => {
+                        self.reject(&t, &Status::internal(format!("cannot replace the request body: {e}")));
+                        Action::Pause
+                    }
                 }
-            },
+            }
             Err(status) => {
                 self.reject(&t, &status);
+                Action::Pause
+            }
+        }
+    }
+
+    /// A chunk of a client stream's body: replaced by the frames of the
+    /// elements it completed, and passed on at once.
+    fn stream_request_chunk(&mut self, t: &Transcoder, chunk: &[u8], end: bool) -> Action {
+        let (Some(plan), Some(stream)) = (self.plan.as_ref(), self.request_stream.as_mut()) else {
+            return Action::Continue;
+        };
+        let result = t
+            .request_stream_chunk(plan, stream, self.content_type.as_deref(), chunk, end)
+            .and_then(|frames| {
+                if chunk.is_empty() && frames.is_empty() {
+                    return Ok(());
+                }
+                host::set_buffer(BufferType::HttpRequestBody, 0, chunk.len(), &frames)
+                    .map_err(|e| Status::internal(format!("cannot replace the request body: {e}")))
+            });
+        match result {
+            Ok(()) => Action::Continue,
+            Err(status) => {
+                self.reject(t, &status);
                 Action::Pause
             }
         }
@@ -595,6 +635,7 @@ impl HttpContext for Request {
         };
         self.content_type = content_type;
         self.response_stream = t.response_stream(&plan);
+        self.request_stream = t.request_stream(&plan);
         if let Err(e) = self.rewrite_request_headers(&t, &plan, &method, &path) {
             self.reject(&t, &Status::internal(format!("cannot rewrite the request headers: {e}")));
             return Action::Pause;
@@ -617,8 +658,16 @@ impl HttpContext for Request {
         if self.plan.is_none() || self.via_stream.is_some() {
             return Action::Continue;
         }
+        let chunk = match host::get_buffer(BufferType::HttpRequestBody, 0, size) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                self.reject(&t, &Status::internal(format!("cannot read the request body: {e}")));
+                return Action::Pause;
+            }
+        };
+        self.request_bytes += chunk.len();
         if let Some(max) = t.max_request_body_size() {
-            if size > max {
+            if self.request_bytes > max {
                 let status = Status::new(
                     transcoder::Code::ResourceExhausted,
                     format!("the request body is larger than max_request_body_size ({max} bytes)"),
@@ -629,10 +678,18 @@ impl HttpContext for Request {
                 return Action::Pause;
             }
         }
+        if self.request_stream.is_some() {
+            return self.stream_request_chunk(&t, &chunk, end_of_stream);
+        }
+        self.request_body.extend_from_slice(&chunk);
         if !end_of_stream {
+            // Envoy holds nothing: the body is ours until it is complete.
+            if let Err(e) = host::set_buffer(BufferType::HttpRequestBody, 0, chunk.len(), &[]) {
+                self.reject(&t, &Status::internal(format!("cannot take the request body: {e}")));
+            }
             return Action::Pause;
         }
-        self.finish_request_body(size)
+        self.finish_request_body(chunk.len())
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
@@ -643,7 +700,12 @@ impl HttpContext for Request {
             return Action::Continue;
         }
         // The body ended without end_of_stream because trailers follow: it is complete now.
-        self.finish_request_body(usize::MAX)
+        if let Some(t) = self.transcoder.clone().filter(|_| self.request_stream.is_some()) {
+            return self.stream_request_chunk(&t, &[], true);
+        }
+        let held = host::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX).unwrap_or_default();
+        self.request_body.extend_from_slice(&held);
+        self.finish_request_body(held.len())
     }
 
     fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
@@ -681,22 +743,27 @@ impl HttpContext for Request {
         if let Some(live) = self.live.clone() {
             return self.live_body(&live, end_of_stream);
         }
-        if let Some(t) = self.transcoder.clone() {
-            if let Some(max) = t.max_response_body_size() {
-                if size > max {
-                    self.plan = None;
-                    let status = Status::internal(format!(
-                        "the gRPC response is larger than max_response_body_size ({max} bytes)"
-                    ));
-                    self.send(t.local_error(&status), &mut Vec::new());
-                    return Action::Pause;
-                }
+        let Some(t) = self.transcoder.clone() else { return Action::Continue };
+        // Envoy holds nothing (its buffer limit would fail big replies): the body is ours until it is complete.
+        let chunk = host::get_buffer(BufferType::HttpResponseBody, 0, size).unwrap_or_default();
+        self.response_body.extend_from_slice(&chunk);
+        if let Some(max) = t.max_response_body_size() {
+            if self.response_body.len() > max {
+                self.plan = None;
+                self.response_body = Vec::new();
+                let status = Status::internal(format!(
+                    "the gRPC response is larger than max_response_body_size ({max} bytes)"
+                ));
+                self.send(t.local_error(&status), &mut Vec::new());
+                return Action::Pause;
             }
         }
         if end_of_stream {
-            let body = host::get_buffer(BufferType::HttpResponseBody, 0, size).unwrap_or_default();
+            let body = std::mem::take(&mut self.response_body);
             let status_headers = std::mem::take(&mut self.stream_trailers);
             self.finish_response(&body, &status_headers, false);
+        } else if let Err(e) = host::set_buffer(BufferType::HttpResponseBody, 0, chunk.len(), &[]) {
+            error!("rust_grpc_proxy: cannot take a response chunk: {e}");
         }
         Action::Pause
     }
@@ -710,7 +777,8 @@ impl HttpContext for Request {
         if let Some(live) = self.live.clone() {
             return self.live_end(&live, &trailers);
         }
-        let body = host::get_buffer(BufferType::HttpResponseBody, 0, usize::MAX).unwrap_or_default();
+        let mut body = std::mem::take(&mut self.response_body);
+        body.extend_from_slice(&host::get_buffer(BufferType::HttpResponseBody, 0, usize::MAX).unwrap_or_default());
         self.finish_response(&body, &trailers, false);
         Action::Pause
     }
