@@ -106,6 +106,7 @@ impl RootContext for Root {
             request_stream: None,
             request_body: Vec::new(),
             request_bytes: 0,
+            body_streaming: false,
             response_body: Vec::new(),
         }))
     }
@@ -148,6 +149,8 @@ struct Request {
     request_body: Vec<u8>,
     /// Request body bytes seen so far (against `max_request_body_size`).
     request_bytes: usize,
+    /// The request headers went upstream before the body was complete (a big body).
+    body_streaming: bool,
     /// A unary response's body so far, kept here for the same reason.
     response_body: Vec<u8>,
 }
@@ -175,6 +178,12 @@ struct Live {
     /// limit): the rest of the upstream body is dropped.
     failed: bool,
 }
+
+/// Past this many request body bytes the request headers go upstream before
+/// the body is complete: a frame passed to Envoy while the filter holds the
+/// request would be buffered, and refused (413) over the listener's
+/// per_connection_buffer_limit_bytes (1 MiB by default).
+const RELEASE_HEADERS_AFTER: usize = 64 * 1024;
 
 /// How often a worker releases held stream data while any is held.
 const STREAM_FLUSH_PERIOD: Duration = Duration::from_millis(10);
@@ -686,8 +695,15 @@ impl HttpContext for Request {
             // Envoy holds nothing: the body is ours until it is complete.
             if let Err(e) = host::set_buffer(BufferType::HttpRequestBody, 0, chunk.len(), &[]) {
                 self.reject(&t, &Status::internal(format!("cannot take the request body: {e}")));
+                return Action::Pause;
             }
-            return Action::Pause;
+            if self.request_body.len() > RELEASE_HEADERS_AFTER {
+                // A big body: let the headers go now, so that the frame, when
+                // it comes, is passed on rather than buffered (and limited) by Envoy.
+                self.body_streaming = true;
+                return Action::Continue;
+            }
+            return if self.body_streaming { Action::Continue } else { Action::Pause };
         }
         self.finish_request_body(chunk.len())
     }
@@ -702,6 +718,17 @@ impl HttpContext for Request {
         // The body ended without end_of_stream because trailers follow: it is complete now.
         if let Some(t) = self.transcoder.clone().filter(|_| self.request_stream.is_some()) {
             return self.stream_request_chunk(&t, &[], true);
+        }
+        if self.body_streaming {
+            // The body was passed on chunk by chunk (empty): nothing is held to put the frame in.
+            let status = Status::new(
+                transcoder::Code::Unimplemented,
+                format!("request trailers after a body over {RELEASE_HEADERS_AFTER} bytes are not supported; send the body without trailers"),
+            );
+            if let Some(t) = self.transcoder.clone() {
+                self.reject(&t, &status);
+            }
+            return Action::Pause;
         }
         let held = host::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX).unwrap_or_default();
         self.request_body.extend_from_slice(&held);
