@@ -100,3 +100,15 @@ def test_many_slow_streams_at_once(envoy_factory):
     for i, (r, chunks, _) in enumerate(results):
         lines = b"".join(c for _, c in chunks).decode().splitlines()
         assert [json.loads(line)["name"] for line in lines] == [f"shelves/{i}/books/{k}" for k in range(1, 6)]
+
+
+def test_http_body_stream_is_passed_on_chunk_by_chunk(envoy_factory):
+    wasm = envoy_factory("wasm")
+    start = time.monotonic()
+    with requests.post(wasm.base_url + "/v1/covers:stream", json={"chunks": 4, "delay_ms": 400},
+                       stream=True, timeout=30) as r:
+        chunks = [(time.monotonic() - start, c) for c in r.iter_content(chunk_size=None)]
+    total = time.monotonic() - start
+    assert r.headers["content-type"] == "text/plain; charset=utf-8"
+    assert b"".join(c for _, c in chunks) == b"line 1\nline 2\nline 3\nline 4\n"
+    assert chunks[0][1].startswith(b"line 1") and chunks[0][0] < total - 0.8, [(round(t, 2), c) for t, c in chunks]

@@ -349,6 +349,36 @@ impl Bookstore for BookstoreImpl {
         reply(received)
     }
 
+    type StreamCoverStream = tonic::codegen::BoxStream<google::api::HttpBody>;
+
+    async fn stream_cover(
+        &self,
+        request: Request<bs::StreamCoverRequest>,
+    ) -> Result<Response<Self::StreamCoverStream>, Status> {
+        let request = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            for i in 1..=request.chunks.max(0) {
+                if i > 1 && request.delay_ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(request.delay_ms as u64)).await;
+                }
+                // Only the first message's content type counts; later ones say something else on purpose.
+                let content_type = if i == 1 { "text/plain; charset=utf-8" } else { "application/octet-stream" };
+                let chunk = google::api::HttpBody {
+                    content_type: content_type.to_owned(),
+                    data: format!("line {i}\n").into_bytes(),
+                    extensions: Vec::new(),
+                };
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(
+            Box::pin(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)) as Self::StreamCoverStream,
+        ))
+    }
+
     type EchoBooksStream = tonic::codegen::BoxStream<bs::Book>;
 
     async fn echo_books(
@@ -535,10 +565,53 @@ pub fn move_status_to_trailers(
     http::Response::from_parts(parts, tonic::body::Body::new(TrailersBody(Some(trailers))))
 }
 
-/// Both services behind one path router, with the trailers layer on the
-/// Bookstore. Serve it with [`serve`].
 /// The largest message the example service takes or sends.
 const MAX_MESSAGE: usize = 64 << 20;
+
+/// A request header asking for the response body in HTTP/2 DATA frames of at
+/// most this many bytes (tests of frames split across body chunks).
+pub const CHUNK_BYTES_HEADER: &str = "x-response-chunk-bytes";
+
+/// A response body re-cut into DATA frames of at most `size` bytes.
+pub struct SlicedBody {
+    inner: tonic::body::Body,
+    pending: Bytes,
+    size: usize,
+}
+
+impl http_body::Body for SlicedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        if this.pending.is_empty() {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.pending = data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return other,
+            }
+        }
+        let n = this.size.min(this.pending.len());
+        Poll::Ready(Some(Ok(Frame::data(this.pending.split_to(n)))))
+    }
+}
+
+/// Re-cuts the response body if the request asked for it ([`CHUNK_BYTES_HEADER`]).
+fn slice_body(size: Option<usize>, response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    match size.filter(|n| *n > 0) {
+        None => response,
+        Some(size) => response.map(|inner| tonic::body::Body::new(SlicedBody { inner, pending: Bytes::new(), size })),
+    }
+}
+
+/// Both services behind one path router, with the trailers layer on the
+/// Bookstore. Serve it with [`serve`].
 
 #[derive(Debug, Clone)]
 pub struct Routes {
@@ -575,9 +648,14 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Routes {
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let path = request.uri().path().to_owned();
+        let slices = request
+            .headers()
+            .get(CHUNK_BYTES_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
         if path.starts_with("/bookstore.v1.Bookstore/") {
             let fut = self.bookstore.call(request);
-            Box::pin(async move { Ok(move_status_to_trailers(&path, fut.await?)) })
+            Box::pin(async move { Ok(slice_body(slices, move_status_to_trailers(&path, fut.await?))) })
         } else if path.starts_with("/echo.v1.EchoService/") {
             Box::pin(self.echo.call(request))
         } else {
