@@ -7,7 +7,7 @@
 #   envoy/demo.sh stop     stop a demo started with DEMO_DETACH=1 (or left behind)
 #
 # Environment: DEMO_FLAVOUR=wasm|native (native = Envoy's own grpc_json_transcoder),
-# DEMO_DETACH=1 (return once both are up), DEMO_LISTEN_PORT, DEMO_ADMIN_PORT, DEMO_BACKEND_PORT.
+# DEMO_DETACH=1 (return once both are up), DEMO_STREAM=array|ndjson|sse (server-stream format), DEMO_LISTEN_PORT, DEMO_ADMIN_PORT, DEMO_BACKEND_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,11 +80,27 @@ for port in "$LISTEN_PORT" "$ADMIN_PORT" "$BACKEND_PORT"; do
   fi
 done
 
+# DEMO_STREAM=ndjson|sse: envoy/transcoder-options.json with that print option for server streams.
+OPTIONS_ARGS=()
+case "${DEMO_STREAM:-array}" in
+  array) ;;
+  ndjson|sse)
+    OPTIONS_ARGS=(--options "$(.venv/bin/python - "$DEMO_STREAM" <<'PY'
+import json, sys
+options = json.load(open("envoy/transcoder-options.json"))
+key = {"ndjson": "stream_newline_delimited", "sse": "stream_sse_style_delimited"}[sys.argv[1]]
+options.setdefault("print_options", {})[key] = True
+print(json.dumps(options))
+PY
+)") ;;
+  *) echo "demo: DEMO_STREAM must be array, ndjson or sse" >&2; exit 1 ;;
+esac
+
 mkdir -p "$BUILD"
 .venv/bin/python envoy/render.py --flavour "$FLAVOUR" \
   --descriptor "$BUILD/descriptors.pb" --wasm "$BUILD/rust_grpc_proxy.wasm" \
   --listen-port "$LISTEN_PORT" --admin-port "$ADMIN_PORT" --backend "127.0.0.1:$BACKEND_PORT" \
-  --out "$CONFIG"
+  "${OPTIONS_ARGS[@]}" --out "$CONFIG"
 
 trap 'stop; exit 130' INT TERM
 "$EXAMPLE_BIN" serve --listen "127.0.0.1:$BACKEND_PORT" >"$EXAMPLE_LOG" 2>&1 &

@@ -435,13 +435,13 @@ impl Request {
         grpc.trailers_only = trailers_only;
         let encoding = self.response_encoding.take();
         let reply = match self.response_stream.take() {
-            Some(mut stream) => match {
+            Some(mut stream) => {
                 stream.set_encoding(encoding.as_deref());
-                t.stream_chunk(&plan, &mut stream, body)
-            } {
-                Ok(json) => t.stream_reply(&mut stream, json, grpc),
-                Err(status) => t.local_error(&status),
-            },
+                match t.stream_chunk(&plan, &mut stream, body) {
+                    Ok(json) => t.stream_reply(&mut stream, json, grpc),
+                    Err(status) => t.local_error(&status),
+                }
+            }
             None => t.unary_response_encoded(&plan, body, grpc, encoding.as_deref()),
         };
         let mut headers = std::mem::take(&mut self.response_headers);
