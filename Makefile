@@ -49,7 +49,8 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup rust-targets venv wasm example descriptors \
         test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector \
-        publish-descriptors demo demo-stop clean FORCE
+        publish-descriptors demo demo-stop clean FORCE \
+        fuzz fuzz-toolchain fuzz-build fuzz-corpus soak
 
 help:
 	@echo "Targets:"
@@ -68,6 +69,10 @@ help:
 	@echo "                injected sidecar run with real Envoy), then pytest tests/injector (strict schemas per Kubernetes version)"
 	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
 	@echo "  test-wasm32   engine tests on wasm32-unknown-unknown (wasm-bindgen-test, node); installs wasm-bindgen-cli into $(TOOLS)"
+	@echo "  fuzz          cargo fuzz (nightly, libFuzzer) every engine parser for FUZZ_SECONDS ($(FUZZ_SECONDS)) each; FUZZ_TARGETS='a b'"
+	@echo "                new inputs go to $(BUILD)/fuzz/corpus, crashes to fuzz/artifacts; prints executions and crashes per target"
+	@echo "  fuzz-corpus   merge (minimised) what make fuzz found into the committed corpus fuzz/corpus"
+	@echo "  soak          steady load through Envoy + the filter for SOAK_SECONDS ($(SOAK_SECONDS)); prints Envoy's start/end RSS and error counts"
 	@echo "  demo          example service on 127.0.0.1:50051 + Envoy with the filter on 127.0.0.1:8080 (admin 9901); Ctrl-C stops both"
 	@echo "                DEMO_FLAVOUR=native for Envoy's own transcoder, DEMO_DETACH=1 to return after start"
 	@echo "  demo-stop     stop a detached demo"
@@ -206,6 +211,72 @@ test-wasm32: $(WB_STAMP) | rust-targets
 	@command -v node >/dev/null || { echo "error: node is needed to run wasm-bindgen tests" >&2; exit 1; }
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WB_RUNNER)) \
 	  $(CARGO) test -p transcoder --tests --target wasm32-unknown-unknown
+
+# ---------------------------------------------------------------- fuzzing
+
+# cargo-fuzz (libFuzzer + AddressSanitizer, needs the nightly toolchain) drives the
+# engine's parsers (fuzz/fuzz_targets, one target per parser; fuzz/ is its own
+# workspace). Each run reads the committed corpus fuzz/corpus/<target> and writes
+# what it discovers to $(BUILD)/fuzz/corpus/<target>, so the repository stays clean;
+# `make fuzz-corpus` merges the new inputs back, minimised. A crash stops that target,
+# leaves its input in fuzz/artifacts/<target>/ and makes `make fuzz` fail at the end;
+# every crash found so far has a regression test in src/engine/tests/fuzz_regressions.rs.
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ   := $(TOOLS)/bin/cargo-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= path_template route_query json_request grpc_response descriptor_set plugin_config
+FUZZ_RUN      = PATH="$(abspath $(TOOLS))/bin:$$PATH" $(CARGO) +nightly fuzz
+
+$(CARGO_FUZZ):
+	$(CARGO) install --locked --root $(TOOLS) cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+
+fuzz-toolchain: $(CARGO_FUZZ)
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+
+fuzz-build: fuzz-toolchain
+	$(FUZZ_RUN) build --fuzz-dir fuzz
+
+fuzz: fuzz-build
+	@mkdir -p $(BUILD)/fuzz
+	@failed=""; summary=""; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$t fuzz/corpus/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s (log: $(BUILD)/fuzz/$$t.log)"; \
+	  if $(FUZZ_RUN) run --fuzz-dir fuzz $$t $(BUILD)/fuzz/corpus/$$t fuzz/corpus/$$t -- \
+	       -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	       > $(BUILD)/fuzz/$$t.log 2>&1; then result=ok; else result=CRASH; failed="$$failed $$t"; tail -n 40 $(BUILD)/fuzz/$$t.log; fi; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(BUILD)/fuzz/$$t.log | tail -n 1 || true); \
+	  cov=$$( (grep -o 'cov: [0-9]*' $(BUILD)/fuzz/$$t.log || true) | tail -n 1); \
+	  corpus=$$(find fuzz/corpus/$$t $(BUILD)/fuzz/corpus/$$t -type f | wc -l); \
+	  summary="$$summary$$(printf '%-16s %-6s executions=%-10s %-10s corpus files=%s' $$t $$result "$${runs:-?}" "$$cov" $$corpus)\n"; \
+	done; \
+	printf "\nfuzz summary ($(FUZZ_SECONDS) s per target):\n$$summary"; \
+	if [ -n "$$failed" ]; then echo "crashes in:$$failed (inputs in fuzz/artifacts/)" >&2; exit 1; fi
+
+fuzz-corpus: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD)/fuzz/corpus/$$t fuzz/corpus/$$t $(BUILD)/fuzz/merged/$$t; \
+	  $(FUZZ_RUN) run --fuzz-dir fuzz $$t $(BUILD)/fuzz/merged/$$t fuzz/corpus/$$t $(BUILD)/fuzz/corpus/$$t -- -merge=1 \
+	    > $(BUILD)/fuzz/$$t.merge.log 2>&1; \
+	  rm -rf fuzz/corpus/$$t && mv $(BUILD)/fuzz/merged/$$t fuzz/corpus/$$t; \
+	  echo "$$t: $$(ls fuzz/corpus/$$t | wc -l) files, $$(du -sk fuzz/corpus/$$t | cut -f1) KB"; \
+	done
+
+# ---------------------------------------------------------------- soak
+
+# A bounded load and soak run (tests/soak/soak.py): example service + Envoy with the filter
+# on free loopback ports, a short run at each of SOAK_LEVELS client threads, then
+# SOAK_CONCURRENCY threads until SOAK_SECONDS are up. Prints rates, latencies, unexpected
+# answers and Envoy's RSS (start, end, peak); fails on any unexpected answer, a Wasm
+# failure, or RSS growth over SOAK_MAX_RSS_GROWTH_MB. Not part of `make test`.
+SOAK_SECONDS     ?= 600
+SOAK_CONCURRENCY ?= 8
+SOAK_LEVELS      ?= 1 4 16 64
+
+soak: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) \
+	  SOAK_SECONDS=$(SOAK_SECONDS) SOAK_CONCURRENCY=$(SOAK_CONCURRENCY) SOAK_LEVELS="$(SOAK_LEVELS)" \
+	  $(VPY) tests/soak/soak.py
 
 # ---------------------------------------------------------------- demo
 

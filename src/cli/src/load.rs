@@ -52,7 +52,7 @@ pub fn load_set(path: &Path) -> Result<Result<LoadedSet, Vec<Problem>>, String> 
             .collect();
         return Ok(Err(problems));
     }
-    match DescriptorPool::decode(bytes.as_slice()) {
+    match transcoder::decode_descriptor_set(&bytes) {
         Ok(pool) => Ok(Ok(LoadedSet { bytes, pool })),
         Err(e) => Ok(Err(vec![Problem {
             kind: ProblemKind::BadDescriptorSet,

@@ -116,7 +116,7 @@ impl Transcoder {
     /// Loads an already parsed configuration.
     pub fn new(mut config: TranscoderConfig) -> Result<Self, ConfigError> {
         let bytes = config.proto_descriptor_bin.take().unwrap_or_default();
-        let pool = DescriptorPool::decode(bytes.as_slice()).map_err(|e| {
+        let pool = decode_descriptor_set(&bytes).map_err(|e| {
             ConfigError::field(
                 "proto_descriptor_bin",
                 format!("not a usable FileDescriptorSet ({e}); build it with protoc --include_imports"),
@@ -523,6 +523,25 @@ pub fn is_grpc_content_type(content_type: &str) -> bool {
     content_type
         .strip_prefix("application/grpc")
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
+}
+
+/// Decodes a `FileDescriptorSet` into a descriptor pool, as the filter and `rgp` load it.
+///
+/// prost-reflect 0.16 panics (an index out of bounds while labelling its own
+/// error) on a file whose `syntax` is neither unset, `proto2` nor `proto3`
+/// (found by the `descriptor_set` fuzz target with `syntax = "proto4"`; protoc
+/// writes `editions` for edition files), so such sets are refused here first.
+pub fn decode_descriptor_set(bytes: &[u8]) -> Result<DescriptorPool, String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(bytes).map_err(|e| e.to_string())?;
+    if let Some(file) = set.file.iter().find(|f| !matches!(f.syntax.as_deref(), None | Some("proto2" | "proto3"))) {
+        return Err(format!(
+            "file {:?} has syntax {:?}; only proto2 and proto3 files are supported",
+            file.name(),
+            file.syntax()
+        ));
+    }
+    DescriptorPool::decode(bytes).map_err(|e| e.to_string())
 }
 
 /// Splits `:path` into path and query, dropping any fragment.

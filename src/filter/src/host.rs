@@ -58,6 +58,7 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: MapType, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -143,6 +144,13 @@ pub fn set_header(map_type: MapType, name: &str, value: &str) -> Result<(), Host
 pub fn remove_header(map_type: MapType, name: &str) -> Result<(), HostError> {
     // SAFETY: pointer and length describe a live string.
     check(unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) })
+}
+
+/// Makes the next host calls act on the given HTTP context (from the root context's
+/// tick); fails (BadArgument) when that request is gone.
+pub fn set_effective_context(context_id: u32) -> Result<(), HostError> {
+    // SAFETY: plain integer argument.
+    check(unsafe { proxy_set_effective_context(context_id) })
 }
 
 /// Answers the request with a local reply.

@@ -18,7 +18,7 @@ mod host;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use log::{debug, error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -27,12 +27,82 @@ use transcoder::{GrpcStatusHeaders, HttpReply, RequestOutcome, RequestPlan, Resp
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { transcoder: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { transcoder: None, deadlines: Rc::default() })
+    });
 }}
 
 /// Per-worker state: the loaded configuration, shared by every request.
 struct Root {
     transcoder: Option<Rc<Transcoder>>,
+    /// The calls the filter made itself and when they must have answered.
+    deadlines: Deadlines,
+}
+
+/// A gRPC call the filter made itself (for a request without a body). Envoy 1.40's
+/// gRPC streams from Wasm have no timeout of their own, so without this a backend
+/// that never answers would hold the client until Envoy's idle timeout (5 min).
+struct Deadline {
+    context_id: u32,
+    token: u32,
+    at: SystemTime,
+    timeout: Duration,
+}
+
+/// Shared between the root context (whose tick enforces them) and the requests.
+type Deadlines = Rc<RefCell<Vec<Deadline>>>;
+
+/// How often the root context looks for calls past their deadline.
+const DEADLINE_TICK: Duration = Duration::from_millis(250);
+
+impl Root {
+    /// Releases what live streams hold (see [`Live`]).
+    fn release_held_streams(&self) {
+        let held = HELD_STREAMS.with(|held| std::mem::take(&mut *held.borrow_mut()));
+        for (context_id, live) in held {
+            {
+                let mut live = live.borrow_mut();
+                live.held = false;
+                live.released = true;
+                live.json_len = 0;
+            }
+            // A context that ended since is simply gone: nothing to release.
+            if proxy_wasm::hostcalls::set_effective_context(context_id).is_ok() {
+                if let Err(e) = proxy_wasm::hostcalls::resume_http_response() {
+                    debug!("rust_grpc_proxy: cannot release stream {context_id}: {e:?}");
+                }
+            }
+        }
+        if HELD_STREAMS.with(|held| held.borrow().is_empty()) {
+            // Back to the slow tick that only looks for deadlines.
+            let _ = proxy_wasm::hostcalls::set_tick_period(DEADLINE_TICK);
+        }
+    }
+
+    /// Answers bodiless calls past their deadline with 504.
+    fn expire_deadlines(&self) {
+        let Ok(now) = proxy_wasm::hostcalls::get_current_time() else { return };
+        let expired: Vec<Deadline> = {
+            let mut all = self.deadlines.borrow_mut();
+            let (expired, pending) = all.drain(..).partition(|d| d.at <= now);
+            *all = pending;
+            expired
+        };
+        let Some(t) = self.transcoder.clone() else { return };
+        for d in expired {
+            let _ = proxy_wasm::hostcalls::cancel_grpc_stream(d.token);
+            if host::set_effective_context(d.context_id).is_err() {
+                continue; // the request is gone already
+            }
+            let status = Status::new(
+                transcoder::Code::DeadlineExceeded,
+                format!("the gRPC backend did not answer within {:?} (grpc-timeout)", d.timeout),
+            );
+            if let Err(e) = host::send_response(504, &[("content-type".into(), "application/json".into())], &t.local_error(&status).body) {
+                warn!("rust_grpc_proxy: could not answer a call past its deadline: {e}");
+            }
+        }
+    }
 }
 
 impl Context for Root {}
@@ -57,6 +127,9 @@ impl RootContext for Root {
                     transcoder.config().services.join(", ")
                 );
                 self.transcoder = Some(Rc::new(transcoder));
+                if let Err(e) = proxy_wasm::hostcalls::set_tick_period(DEADLINE_TICK) {
+                    warn!("rust_grpc_proxy: no tick, deadlines of requests without a body are not enforced: {e:?}");
+                }
                 true
             }
             Err(e) => {
@@ -67,29 +140,14 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let held = HELD_STREAMS.with(|held| std::mem::take(&mut *held.borrow_mut()));
-        for (context_id, live) in held {
-            {
-                let mut live = live.borrow_mut();
-                live.held = false;
-                live.released = true;
-                live.json_len = 0;
-            }
-            // A context that ended since is simply gone: nothing to release.
-            if proxy_wasm::hostcalls::set_effective_context(context_id).is_ok() {
-                if let Err(e) = proxy_wasm::hostcalls::resume_http_response() {
-                    debug!("rust_grpc_proxy: cannot release stream {context_id}: {e:?}");
-                }
-            }
-        }
-        if HELD_STREAMS.with(|held| held.borrow().is_empty()) {
-            let _ = proxy_wasm::hostcalls::set_tick_period(Duration::ZERO);
-        }
+        self.release_held_streams();
+        self.expire_deadlines();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
             context_id,
+            deadlines: self.deadlines.clone(),
             transcoder: self.transcoder.clone(),
             plan: None,
             content_type: None,
@@ -119,6 +177,7 @@ impl RootContext for Root {
 /// Per-request state.
 struct Request {
     context_id: u32,
+    deadlines: Deadlines,
     transcoder: Option<Rc<Transcoder>>,
     /// Set while the request is being transcoded.
     plan: Option<RequestPlan>,
@@ -321,6 +380,7 @@ impl Context for Request {
     }
 
     fn on_grpc_stream_close(&mut self, _token: u32, status_code: u32) {
+        self.forget_deadline();
         let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.take()) else {
             return;
         };
@@ -347,6 +407,11 @@ impl Context for Request {
             t.stream_reply(&mut stream, std::mem::take(&mut self.stream_body), grpc)
         } else if status_code != 0 {
             t.upstream_error(grpc)
+        } else if self.stream_messages.is_empty() {
+            // OK without a message: Envoy's gRPC client drops a frame cut short by the
+            // end of the stream, and a unary call must answer one message (Envoy's
+            // own unary client fails such calls as INTERNAL too).
+            t.local_error(&Status::internal("the gRPC server answered OK without a complete response message"))
         } else {
             let framed: Vec<u8> = self.stream_messages.iter().flat_map(|m| transcoder::frame::encode_frame(m)).collect();
             t.unary_response(&plan, &framed, grpc)
@@ -415,6 +480,7 @@ impl Request {
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| format!("{}S", DEFAULT_CALL_TIMEOUT.as_secs()).into_bytes());
         metadata.push(("grpc-timeout", &timeout));
+        let deadline = parse_grpc_timeout(&timeout).unwrap_or(DEFAULT_CALL_TIMEOUT);
         let service = grpc_service_for_cluster(&cluster);
         let token = proxy_wasm::hostcalls::open_grpc_stream(&service, &info.service, &info.name, metadata)
             .map_err(|e| Status::new(transcoder::Code::Unavailable, format!("cannot call cluster {cluster:?}: {e:?}")))?;
@@ -423,7 +489,20 @@ impl Request {
             return Err(Status::new(transcoder::Code::Unavailable, format!("cannot send to cluster {cluster:?}: {e:?}")));
         }
         self.via_stream = Some(token);
+        if let Ok(now) = proxy_wasm::hostcalls::get_current_time() {
+            self.deadlines.borrow_mut().push(Deadline {
+                context_id: self.context_id,
+                token,
+                at: now + deadline,
+                timeout: deadline,
+            });
+        }
         Ok(())
+    }
+
+    /// The call answered (or the request ended): its deadline no longer applies.
+    fn forget_deadline(&self) {
+        self.deadlines.borrow_mut().retain(|d| d.context_id != self.context_id);
     }
 
     /// Builds the reply once the whole upstream response is in.
@@ -618,6 +697,31 @@ impl Request {
     }
 }
 
+impl Drop for Request {
+    fn drop(&mut self) {
+        self.forget_deadline();
+    }
+}
+
+/// A `grpc-timeout` value (digits and a unit: `H`, `M`, `S`, `m`, `u`, `n`), as the
+/// gRPC wire spec defines it; None when malformed.
+fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let Some(t) = self.transcoder.clone() else {
@@ -742,8 +846,16 @@ impl HttpContext for Request {
         let headers = text_pairs(host::get_map(MapType::HttpResponseHeaders).unwrap_or_default());
         let is_grpc = find(&headers, "content-type").is_some_and(transcoder::is_grpc_content_type);
         if !is_grpc {
-            // Not a gRPC answer (an Envoy error page, a plain HTTP server): pass it on as is.
+            // Not a gRPC answer to our gRPC call: an Envoy error (no upstream, reset,
+            // timeout, body over the buffer limit) or a backend that is no gRPC server.
+            // The client asked for JSON, so it gets a JSON status saying so (Envoy's
+            // native filter passes such answers on as they are).
             self.plan = None;
+            if let Some(t) = self.transcoder.clone() {
+                let reply = non_grpc_answer(&t, &headers);
+                self.send(reply, &mut Vec::new());
+                return Action::Pause;
+            }
             return Action::Continue;
         }
         self.response_headers = headers.iter().filter(|(k, _)| !is_grpc_response_header(k)).cloned().collect();
@@ -811,6 +923,36 @@ impl HttpContext for Request {
     }
 }
 
+/// The JSON error for an answer to a transcoded call that is not gRPC: the HTTP
+/// status is kept when it is an error (503 no upstream, 504 timeout, 413 too large,
+/// ...), else 502; the message names the status, content type and Envoy's reason.
+fn non_grpc_answer(transcoder: &Transcoder, headers: &[(String, String)]) -> HttpReply {
+    use transcoder::Code;
+    let http = find(headers, ":status").and_then(|s| s.trim().parse::<u16>().ok()).unwrap_or(0);
+    let code = match http {
+        413 => Code::ResourceExhausted,
+        504 => Code::DeadlineExceeded,
+        s if s >= 400 => Code::from_http_status(s),
+        _ => Code::Unknown,
+    };
+    let details = proxy_wasm::hostcalls::get_property(vec!["response", "code_details"])
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|d| !d.is_empty() && d != "via_upstream")
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    let content_type = find(headers, "content-type").unwrap_or("no content-type");
+    let message = if details.is_empty() {
+        format!("the gRPC backend answered HTTP {http} with {content_type}, not gRPC")
+    } else {
+        format!("the gRPC call failed in Envoy: HTTP {http}{details}")
+    };
+    let mut reply = transcoder.local_error(&Status::new(code, message));
+    reply.status = if (400..=599).contains(&http) { http } else { 502 };
+    reply
+}
+
 /// A serialized `envoy.config.core.v3.GrpcService` naming the cluster: Envoy
 /// tries to parse the "upstream" argument as this message before treating it
 /// as a cluster name, and some plain names happen to parse.
@@ -834,4 +976,20 @@ fn push_varint(out: &mut Vec<u8>, mut n: usize) {
         n >>= 7;
     }
     out.push(n as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_and_garbage_does_not() {
+        assert_eq!(parse_grpc_timeout(b"15S"), Some(Duration::from_secs(15)));
+        assert_eq!(parse_grpc_timeout(b"2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout(b"250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout(b"99999999M"), Some(Duration::from_secs(99_999_999 * 60)));
+        for bad in [&b""[..], b"S", b"15", b"15s", b"-1S", b"123456789S", b"1.5S", b"\xff\xffS", b"1\xc3\xa9"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
 }
