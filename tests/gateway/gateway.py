@@ -179,8 +179,9 @@ class Gateway:
     written as JSON, which is YAML). Ports 0 in the description: Envoy picks them,
     read back from the admin API by listener name."""
 
-    def __init__(self, name: str, description: dict, workdir: Path):
+    def __init__(self, name: str, description: dict, workdir: Path, listener: str = "gateway"):
         self.name = name
+        self.listener = listener
         self.description = description
         self.workdir = workdir
         self.description_path = workdir / "gateway.yaml"
@@ -238,7 +239,7 @@ class Gateway:
                 return False
             listeners = requests.get(self.admin_url + "/listeners?format=json", timeout=2).json()
             for status in listeners.get("listener_statuses", []):
-                if status.get("name") == "gateway":
+                if status.get("name") == self.listener:
                     self.port = int(status["local_address"]["socket_address"]["port_value"])
                     return self.port > 0
         except (OSError, ValueError, KeyError, requests.RequestException):
@@ -247,6 +248,14 @@ class Gateway:
 
     def stop(self) -> None:
         _stop(self.proc)
+
+    def listener_port(self, name: str) -> int:
+        """The port Envoy bound for listener `name`."""
+        listeners = requests.get(self.admin_url + "/listeners?format=json", timeout=10).json()
+        for status in listeners.get("listener_statuses", []):
+            if status.get("name") == name:
+                return int(status["local_address"]["socket_address"]["port_value"])
+        raise KeyError(f"no listener {name!r}")
 
     def stats(self) -> dict[str, int]:
         """Envoy's counters and gauges (name -> value)."""
