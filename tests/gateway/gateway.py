@@ -179,8 +179,10 @@ class Gateway:
     written as JSON, which is YAML). Ports 0 in the description: Envoy picks them,
     read back from the admin API by listener name."""
 
-    def __init__(self, name: str, description: dict, workdir: Path, listener: str = "gateway"):
+    def __init__(self, name: str, description: dict, workdir: Path, listener: str = "gateway",
+                 config: dict | None = None):
         self.name = name
+        self.config = config  # an Envoy config to run as is, instead of rgp envoy's
         self.listener = listener
         self.description = description
         self.workdir = workdir
@@ -210,8 +212,11 @@ class Gateway:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
-        self.description_path.write_text(json.dumps(self.description, indent=2) + "\n")
-        run([str(rgp), "envoy", "--description", str(self.description_path), "--out", str(self.config_path)])
+        if self.config is None:
+            self.description_path.write_text(json.dumps(self.description, indent=2) + "\n")
+            run([str(rgp), "envoy", "--description", str(self.description_path), "--out", str(self.config_path)])
+        else:
+            self.config_path.write_text(json.dumps(self.config, indent=2) + "\n")
         cmd = [str(envoy), "-c", str(self.config_path), "--disable-hot-restart",
                "--concurrency", str(harness.ENVOY_CONCURRENCY), "-l", harness.ENVOY_LOG_LEVEL,
                "--admin-address-path", str(self.admin_address_path), "--file-flush-interval-msec", "50"]
@@ -223,8 +228,10 @@ class Gateway:
         while not self._probe():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 _stop(self.proc)
+                problems = [line for line in self.log_text().splitlines()
+                            if re.search(r"\]\[(critical|error|warning)\]", line)]
                 raise RuntimeError(f"gateway {self.name} did not start (exit code {self.proc.returncode}); "
-                                   f"config {self.config_path}; log:\n{_tail(self.log_path, 60)}")
+                                   f"config {self.config_path}; log {self.log_path}:\n" + "\n".join(problems[-20:]))
             time.sleep(0.05)
         return self
 
