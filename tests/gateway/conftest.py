@@ -11,7 +11,8 @@ Gateways (session), each an Envoy configured by `rgp envoy` from a description
 host_health()):
   plain_gw   cleartext: both gRPC services (greeter with a 25 % canary, retries and a
              1 s timeout), WebSockets (idle timeouts 3600 s and 1 s), a WebSocket
-             backend nobody listens on (health checked), health checks everywhere
+             backend nobody listens on and one a test stops and restarts, health
+             checks everywhere
   tls_gw     TLS (demo.example.com, HTTP/1.1 and h2 by ALPN), no client certificate
   mtls_gw    TLS that requires a client certificate signed by the test CA
 Every test fails if a gateway logged a Wasm panic, trap or VM failure.
@@ -142,8 +143,17 @@ _GATEWAYS: list[Gateway] = []
 
 
 @pytest.fixture(scope="session")
-def plain_gw(out_dir, example_service, greeter_v1, greeter_v2, ws_backend):
+def flappy_backend(out_dir):
+    """A WebSocket backend that test_canary_and_health stops and starts again."""
+    p = _started(gateway.ws_echo(out_dir / "ws-flappy"))
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def plain_gw(out_dir, example_service, greeter_v1, greeter_v2, ws_backend, flappy_backend):
     extra = (
+        {"name": "flappy", "prefix": "/flappy/", "backend": flappy_backend.address, "health_check": HEALTH},
         {"name": "chat-short", "prefix": "/ws-idle/", "backend": ws_backend.address, "idle_timeout": "1s"},
         {"name": "ghost", "prefix": "/ghost/", "backend": f"127.0.0.1:{closed_port()}", "health_check": HEALTH},
     )

@@ -167,9 +167,10 @@ def greeter(workdir: Path, version: str) -> ListeningProcess:
         "--listen", "127.0.0.1:0", "--version", version], workdir)
 
 
-def ws_echo(workdir: Path) -> ListeningProcess:
+def ws_echo(workdir: Path, port: int = 0) -> ListeningProcess:
     """A WebSocket echo server (Python websockets)."""
-    return ListeningProcess("ws-echo", [PYTHON, str(HERE / "ws_echo_server.py"), "--listen", "127.0.0.1:0"], workdir)
+    return ListeningProcess("ws-echo", [PYTHON, str(HERE / "ws_echo_server.py"), "--listen", f"127.0.0.1:{port}"],
+                            workdir)
 
 
 # ----------------------------------------------------------------- the gateway

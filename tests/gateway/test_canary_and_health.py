@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from conftest import CANARY_WEIGHT
+import gateway
 from gateway import wait_until
 
 CALLS = 400
@@ -48,3 +49,26 @@ def test_upstreams_are_health_checked(plain_gw):
     assert plain_gw.stat("cluster.ghost.health_check.failure") >= 1
     status, _, data = plain_gw.request("GET", "/ghost/x")
     assert status == 503 and b"no healthy upstream" in data, (status, data)
+
+
+def _healthy(gw, cluster) -> bool:
+    return all(h.get("eds_health_status") == "HEALTHY" and not h.get("failed_active_health_check")
+               for h in gw.host_health(cluster))
+
+
+def test_a_backend_that_stops_is_taken_out_and_back_in(plain_gw, flappy_backend, out_dir):
+    wait_until(lambda: _healthy(plain_gw, "flappy"), 10, "flappy healthy")
+    # The backend answers (426: a WebSocket server wants an upgrade).
+    wait_until(lambda: plain_gw.request("GET", "/flappy/x")[0] == 426, 5, "traffic reaches flappy")
+    port = flappy_backend.port
+    flappy_backend.stop()
+    wait_until(lambda: not _healthy(plain_gw, "flappy"), 10, "flappy marked unhealthy after it stopped")
+    # The workers get the new health a moment after the admin API shows it.
+    status, _, data = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(plain_gw.request("GET", "/flappy/x")),
+                                 5, "503 once flappy is unhealthy")
+    assert b"no healthy upstream" in data, (status, data)
+    # Back on the same port: the checks let traffic in again.
+    flappy_backend.cmd = gateway.ws_echo(flappy_backend.workdir, port).cmd
+    flappy_backend.start()
+    wait_until(lambda: _healthy(plain_gw, "flappy"), 10, "flappy healthy again")
+    wait_until(lambda: plain_gw.request("GET", "/flappy/x")[0] == 426, 5, "traffic reaches flappy again")

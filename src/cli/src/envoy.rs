@@ -742,6 +742,10 @@ fn cluster(name: &str, backend: &str, http2: bool, hc: Option<&HealthCheck>) -> 
         c["health_checks"] = json!([{
             "timeout": hc.timeout,
             "interval": hc.interval,
+            // Envoy checks a cluster that has had no traffic yet only every 60 s by
+            // default: a backend that dies before its first request would stay
+            // "healthy" for a minute. Check at the same pace either way.
+            "no_traffic_interval": hc.interval,
             "unhealthy_threshold": hc.unhealthy_threshold,
             "healthy_threshold": hc.healthy_threshold,
             // A connect is enough: no payload, so any backend (gRPC or WebSocket) qualifies.
