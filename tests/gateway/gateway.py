@@ -15,7 +15,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 import harness  # noqa: E402  (tests/e2e/harness.py)
-from harness import _die_with_parent, _stop, _tail, require  # noqa: E402,F401
+from harness import _die_with_parent, _stop, require  # noqa: E402
 
 RGP_BIN = harness._path("GATEWAY_RGP", REPO / "target" / "debug" / "rgp")
 OUT_DIR = harness._path("GATEWAY_OUT", REPO / "build" / "gateway")
@@ -114,50 +113,22 @@ class Certs:
 
 # ----------------------------------------------------------------- backends
 
-class ListeningProcess:
-    """A backend that prints `listening on HOST:PORT` once it serves."""
-
-    _LISTENING = re.compile(r"listening on (\S+):(\d+)")
+class ListeningProcess(harness.ExampleService):
+    """A backend that prints `listening on HOST:PORT` once it serves (harness.ExampleService's
+    start and stop, with another command)."""
 
     def __init__(self, name: str, cmd: list[str], workdir: Path):
         self.name = name
         self.cmd = cmd
+        self.binary = Path(cmd[0])
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
+        self.host = ""
         self.port = 0
 
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> "ListeningProcess":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab", buffering=0)
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                     preexec_fn=_die_with_parent, cwd=self.workdir)
-        found = threading.Event()
-
-        def pump() -> None:
-            for raw in self.proc.stdout:
-                log.write(raw)
-                m = self._LISTENING.search(raw.decode(errors="replace"))
-                if m and not found.is_set():
-                    self.port = int(m.group(2))
-                    found.set()
-            log.close()
-
-        threading.Thread(target=pump, daemon=True, name=f"{self.name}-stdout").start()
-        deadline = time.monotonic() + harness.START_TIMEOUT
-        while not found.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                _stop(self.proc)
-                raise RuntimeError(f"{self.name} did not start (exit code {self.proc.returncode}); "
-                                   f"log {self.log_path}:\n{_tail(self.log_path)}")
-        return self
-
-    def stop(self) -> None:
-        _stop(self.proc)
+    def command(self) -> list[str]:
+        return self.cmd
 
 
 def greeter(workdir: Path, version: str) -> ListeningProcess:
