@@ -13,7 +13,8 @@ host_health()):
              1 s timeout), WebSockets (idle timeouts 3600 s and 1 s), a WebSocket
              backend nobody listens on and one a test stops and restarts, health
              checks everywhere
-  tls_gw     TLS (demo.example.com, HTTP/1.1 and h2 by ALPN), no client certificate
+  tls_gw     TLS (demo.example.com, HTTP/1.1 and h2 by ALPN), no client certificate;
+             its virtual host answers only :authority demo.example.com (any port)
   mtls_gw    TLS that requires a client certificate signed by the test CA
 Every test fails if a gateway logged a Wasm panic, trap or VM failure.
 Logs, descriptions and configs: build/gateway/ (kept after the session).
@@ -165,7 +166,9 @@ def plain_gw(out_dir, example_service, greeter_v1, greeter_v2, ws_backend, flapp
 @pytest.fixture(scope="session")
 def tls_gw(out_dir, certs, example_service, greeter_v1, greeter_v2, ws_backend):
     tls = {"cert": str(certs.server_cert), "key": str(certs.server_key)}
-    gw = _gateway("tls", description(example_service, greeter_v1, greeter_v2, ws_backend, tls=tls), out_dir)
+    desc = description(example_service, greeter_v1, greeter_v2, ws_backend, tls=tls)
+    desc["domains"] = [gateway.SERVER_NAME]  # clients must name it (the tests send demo.example.com:PORT)
+    gw = _gateway("tls", desc, out_dir)
     yield gw
     gw.stop()
 

@@ -272,13 +272,16 @@ class Gateway:
     # -- HTTP/1.1 requests (over TLS when the description has tls)
 
     def request(self, method: str, path: str, body: dict | None = None, client: str | None = None,
-                certs: Certs | None = None, timeout: float = harness.REQUEST_TIMEOUT):
+                certs: Certs | None = None, timeout: float = harness.REQUEST_TIMEOUT, host: str | None = None):
         """(status, headers, body bytes) of one HTTP/1.1 request; over TLS the server
-        name is demo.example.com (verified against the test CA), with the client
-        certificate `client` ("good", "rogue" or None)."""
+        name is demo.example.com (verified against the test CA) and so is the Host
+        header (unless `host` says otherwise), with the client certificate `client`
+        ("good", "rogue" or None)."""
         import urllib3
 
         headers = {"content-type": "application/json"} if body is not None else {}
+        if host is not None or self.description.get("tls"):
+            headers["host"] = host or f"{SERVER_NAME}:{self.port}"
         data = json.dumps(body).encode() if body is not None else None
         if self.description.get("tls"):
             assert certs is not None, "a TLS gateway needs the certs"

@@ -61,3 +61,12 @@ def test_retries_apply(plain_gw):
     assert status == 200, body
     assert body["message"] == "Hello, flaky-retry-test!", body
     assert plain_gw.stat("upstream_rq_retry") - before == 2
+
+
+def test_virtual_host_answers_only_its_domain(tls_gw, certs):
+    # tls_gw's domains: [demo.example.com], matched with any port.
+    for host in ("demo.example.com", f"demo.example.com:{tls_gw.port}", "demo.example.com:443"):
+        status, body = tls_gw.json("POST", "/greeter/v1/hello", {"name": "vh"}, certs=certs, host=host)
+        assert status == 200, (host, body)
+    status, _, _ = tls_gw.request("POST", "/greeter/v1/hello", {"name": "vh"}, certs=certs, host="other.example.com")
+    assert status == 404

@@ -3,6 +3,7 @@ both ends), in cleartext and over TLS, and the route's idle timeout."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -14,8 +15,10 @@ from gateway import SERVER_NAME
 
 def ws_connect(gw, path, certs=None):
     if gw.description.get("tls"):
-        return connect(f"wss://127.0.0.1:{gw.port}{path}", ssl=certs.context(None, ["http/1.1"]),
-                       server_hostname=SERVER_NAME, open_timeout=10, close_timeout=2)
+        # wss://demo.example.com:PORT (SNI and Host), over a socket to 127.0.0.1.
+        sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        return connect(f"wss://{SERVER_NAME}:{gw.port}{path}", sock=sock, ssl=certs.context(None, ["http/1.1"]),
+                       open_timeout=10, close_timeout=2)
     return connect(f"ws://127.0.0.1:{gw.port}{path}", open_timeout=10, close_timeout=2)
 
 

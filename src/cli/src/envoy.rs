@@ -317,6 +317,9 @@ pub fn bootstrap(desc: &Description, base: &Path) -> Result<Value, Failure> {
         "stat_prefix": stat_prefix,
         // AUTO: HTTP/2 by ALPN over TLS, by its preface in cleartext (h2c), else HTTP/1.1.
         "codec_type": "AUTO",
+        // `domains` match without the port: clients send `demo.example.com:443` (gRPC) or
+        // `demo.example.com` (browsers) for the same host.
+        "strip_any_host_port": true,
         "access_log": [{
             "name": "envoy.access_loggers.stdout",
             "typed_config": {
