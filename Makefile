@@ -48,7 +48,7 @@ VENV_STAMP := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
 
 .PHONY: help setup rust-targets venv wasm example descriptors \
-        test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector \
+        test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector test-gateway \
         publish-descriptors demo demo-stop clean FORCE \
         fuzz fuzz-toolchain fuzz-build fuzz-corpus soak
 
@@ -67,6 +67,8 @@ help:
 	@echo "  publish-descriptors  rewrite descriptors/published from descriptors/ with the CI recipe (ALLOW_BREAKING=true to accept breaks)"
 	@echo "  test-injector rgp-injector (sidecar webhook): cargo test -p rgp-injector (golden reviews, HTTPS + cert swap, the"
 	@echo "                injected sidecar run with real Envoy), then pytest tests/injector (strict schemas per Kubernetes version)"
+	@echo "  test-gateway  rgp envoy configs in real Envoys: two gRPC services (tonic + Python grpcio with reflection), TLS, mTLS,"
+	@echo "                WebSockets, canary, retries, health checks; deploy/gateway (Kubernetes) and deploy/istio (Istio CRD schemas, npm)"
 	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
 	@echo "  test-wasm32   engine tests on wasm32-unknown-unknown (wasm-bindgen-test, node); installs wasm-bindgen-cli into $(TOOLS)"
 	@echo "  fuzz          cargo fuzz (nightly, libFuzzer) every engine parser for FUZZ_SECONDS ($(FUZZ_SECONDS)) each; FUZZ_TARGETS='a b'"
@@ -146,7 +148,7 @@ descriptors: $(DESCRIPTORS)
 
 # ---------------------------------------------------------------- tests
 
-test: test-engine test-filter test-example test-cli test-wasm32 test-injector test-e2e
+test: test-engine test-filter test-example test-cli test-wasm32 test-injector test-gateway test-e2e
 
 test-engine:
 	$(CARGO) test -p transcoder
@@ -193,6 +195,29 @@ test-injector: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
 test-e2e: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN)
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) E2E_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# Gateway mode (docs/gateway.md): configs written by `rgp envoy` run in real Envoys in front of
+# the example service, a Python grpcio service with reflection and a WebSocket server, in
+# cleartext, TLS and mutual TLS (certificates made with openssl at test time); deploy/gateway is
+# validated against strict Kubernetes schemas and deploy/istio against Istio's CRD schemas,
+# which come from npm (@kubernetes-models/istio, locked in tests/gateway/istio/package-lock.json).
+ISTIO_SCHEMAS := tests/gateway/istio/node_modules/.installed
+
+$(ISTIO_SCHEMAS): tests/gateway/istio/package.json tests/gateway/istio/package-lock.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's npm"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends npm; \
+	  else echo "error: test-gateway needs npm (apt-get install npm)" >&2; exit 1; fi; }
+	cd tests/gateway/istio && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test-gateway: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN) $(ISTIO_SCHEMAS)
+	@command -v openssl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's openssl"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends openssl; \
+	  else echo "error: test-gateway needs openssl (apt-get install openssl)" >&2; exit 1; fi; }
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) GATEWAY_RGP=$(RGP_BIN) \
+	  $(VPY) -m pytest tests/gateway $(PYTEST_ARGS)
 
 # Installed once per wasm-bindgen version (about 7 minutes of compiling on 2 cores).
 $(WB_STAMP):

@@ -157,11 +157,15 @@ class ExampleService:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def command(self) -> list[str]:
+        """What start() runs; it must print `listening on HOST:PORT` (tests/gateway runs other backends)."""
+        return [str(self.binary), "serve", "--listen", "127.0.0.1:0"]
+
     def start(self) -> "ExampleService":
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab", buffering=0)
         self.proc = subprocess.Popen(
-            [str(self.binary), "serve", "--listen", "127.0.0.1:0"],
+            self.command(),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
             preexec_fn=_die_with_parent, cwd=self.workdir)
         found = threading.Event()

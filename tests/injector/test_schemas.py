@@ -31,6 +31,8 @@ DEPLOY = ROOT / "deploy"
 VERSIONS = sorted({major_minor(v) for v in all_versions()}, key=lambda v: tuple(map(int, v.split("."))))
 NATIVE_VERSIONS = [v for v in VERSIONS if tuple(map(int, v.split("."))) >= (1, 29)]
 CRD_KINDS = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
+# Istio's kinds (deploy/istio): validated against Istio's CRD schemas in tests/gateway/test_deploy.py.
+CRD_KINDS |= {("networking.istio.io/v1alpha3", "EnvoyFilter"), ("extensions.istio.io/v1alpha1", "WasmPlugin")}
 
 GOLDEN_PODS = sorted(GOLDEN.glob("*.pod.json"))
 

@@ -7,6 +7,7 @@
 mod build;
 mod check;
 mod diff;
+mod envoy;
 mod load;
 mod openapi;
 mod publish;
@@ -100,6 +101,18 @@ enum Command {
         #[arg(short = 'o', long = "output", value_name = "DIR")]
         output: PathBuf,
     },
+    /// Write an Envoy bootstrap (gateway or sidecar mode) from a description (docs/gateway.md).
+    ///
+    /// Checks each service's descriptor set and options as the filter loads them; the
+    /// output is deterministic (same description and sets, same bytes).
+    Envoy {
+        /// The description (YAML or JSON); relative descriptor paths are read from its directory.
+        #[arg(long, value_name = "gateway.yaml")]
+        description: PathBuf,
+        /// Where to write the Envoy YAML; `-` for stdout.
+        #[arg(long, value_name = "envoy.yaml", default_value = "-")]
+        out: PathBuf,
+    },
     /// Write an OpenAPI 3.0 document of the REST surface of a set.
     Openapi {
         /// The FileDescriptorSet (binary).
@@ -157,6 +170,7 @@ fn main() -> ExitCode {
         Command::Publish { set, name, namespace, wasm_path, select, output } => {
             publish::run(&set, &name, &namespace, &wasm_path, &select, &output)
         }
+        Command::Envoy { description, out } => envoy::run(&description, &out),
         Command::Openapi { set, services, title, proto_names, output } => {
             openapi::run(&set, &services, title.as_deref(), proto_names, &output)
         }

@@ -481,7 +481,11 @@ impl Request {
             .unwrap_or_else(|| format!("{}S", DEFAULT_CALL_TIMEOUT.as_secs()).into_bytes());
         metadata.push(("grpc-timeout", &timeout));
         let deadline = parse_grpc_timeout(&timeout).unwrap_or(DEFAULT_CALL_TIMEOUT);
-        let service = grpc_service_for_cluster(&cluster);
+        // The client's :authority, not Envoy's default (the cluster name): mesh cluster
+        // names such as Istio's `inbound|8080||` are not valid authorities, and HTTP/2
+        // servers (hyper/tonic) reset such streams with a protocol error.
+        let authority = headers.iter().find(|(k, _)| k == ":authority").and_then(|(_, v)| std::str::from_utf8(v).ok());
+        let service = grpc_service_for_cluster(&cluster, authority);
         let token = proxy_wasm::hostcalls::open_grpc_stream(&service, &info.service, &info.name, metadata)
             .map_err(|e| Status::new(transcoder::Code::Unavailable, format!("cannot call cluster {cluster:?}: {e:?}")))?;
         if let Err(e) = proxy_wasm::hostcalls::send_grpc_stream_message(token, Some(&message), true) {
@@ -953,21 +957,35 @@ fn non_grpc_answer(transcoder: &Transcoder, headers: &[(String, String)]) -> Htt
     reply
 }
 
-/// A serialized `envoy.config.core.v3.GrpcService` naming the cluster: Envoy
-/// tries to parse the "upstream" argument as this message before treating it
-/// as a cluster name, and some plain names happen to parse.
-fn grpc_service_for_cluster(cluster: &str) -> String {
-    let mut envoy_grpc = Vec::with_capacity(cluster.len() + 4);
+/// A serialized `envoy.config.core.v3.GrpcService` naming the cluster (and the
+/// `:authority` to send, else Envoy sends the cluster name): Envoy tries to parse
+/// the "upstream" argument as this message before treating it as a cluster name,
+/// and some plain names happen to parse.
+fn grpc_service_for_cluster(cluster: &str, authority: Option<&str>) -> String {
+    // The host takes a string; lengths over 127 make a non-UTF-8 varint: then
+    // without the authority, and at last the plain name, the only form left.
+    authority
+        .filter(|a| !a.is_empty())
+        .and_then(|a| encode_grpc_service(cluster, a))
+        .or_else(|| encode_grpc_service(cluster, ""))
+        .unwrap_or_else(|| cluster.to_string())
+}
+
+fn encode_grpc_service(cluster: &str, authority: &str) -> Option<String> {
+    let mut envoy_grpc = Vec::with_capacity(cluster.len() + authority.len() + 8);
     envoy_grpc.push(0x0a); // EnvoyGrpc.cluster_name = 1
     push_varint(&mut envoy_grpc, cluster.len());
     envoy_grpc.extend_from_slice(cluster.as_bytes());
+    if !authority.is_empty() {
+        envoy_grpc.push(0x12); // EnvoyGrpc.authority = 2
+        push_varint(&mut envoy_grpc, authority.len());
+        envoy_grpc.extend_from_slice(authority.as_bytes());
+    }
     let mut service = Vec::with_capacity(envoy_grpc.len() + 4);
     service.push(0x0a); // GrpcService.envoy_grpc = 1
     push_varint(&mut service, envoy_grpc.len());
     service.extend_from_slice(&envoy_grpc);
-    // The host takes a string; lengths over 127 make a non-UTF-8 varint, and
-    // then the plain name is the only form we can pass.
-    String::from_utf8(service).unwrap_or_else(|_| cluster.to_string())
+    String::from_utf8(service).ok()
 }
 
 fn push_varint(out: &mut Vec<u8>, mut n: usize) {
