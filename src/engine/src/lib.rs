@@ -113,6 +113,7 @@ impl Transcoder {
     /// Loads an already parsed configuration.
     pub fn new(mut config: TranscoderConfig) -> Result<Self, ConfigError> {
         let bytes = config.proto_descriptor_bin.take().unwrap_or_default();
+        let bytes = direct::without_source_info(&bytes).unwrap_or(bytes);
         let pool = DescriptorPool::decode(bytes.as_slice()).map_err(|e| {
             ConfigError::field(
                 "proto_descriptor_bin",
