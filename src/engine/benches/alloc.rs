@@ -113,6 +113,32 @@ fn main() {
         }
     }
     if let Some(out) = std::env::var_os("BENCH_OUT") {
+        // The large set of bench/footprint.py, if it was built: what loading it costs natively,
+        // in parts (no Wasm, no V8), to tell what bounds the filter's load time in each VM.
+        let large = std::path::Path::new(&out).join("large.pb");
+        if let (Ok(set), Ok(services)) = (std::fs::read(&large), std::fs::read_to_string(std::path::Path::new(&out).join("large-services.json"))) {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&set);
+            let config = format!(r#"{{"services":{services},"proto_descriptor_bin":"{encoded}"}}"#);
+            let time = |f: &mut dyn FnMut()| {
+                let started = std::time::Instant::now();
+                f();
+                started.elapsed().as_secs_f64() * 1000.0
+            };
+            let parse_ms = time(&mut || drop(serde_json::from_str::<serde_json::Value>(&config)));
+            let pool_ms = time(&mut || drop(DescriptorPool::decode(set.as_slice())));
+            let stripped = transcoder::direct::without_source_info(&set).expect("a well-formed set");
+            let stripped_ms = time(&mut || drop(DescriptorPool::decode(stripped.as_slice())));
+            let (allocations, bytes) = count(|| Transcoder::from_json(config.as_bytes()));
+            let load_ms = time(&mut || drop(Transcoder::from_json(config.as_bytes())));
+            println!(
+                "load (native) large set {} bytes: config JSON parse {parse_ms:.1} ms, DescriptorPool::decode {pool_ms:.1} ms ({stripped_ms:.1} ms without source info), \
+                 Transcoder::from_json total {load_ms:.1} ms, {allocations} allocations, {bytes} bytes",
+                set.len()
+            );
+            rows.push(format!(
+                r#"{{"direction":"load","who":"engine","case":"large","parse_ms":{parse_ms:.2},"pool_ms":{pool_ms:.2},"pool_stripped_ms":{stripped_ms:.2},"load_ms":{load_ms:.2},"allocations":{allocations},"bytes":{bytes}}}"#
+            ));
+        }
         let path = std::path::Path::new(&out).join("alloc.json");
         std::fs::write(&path, format!("[{}]\n", rows.join(",\n"))).expect("write alloc.json");
     }
