@@ -194,3 +194,24 @@ test! {
         assert!(schema.wire_to_json(id, &out, PrintStyle { proto_names: false, enums_as_ints: false }, &mut Vec::new()).is_some());
     }
 }
+
+test! {
+    fn a_set_with_source_info_loads_without_it() {
+        let mut resolver = ChainFileResolver::new();
+        resolver.add(Sources);
+        resolver.add(GoogleFileResolver::new());
+        let mut compiler = protox::Compiler::with_file_resolver(resolver);
+        compiler.include_imports(true).include_source_info(true);
+        compiler.open_files(["bench/v1/bench.proto"]).expect("bench.proto compiles");
+        let with_info = compiler.encode_file_descriptor_set();
+        let stripped = transcoder::direct::without_source_info(&with_info).expect("a well-formed set");
+        assert!(stripped.len() * 2 < with_info.len(), "{} -> {} bytes", with_info.len(), stripped.len());
+        let pool = DescriptorPool::decode(stripped.as_slice()).expect("the stripped set decodes");
+        assert!(pool.files().all(|f| f.file_descriptor_proto().source_code_info.is_none()));
+        let original = DescriptorPool::decode(with_info.as_slice()).expect("the original decodes");
+        let names = |p: &DescriptorPool| p.all_messages().map(|m| m.full_name().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&pool), names(&original));
+        // Not a set at all: None, so the caller reports the decode error of the bytes as given.
+        assert!(transcoder::direct::without_source_info(&[0x0a, 0x05, 0x01]).is_none());
+    }
+}
