@@ -63,14 +63,14 @@ def main() -> int:
     lines.append("### End to end (native grpc_json_transcoder vs the Wasm filter, same Envoy 1.40, same backend, wrk)\n")
     if e2e:
         lines.append((OUT / "e2e.md").read_text())
-        order = [s for s in e2e["summary"] if s["case"].startswith("order")]
-        if order:
-            worst = min(order, key=lambda s: s["ratio"])
-            targets.append(("throughput >= 1.1x native on the realistic message (worst order case)",
-                            f"{worst['ratio']:.2f} ({worst['case']}, {worst['connections']} conns)", worst["ratio"] >= 1.1))
-            worst99 = max(order, key=lambda s: s["p99_ratio"])
-            targets.append(("p99 no worse than native (realistic message, worst case)",
-                            f"{worst99['p99_ratio']:.2f}x native ({worst99['case']}, {worst99['connections']} conns)",
+        for case in sorted({s["case"] for s in e2e["summary"] if s["case"].startswith("order")}):
+            rows = [s for s in e2e["summary"] if s["case"] == case]
+            worst = min(rows, key=lambda s: s["ratio"])
+            targets.append((f"throughput >= 1.1x native, realistic message, {case} (worst concurrency)",
+                            f"{worst['ratio']:.2f} ({worst['connections']} conns)", worst["ratio"] >= 1.1))
+            worst99 = max(rows, key=lambda s: s["p99_ratio"])
+            targets.append((f"p99 no worse than native, {case} (worst concurrency)",
+                            f"{worst99['p99_ratio']:.2f}x native ({worst99['connections']} conns)",
                             worst99["p99_ratio"] <= 1.0))
     else:
         lines.append("(not run)\n")
@@ -98,6 +98,12 @@ def main() -> int:
                     e, d = got["engine"], got["dynamic_message"]
                     lines.append(f"| {direction} | {case} | {e['allocations']} / {e['bytes']} | "
                                  f"{d['allocations']} / {d['bytes']} |")
+        load_row = next((r for r in alloc if r["direction"] == "load"), None)
+        if load_row:
+            lines += ["", f"Loading the large descriptor set natively (no Wasm): config JSON parse {load_row['parse_ms']:.1f} ms, "
+                          f"DescriptorPool::decode {load_row['pool_ms']:.1f} ms as given / {load_row['pool_stripped_ms']:.1f} ms "
+                          f"without source info, Transcoder::from_json {load_row['load_ms']:.1f} ms in total "
+                          f"({load_row['allocations']} allocations)."]
     lines.append("")
 
     lines.append("### Footprint (real Envoy: exec to ready, the filter's own load time per VM, resident memory)\n")
