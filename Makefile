@@ -50,7 +50,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup rust-targets venv wasm example descriptors \
         test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector test-gateway \
         publish-descriptors demo demo-stop clean FORCE \
-        fuzz fuzz-toolchain fuzz-build fuzz-corpus soak
+        fuzz fuzz-toolchain fuzz-build fuzz-corpus soak bench bench-tools
 
 help:
 	@echo "Targets:"
@@ -79,6 +79,9 @@ help:
 	@echo "                DEMO_FLAVOUR=native for Envoy's own transcoder, DEMO_DETACH=1 to return after start"
 	@echo "  demo-stop     stop a detached demo"
 	@echo "  clean         remove $(BUILD)/ (never runs cargo clean)"
+	@echo "  bench         performance (README "Performance"): native transcoder vs the filter end to end (wrk), the engine vs a"
+	@echo "                DynamicMessage baseline (criterion), footprint; about 12 min; BENCH_SECONDS=2 to shorten;"
+	@echo "                report in $(BUILD)/bench/REPORT.md"
 
 # ---------------------------------------------------------------- setup
 
@@ -313,5 +316,28 @@ demo-stop:
 
 clean:
 	rm -rf $(BUILD)
+
+# ---------------------------------------------------------------- bench
+
+# Seconds per wrk run (each case runs BENCH_REPEATS times per flavour, alternated).
+BENCH_SECONDS ?= 5
+BENCH_OUT     := $(BUILD)/bench
+
+# wrk (load generator) and wasm-opt (binaryen: the footprint compares its levels).
+bench-tools:
+	@for pair in wrk:wrk wasm-opt:binaryen; do t=$${pair%%:*}; pkg=$${pair##*:}; command -v $$t >/dev/null && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's $$pkg"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$pkg; \
+	  else echo "error: make bench needs $$t (apt-get install $$pkg)" >&2; exit 1; fi; done
+
+# Bounded: every wrk run stops by itself; criterion runs 3 s per benchmark.
+bench: bench-tools $(VENV_STAMP) $(WASM)
+	$(CARGO) build --release -p bench-backend
+	@mkdir -p $(BENCH_OUT)
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_OUT=$(BENCH_OUT) \
+	  $(VPY) bench/e2e.py
+	BENCH_OUT=$(abspath $(BENCH_OUT)) $(CARGO) bench -p transcoder --bench transcode --bench alloc
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_OUT=$(BENCH_OUT) $(VPY) bench/footprint.py
+	BENCH_OUT=$(BENCH_OUT) $(VPY) bench/report.py
 
 FORCE:

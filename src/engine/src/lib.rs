@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod error;
+pub mod direct;
 pub mod frame;
 pub mod json;
 pub mod path_matcher;
@@ -46,6 +47,19 @@ pub struct Transcoder {
     printer: Printer,
     parse: ParseOptions,
     ignored_query: HashSet<String>,
+    /// The fast path's compiled message types, and per route (same index) the
+    /// ids of its request and response types there (None: general path only).
+    direct: direct::Schema,
+    direct_routes: Vec<DirectRoute>,
+}
+
+/// A route's message types in [`direct::Schema`].
+#[derive(Debug, Clone, Copy)]
+struct DirectRoute {
+    /// The request type, when the body is the whole message in JSON (`body: "*"`).
+    input: Option<u32>,
+    /// The response type, when the whole message is printed as JSON.
+    output: Option<u32>,
 }
 
 /// What to do with an incoming request.
@@ -116,6 +130,7 @@ impl Transcoder {
     /// Loads an already parsed configuration.
     pub fn new(mut config: TranscoderConfig) -> Result<Self, ConfigError> {
         let bytes = config.proto_descriptor_bin.take().unwrap_or_default();
+        let bytes = direct::without_source_info(&bytes).unwrap_or(bytes);
         let pool = decode_descriptor_set(&bytes).map_err(|e| {
             ConfigError::field(
                 "proto_descriptor_bin",
@@ -123,7 +138,10 @@ impl Transcoder {
             )
         })?;
         let table = RouteTable::build(&pool, &config)?;
+        let (direct, direct_routes) = compile_direct(&table.routes);
         Ok(Transcoder {
+            direct,
+            direct_routes,
             printer: Printer::new(&config.print_options),
             parse: ParseOptions {
                 case_insensitive_enums: config.case_insensitive_enum_parsing,
@@ -244,13 +262,47 @@ impl Transcoder {
 
     /// The request message (unframed) for a plan and its body.
     pub fn request_message(&self, plan: &RequestPlan, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Status> {
+        let mut out = Vec::with_capacity(body.len());
+        if self.direct_request(plan, body, &mut out) {
+            return Ok(out);
+        }
+        self.general_request_message(plan, content_type, body)
+    }
+
+    /// The request message by way of a `DynamicMessage`: everything the fast path leaves.
+    fn general_request_message(&self, plan: &RequestPlan, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Status> {
         let route = self.route(plan).ok_or_else(|| Status::internal("the route of this request vanished"))?;
         request::build_request(route, &plan.bindings, content_type, body, self.parse)
     }
 
     /// The gRPC request body (one frame) for a plan and its HTTP body.
     pub fn request_frame(&self, plan: &RequestPlan, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Status> {
-        self.request_message(plan, content_type, body).map(|m| frame::encode_frame(&m))
+        // The fast path writes the message after room for the frame header, filled
+        // in afterwards: one buffer, no copy.
+        let mut out = Vec::with_capacity(body.len() + frame::HEADER_LEN);
+        out.resize(frame::HEADER_LEN, 0);
+        if self.direct_request(plan, body, &mut out) {
+            if let Ok(len) = u32::try_from(out.len() - frame::HEADER_LEN) {
+                out[1..frame::HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+                return Ok(out);
+            }
+        }
+        self.general_request_message(plan, content_type, body).map(|m| frame::encode_frame(&m))
+    }
+
+    /// The fast path for a JSON body that is the whole request message and no
+    /// URL bindings: true when it wrote the message into `out`.
+    fn direct_request(&self, plan: &RequestPlan, body: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(id) = self.direct_routes.get(plan.route).and_then(|r| r.input) else { return false };
+        if !plan.bindings.is_empty() || body.is_empty() {
+            return false;
+        }
+        let start = out.len();
+        if self.direct.json_to_wire(id, body, out).is_some() {
+            return true;
+        }
+        out.truncate(start);
+        false
     }
 
     /// The state of a client stream, for a client-streaming method whose
@@ -434,6 +486,21 @@ impl Transcoder {
 
     /// The HTTP answer for one successful response message (unframed).
     pub fn message_response(&self, plan: &RequestPlan, message: &[u8]) -> HttpReply {
+        let direct_output = self.direct_routes.get(plan.route).and_then(|r| r.output);
+        if let (Some(id), false, false) = (direct_output, self.printer.pretty(), self.printer.print_defaults()) {
+            let style = direct::PrintStyle {
+                proto_names: self.config.print_options.preserve_proto_field_names,
+                enums_as_ints: self.config.print_options.always_print_enums_as_ints,
+            };
+            let mut body = Vec::with_capacity(message.len() * 2 + 16);
+            if self.direct.wire_to_json(id, message, style, &mut body).is_some() {
+                return HttpReply {
+                    status: 200,
+                    headers: vec![("content-type".into(), JSON.into())],
+                    body,
+                };
+            }
+        }
         let Some(route) = self.route(plan) else {
             return self.local_error(&Status::internal("the route of this request vanished"));
         };
@@ -513,6 +580,27 @@ pub fn stream_status_headers(stream: &ResponseStream, status: &Status) -> Vec<(S
         }
     }
     headers
+}
+
+/// Compiles the message types of the routes the fast path can serve: JSON
+/// bodies that are the whole request message, responses printed whole, compact,
+/// without defaults (other `print_options` go to the general path).
+fn compile_direct(routes: &[Route]) -> (direct::Schema, Vec<DirectRoute>) {
+    let mut schema = direct::Schema::default();
+    let ids = routes
+        .iter()
+        .map(|route| {
+            let input = &route.method.input;
+            let output = &route.method.output;
+            DirectRoute {
+                input: (matches!(route.body, routes::BodyRule::Whole) && input.full_name() != routes::HTTP_BODY)
+                    .then(|| schema.add(input)),
+                output: (route.response_body.is_none() && output.full_name() != routes::HTTP_BODY)
+                    .then(|| schema.add(output)),
+            }
+        })
+        .collect();
+    (schema, ids)
 }
 
 /// Whether a `content-type` makes a request (or response) gRPC, by Envoy's rule

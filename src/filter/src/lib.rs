@@ -116,15 +116,22 @@ impl RootContext for Root {
                 return false;
             }
         };
+        // Timed so that `make bench` (bench/footprint.py) can report each worker's load time.
+        let started = proxy_wasm::hostcalls::get_current_time().ok();
         match Transcoder::from_json(&bytes) {
             Ok(transcoder) => {
                 for warning in transcoder.warnings() {
                     warn!("rust_grpc_proxy: {warning}");
                 }
+                let elapsed = started
+                    .and_then(|t| proxy_wasm::hostcalls::get_current_time().ok()?.duration_since(t).ok())
+                    .unwrap_or_default();
                 info!(
-                    "rust_grpc_proxy: loaded {} routes for {}",
+                    "rust_grpc_proxy: loaded {} routes for {} in {:.1} ms ({} bytes of configuration)",
                     transcoder.routes().len(),
-                    transcoder.config().services.join(", ")
+                    transcoder.config().services.join(", "),
+                    elapsed.as_secs_f64() * 1000.0,
+                    bytes.len()
                 );
                 self.transcoder = Some(Rc::new(transcoder));
                 if let Err(e) = proxy_wasm::hostcalls::set_tick_period(DEADLINE_TICK) {

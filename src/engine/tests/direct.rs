@@ -1,0 +1,217 @@
+//! The fast path (`transcoder::direct`) against the general one, on every
+//! message type of the example and bench protos, filled with random values:
+//! whatever the fast path accepts must give the same JSON bytes (responses)
+//! and the same message (requests) as the `DynamicMessage` path.
+
+#[macro_use]
+mod support;
+
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MapKey, MessageDescriptor, Value};
+use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+use transcoder::config::PrintOptions;
+use transcoder::direct::{PrintStyle, Schema};
+use transcoder::request::{json_to_message, ParseOptions};
+use transcoder::response::Printer;
+
+const BENCH: &str = include_str!("../../../bench/proto/bench/v1/bench.proto");
+
+struct Sources;
+
+impl FileResolver for Sources {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        match name {
+            "bench/v1/bench.proto" => File::from_source(name, BENCH),
+            "google/api/annotations.proto" => {
+                File::from_source(name, include_str!("../../../descriptors/google/api/annotations.proto"))
+            }
+            "google/api/http.proto" => File::from_source(name, include_str!("../../../descriptors/google/api/http.proto")),
+            _ => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}
+
+/// The bench protos and the example protos (the latter from the test support).
+fn pools() -> Vec<DescriptorPool> {
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(Sources);
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_imports(true);
+    compiler.open_files(["bench/v1/bench.proto"]).expect("bench.proto compiles");
+    let bench = DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice()).expect("pool");
+    vec![bench, support::pool()]
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const STRINGS: &[&str] = &["", "a", "République", "quote \" here", "back\\slash", "line\nbreak", "<tag>&", "😀", "x y"];
+const DOUBLES: &[f64] = &[0.0, 1.0, -2.5, 0.1, 1e21, 1e-7, 123456.789, 3.4028235e38, f64::NAN, -0.0, 1e300];
+
+fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
+    match kind {
+        Kind::Double => Value::F64(DOUBLES[rng.below(DOUBLES.len() as u64) as usize]),
+        Kind::Float => Value::F32(DOUBLES[rng.below(DOUBLES.len() as u64) as usize] as f32),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32([0, 1, -1, 42, i32::MAX, i32::MIN][rng.below(6) as usize]),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64([0, 7, -7, i64::MAX, i64::MIN][rng.below(5) as usize]),
+        Kind::Uint32 | Kind::Fixed32 => Value::U32([0, 3, u32::MAX][rng.below(3) as usize]),
+        Kind::Uint64 | Kind::Fixed64 => Value::U64([0, 9, u64::MAX][rng.below(3) as usize]),
+        Kind::Bool => Value::Bool(rng.below(2) == 1),
+        Kind::String => Value::String(STRINGS[rng.below(STRINGS.len() as u64) as usize].to_string()),
+        Kind::Bytes => Value::Bytes(vec![0, 255, 7].into()),
+        Kind::Enum(e) => {
+            let values: Vec<i32> = e.values().map(|v| v.number()).collect();
+            // Now and then a number the enum does not declare (proto3 enums are open).
+            Value::EnumNumber(if rng.below(8) == 0 { 99 } else { values[rng.below(values.len() as u64) as usize] })
+        }
+        Kind::Message(m) if m.full_name() == "google.protobuf.Timestamp" => {
+            let mut t = DynamicMessage::new(m.clone());
+            t.set_field_by_name("seconds", Value::I64([0, 1_767_225_600, -86_400][rng.below(3) as usize]));
+            t.set_field_by_name("nanos", Value::I32([0, 500_000_000, 123_000, 7][rng.below(4) as usize]));
+            Value::Message(t)
+        }
+        Kind::Message(m) => Value::Message(random_message(m, rng, depth + 1)),
+    }
+}
+
+fn random_message(desc: &MessageDescriptor, rng: &mut Rng, depth: usize) -> DynamicMessage {
+    let mut message = DynamicMessage::new(desc.clone());
+    if depth > 3 || desc.full_name().starts_with("google.protobuf.") {
+        return message;
+    }
+    for field in desc.fields() {
+        if rng.below(3) == 0 {
+            continue;
+        }
+        let value = if field.is_map() {
+            let Kind::Message(entry) = field.kind() else { continue };
+            let value_kind = entry.map_entry_value_field().kind();
+            let mut map = std::collections::HashMap::new();
+            for _ in 0..rng.below(4) {
+                let key = match entry.map_entry_key_field().kind() {
+                    Kind::String => MapKey::String(STRINGS[rng.below(STRINGS.len() as u64) as usize].to_string()),
+                    _ => continue,
+                };
+                map.insert(key, random_value(&value_kind, rng, depth));
+            }
+            Value::Map(map)
+        } else if field.is_list() {
+            Value::List((0..rng.below(4)).map(|_| random_value(&field.kind(), rng, depth)).collect())
+        } else {
+            random_value(&field.kind(), rng, depth)
+        };
+        // A oneof keeps only the last member set, as it should.
+        message.set_field(&field, value);
+    }
+    message
+}
+
+test! {
+    fn the_fast_path_agrees_with_the_general_one() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut printed, mut parsed, mut tried) = (0, 0, 0);
+        for pool in pools() {
+            let mut schema = Schema::default();
+            for desc in pool.all_messages().filter(|m| !m.full_name().starts_with("google.")) {
+                let id = schema.add(&desc);
+                for (proto_names, enums_as_ints) in [(false, false), (true, false), (false, true)] {
+                    let printer = Printer::new(&PrintOptions {
+                        preserve_proto_field_names: proto_names,
+                        always_print_enums_as_ints: enums_as_ints,
+                        ..PrintOptions::default()
+                    });
+                    let style = PrintStyle { proto_names, enums_as_ints };
+                    for _ in 0..40 {
+                        tried += 1;
+                        let wire = random_message(&desc, &mut rng, 0).encode_to_vec();
+                        let decoded = DynamicMessage::decode(desc.clone(), wire.as_slice()).expect("decodes");
+                        let Ok(general) = printer.message(&decoded) else { continue };
+                        let mut fast = Vec::new();
+                        if schema.wire_to_json(id, &wire, style, &mut fast).is_some() {
+                            printed += 1;
+                            assert_eq!(
+                                String::from_utf8_lossy(&fast),
+                                String::from_utf8_lossy(&general),
+                                "{}: printed differently",
+                                desc.full_name()
+                            );
+                        }
+                        // The printed JSON read back both ways.
+                        let Ok(expected) = json_to_message(&desc, &general, ParseOptions::default()) else { continue };
+                        let mut wire_back = Vec::new();
+                        if schema.json_to_wire(id, &general, &mut wire_back).is_some() {
+                            parsed += 1;
+                            let got = DynamicMessage::decode(desc.clone(), wire_back.as_slice()).expect("fast path wire decodes");
+                            assert_eq!(got, expected, "{}: read differently from {}", desc.full_name(), String::from_utf8_lossy(&general));
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("fast path taken: printed {printed}, parsed {parsed} of {tried}");
+        // The comparison is only worth something if the fast path took most cases.
+        assert!(printed * 3 > tried && parsed * 4 > tried, "fast path taken: printed {printed}, parsed {parsed} of {tried}");
+    }
+}
+
+test! {
+    fn the_fast_path_refuses_what_it_does_not_handle() {
+        let pool = &pools()[0];
+        let mut schema = Schema::default();
+        let order = pool.get_message_by_name("bench.v1.Order").expect("Order");
+        let id = schema.add(&order);
+        for body in [
+            r#"{"id":"a\"b"}"#,                 // an escape
+            r#"{"id":null}"#,                   // null
+            r#"{"unknownKey":1}"#,              // a key naming no field
+            r#"{"id":"a","id":"b"}"#,           // a field twice
+            r#"{"discountRate":"NaN"}"#,        // a float as a string
+            r#"{"status":2}"#,                  // an enum as a number
+            r#"{"gift":true,}"#,                // not JSON
+            r#"{"createTime":"2026-01-01T00:00:00+01:00"}"#, // an offset
+            r#"{"createTime":"2026-02-30T00:00:00Z"}"#,      // no such day
+            r#"{"items":[{"quantity":1.5}]}"#,  // not an integer
+            r#"{"id":"a"} x"#,                  // trailing garbage
+        ] {
+            assert!(schema.json_to_wire(id, body.as_bytes(), &mut Vec::new()).is_none(), "accepted {body}");
+        }
+        let mut out = Vec::new();
+        schema
+            .json_to_wire(id, include_bytes!("../../../bench/payloads/order.json"), &mut out)
+            .expect("the bench order takes the fast path");
+        assert!(schema.wire_to_json(id, &out, PrintStyle { proto_names: false, enums_as_ints: false }, &mut Vec::new()).is_some());
+    }
+}
+
+test! {
+    fn a_set_with_source_info_loads_without_it() {
+        let mut resolver = ChainFileResolver::new();
+        resolver.add(Sources);
+        resolver.add(GoogleFileResolver::new());
+        let mut compiler = protox::Compiler::with_file_resolver(resolver);
+        compiler.include_imports(true).include_source_info(true);
+        compiler.open_files(["bench/v1/bench.proto"]).expect("bench.proto compiles");
+        let with_info = compiler.encode_file_descriptor_set();
+        let stripped = transcoder::direct::without_source_info(&with_info).expect("a well-formed set");
+        assert!(stripped.len() * 2 < with_info.len(), "{} -> {} bytes", with_info.len(), stripped.len());
+        let pool = DescriptorPool::decode(stripped.as_slice()).expect("the stripped set decodes");
+        assert!(pool.files().all(|f| f.file_descriptor_proto().source_code_info.is_none()));
+        let original = DescriptorPool::decode(with_info.as_slice()).expect("the original decodes");
+        let names = |p: &DescriptorPool| p.all_messages().map(|m| m.full_name().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&pool), names(&original));
+        // Not a set at all: None, so the caller reports the decode error of the bytes as given.
+        assert!(transcoder::direct::without_source_info(&[0x0a, 0x05, 0x01]).is_none());
+    }
+}
