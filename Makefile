@@ -49,7 +49,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup rust-targets venv wasm example descriptors \
         test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector \
-        publish-descriptors demo demo-stop clean FORCE bench bench-tools
+        publish-descriptors demo demo-stop clean FORCE bench bench-tools test-bench
 
 help:
 	@echo "Targets:"
@@ -57,7 +57,7 @@ help:
 	@echo "  wasm          build the filter -> $(WASM) (wasm-opt $(WASM_OPT_FLAGS) if binaryen is installed)"
 	@echo "  example       build $(EXAMPLE_BIN)"
 	@echo "  descriptors   write $(DESCRIPTORS) (FileDescriptorSet of descriptors/**/*.proto)"
-	@echo "  test          test-engine test-example test-cli test-wasm32 test-injector test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
+	@echo "  test          test-engine test-example test-cli test-wasm32 test-injector test-bench test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
 	@echo "  test-engine   cargo test -p transcoder"
 	@echo "  test-filter   cargo test -p rust-grpc-proxy --lib (the glue's host-independent parts)"
 	@echo "  test-example  cargo test -p example-service"
@@ -66,6 +66,7 @@ help:
 	@echo "  publish-descriptors  rewrite descriptors/published from descriptors/ with the CI recipe (ALLOW_BREAKING=true to accept breaks)"
 	@echo "  test-injector rgp-injector (sidecar webhook): cargo test -p rgp-injector (golden reviews, HTTPS + cert swap, the"
 	@echo "                injected sidecar run with real Envoy), then pytest tests/injector (strict schemas per Kubernetes version)"
+	@echo "  test-bench    make bench's end-to-end driver once, briefly (same JSON from both flavours, no failed request)"
 	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
 	@echo "  test-wasm32   engine tests on wasm32-unknown-unknown (wasm-bindgen-test, node); installs wasm-bindgen-cli into $(TOOLS)"
 	@echo "  demo          example service on 127.0.0.1:50051 + Envoy with the filter on 127.0.0.1:8080 (admin 9901); Ctrl-C stops both"
@@ -144,7 +145,7 @@ descriptors: $(DESCRIPTORS)
 
 # ---------------------------------------------------------------- tests
 
-test: test-engine test-filter test-example test-cli test-wasm32 test-injector test-e2e
+test: test-engine test-filter test-example test-cli test-wasm32 test-injector test-bench test-e2e
 
 test-engine:
 	$(CARGO) test -p transcoder
@@ -243,5 +244,12 @@ bench: bench-tools $(VENV_STAMP) $(WASM)
 	BENCH_OUT=$(abspath $(BENCH_OUT)) $(CARGO) bench -p transcoder --bench transcode --bench alloc
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_OUT=$(BENCH_OUT) $(VPY) bench/footprint.py
 	BENCH_OUT=$(BENCH_OUT) $(VPY) bench/report.py
+
+# The benchmark's own check, not a timing: bench/e2e.py once, 1 s per run, under load
+# (both flavours must give the same JSON for every case, and wrk must see no failed request).
+test-bench: bench-tools $(VENV_STAMP) $(WASM)
+	$(CARGO) build --release -p bench-backend
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_SECONDS=1 BENCH_REPEATS=1 BENCH_CONCURRENCY=4 \
+	  BENCH_OUT=$(BUILD)/bench-test $(VPY) bench/e2e.py
 
 FORCE:
