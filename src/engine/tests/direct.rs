@@ -215,3 +215,42 @@ test! {
         assert!(transcoder::direct::without_source_info(&[0x0a, 0x05, 0x01]).is_none());
     }
 }
+
+test! {
+    fn explicit_defaults_and_odd_wire_print_as_the_general_path_does() {
+        let pool = &pools()[0];
+        let printer = Printer::new(&PrintOptions::default());
+        let style = PrintStyle { proto_names: false, enums_as_ints: false };
+        let order = pool.get_message_by_name("bench.v1.Order").expect("Order");
+        let mut schema = Schema::default();
+        let id = schema.add(&order);
+        let mut printed = 0;
+        for wire in [
+            &[0x0a, 0x00][..],                         // id = "" written out
+            &[0x18, 0x00],                             // status = 0 written out
+            &[0x60, 0x00],                             // gift = false written out
+            &[0x59, 0, 0, 0, 0, 0, 0, 0, 0],           // discount_rate = 0.0 written out
+            &[0x22, 0x00],                             // create_time present, empty
+            &[0x52, 0x00],                             // a map entry with neither key nor value
+            &[0x52, 0x03, 0x0a, 0x01, b'k'],           // a map entry without its value
+            &[0x42, 0x02, 0x28, 0x05, 0x42, 0x00],     // items: one whose tags has the wrong wire type, one empty
+            &[0x0a, 0x01, b'a', 0xa8, 0x1f, 0x01],     // an unknown field after a known one
+            &[0x18, 0x07],                             // an enum number Status does not declare
+        ] {
+            let mut fast = Vec::new();
+            let taken = schema.wire_to_json(id, wire, style, &mut fast).is_some();
+            let Ok(decoded) = DynamicMessage::decode(order.clone(), wire) else {
+                assert!(!taken, "the fast path printed what does not decode: {wire:02x?}");
+                continue;
+            };
+            let general = printer.message(&decoded);
+            if taken {
+                printed += 1;
+                let general = general.expect("the general path prints what the fast path printed");
+                assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&general), "wire {wire:02x?}");
+            }
+        }
+        eprintln!("fast path took {printed} of the odd wires");
+        assert!(printed >= 7, "the fast path took only {printed} of these cases");
+    }
+}
