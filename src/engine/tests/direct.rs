@@ -25,7 +25,9 @@ impl FileResolver for Sources {
             "google/api/annotations.proto" => {
                 File::from_source(name, include_str!("../../../descriptors/google/api/annotations.proto"))
             }
-            "google/api/http.proto" => File::from_source(name, include_str!("../../../descriptors/google/api/http.proto")),
+            "google/api/http.proto" => {
+                File::from_source(name, include_str!("../../../descriptors/google/api/http.proto"))
+            }
             _ => Err(protox::Error::file_not_found(name)),
         }
     }
@@ -38,7 +40,9 @@ fn pools() -> Vec<DescriptorPool> {
     resolver.add(GoogleFileResolver::new());
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true);
-    compiler.open_files(["bench/v1/bench.proto"]).expect("bench.proto compiles");
+    compiler
+        .open_files(["bench/v1/bench.proto"])
+        .expect("bench.proto compiles");
     let bench = DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice()).expect("pool");
     vec![bench, support::pool()]
 }
@@ -57,15 +61,41 @@ impl Rng {
     }
 }
 
-const STRINGS: &[&str] = &["", "a", "République", "quote \" here", "back\\slash", "line\nbreak", "<tag>&", "😀", "x y"];
-const DOUBLES: &[f64] = &[0.0, 1.0, -2.5, 0.1, 1e21, 1e-7, 123456.789, 3.4028235e38, f64::NAN, -0.0, 1e300];
+const STRINGS: &[&str] = &[
+    "",
+    "a",
+    "République",
+    "quote \" here",
+    "back\\slash",
+    "line\nbreak",
+    "<tag>&",
+    "😀",
+    "x y",
+];
+const DOUBLES: &[f64] = &[
+    0.0,
+    1.0,
+    -2.5,
+    0.1,
+    1e21,
+    1e-7,
+    123456.789,
+    3.4028235e38,
+    f64::NAN,
+    -0.0,
+    1e300,
+];
 
 fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
     match kind {
         Kind::Double => Value::F64(DOUBLES[rng.below(DOUBLES.len() as u64) as usize]),
         Kind::Float => Value::F32(DOUBLES[rng.below(DOUBLES.len() as u64) as usize] as f32),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32([0, 1, -1, 42, i32::MAX, i32::MIN][rng.below(6) as usize]),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64([0, 7, -7, i64::MAX, i64::MIN][rng.below(5) as usize]),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            Value::I32([0, 1, -1, 42, i32::MAX, i32::MIN][rng.below(6) as usize])
+        }
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            Value::I64([0, 7, -7, i64::MAX, i64::MIN][rng.below(5) as usize])
+        }
         Kind::Uint32 | Kind::Fixed32 => Value::U32([0, 3, u32::MAX][rng.below(3) as usize]),
         Kind::Uint64 | Kind::Fixed64 => Value::U64([0, 9, u64::MAX][rng.below(3) as usize]),
         Kind::Bool => Value::Bool(rng.below(2) == 1),
@@ -74,11 +104,18 @@ fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
         Kind::Enum(e) => {
             let values: Vec<i32> = e.values().map(|v| v.number()).collect();
             // Now and then a number the enum does not declare (proto3 enums are open).
-            Value::EnumNumber(if rng.below(8) == 0 { 99 } else { values[rng.below(values.len() as u64) as usize] })
+            Value::EnumNumber(if rng.below(8) == 0 {
+                99
+            } else {
+                values[rng.below(values.len() as u64) as usize]
+            })
         }
         Kind::Message(m) if m.full_name() == "google.protobuf.Timestamp" => {
             let mut t = DynamicMessage::new(m.clone());
-            t.set_field_by_name("seconds", Value::I64([0, 1_767_225_600, -86_400][rng.below(3) as usize]));
+            t.set_field_by_name(
+                "seconds",
+                Value::I64([0, 1_767_225_600, -86_400][rng.below(3) as usize]),
+            );
             t.set_field_by_name("nanos", Value::I32([0, 500_000_000, 123_000, 7][rng.below(4) as usize]));
             Value::Message(t)
         }
@@ -108,7 +145,11 @@ fn random_message(desc: &MessageDescriptor, rng: &mut Rng, depth: usize) -> Dyna
             }
             Value::Map(map)
         } else if field.is_list() {
-            Value::List((0..rng.below(4)).map(|_| random_value(&field.kind(), rng, depth)).collect())
+            Value::List(
+                (0..rng.below(4))
+                    .map(|_| random_value(&field.kind(), rng, depth))
+                    .collect(),
+            )
         } else {
             random_value(&field.kind(), rng, depth)
         };
