@@ -74,7 +74,7 @@ help:
 	@echo "  demo-stop     stop a detached demo"
 	@echo "  clean         remove $(BUILD)/ (never runs cargo clean)"
 	@echo "  bench         performance (README "Performance"): native transcoder vs the filter end to end (wrk), the engine vs a"
-	@echo "                DynamicMessage baseline (criterion), footprint; about 12 min; BENCH_SECONDS=2 to shorten;"
+	@echo "                DynamicMessage baseline (criterion), footprint; about 14 min; BENCH_SECONDS=2 to shorten;"
 	@echo "                report in $(BUILD)/bench/REPORT.md"
 
 # ---------------------------------------------------------------- setup
