@@ -51,7 +51,9 @@ fn descriptor_set() -> Vec<u8> {
     let mut compiler = protox::Compiler::new([format!("{root}/bench/proto"), format!("{root}/descriptors")])
         .expect("include paths exist");
     compiler.include_imports(true);
-    compiler.open_files(["bench/v1/bench.proto"]).expect("bench.proto compiles");
+    compiler
+        .open_files(["bench/v1/bench.proto"])
+        .expect("bench.proto compiles");
     compiler.encode_file_descriptor_set()
 }
 
@@ -70,7 +72,9 @@ fn baseline_response(desc: &MessageDescriptor, options: &SerializeOptions, frame
     let message = DynamicMessage::decode(desc.clone(), &framed[5..]).expect("baseline decodes");
     let mut out = Vec::with_capacity(framed.len() * 2);
     let mut ser = serde_json::Serializer::new(&mut out);
-    message.serialize_with_options(&mut ser, options).expect("baseline prints");
+    message
+        .serialize_with_options(&mut ser, options)
+        .expect("baseline prints");
     out
 }
 
@@ -84,26 +88,53 @@ fn main() {
     );
     let engine = Transcoder::from_json(config.as_bytes()).expect("engine loads the bench set");
     let options = SerializeOptions::new().stringify_64_bit_integers(true);
-    let ok = GrpcStatusHeaders { status: Some("0"), ..Default::default() };
+    let ok = GrpcStatusHeaders {
+        status: Some("0"),
+        ..Default::default()
+    };
     let cases: [(&str, &str, &str, &[u8]); 2] = [
-        ("small", "/v1/small", "bench.v1.Small", include_bytes!("../../../bench/payloads/small.json")),
-        ("order", "/v1/orders", "bench.v1.Order", include_bytes!("../../../bench/payloads/order.json")),
+        (
+            "small",
+            "/v1/small",
+            "bench.v1.Small",
+            include_bytes!("../../../bench/payloads/small.json"),
+        ),
+        (
+            "order",
+            "/v1/orders",
+            "bench.v1.Order",
+            include_bytes!("../../../bench/payloads/order.json"),
+        ),
     ];
     let mut rows = Vec::new();
     for (name, path, message, json) in cases {
         let desc = pool.get_message_by_name(message).expect("bench message");
         let framed = baseline_request(&desc, json);
         let measured = [
-            ("json_to_grpc", "engine", count(|| match engine.route_request("POST", path) {
-                RequestOutcome::Transcode(plan) => engine.request_frame(&plan, Some("application/json"), json).ok(),
-                _ => None,
-            })),
-            ("json_to_grpc", "dynamic_message", count(|| baseline_request(&desc, json))),
+            (
+                "json_to_grpc",
+                "engine",
+                count(|| match engine.route_request("POST", path) {
+                    RequestOutcome::Transcode(plan) => engine.request_frame(&plan, Some("application/json"), json).ok(),
+                    _ => None,
+                }),
+            ),
+            (
+                "json_to_grpc",
+                "dynamic_message",
+                count(|| baseline_request(&desc, json)),
+            ),
             ("grpc_to_json", "engine", {
-                let RequestOutcome::Transcode(plan) = engine.route_request("POST", path) else { panic!("no route") };
+                let RequestOutcome::Transcode(plan) = engine.route_request("POST", path) else {
+                    panic!("no route")
+                };
                 count(|| engine.unary_response(&plan, &framed, ok))
             }),
-            ("grpc_to_json", "dynamic_message", count(|| baseline_response(&desc, &options, &framed))),
+            (
+                "grpc_to_json",
+                "dynamic_message",
+                count(|| baseline_response(&desc, &options, &framed)),
+            ),
         ];
         for (direction, who, (allocations, bytes)) in measured {
             println!("alloc {direction:12} {who:15} {name}: {allocations:5} allocations, {bytes:7} bytes");
@@ -116,7 +147,10 @@ fn main() {
         // The large set of bench/footprint.py, if it was built: what loading it costs natively,
         // in parts (no Wasm, no V8), to tell what bounds the filter's load time in each VM.
         let large = std::path::Path::new(&out).join("large.pb");
-        if let (Ok(set), Ok(services)) = (std::fs::read(&large), std::fs::read_to_string(std::path::Path::new(&out).join("large-services.json"))) {
+        if let (Ok(set), Ok(services)) = (
+            std::fs::read(&large),
+            std::fs::read_to_string(std::path::Path::new(&out).join("large-services.json")),
+        ) {
             let encoded = base64::engine::general_purpose::STANDARD.encode(&set);
             let config = format!(r#"{{"services":{services},"proto_descriptor_bin":"{encoded}"}}"#);
             let time = |f: &mut dyn FnMut()| {

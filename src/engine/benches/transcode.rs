@@ -20,7 +20,9 @@ fn descriptor_set() -> Vec<u8> {
     let mut compiler = protox::Compiler::new([format!("{root}/bench/proto"), format!("{root}/descriptors")])
         .expect("include paths exist");
     compiler.include_imports(true);
-    compiler.open_files(["bench/v1/bench.proto"]).expect("bench.proto compiles");
+    compiler
+        .open_files(["bench/v1/bench.proto"])
+        .expect("bench.proto compiles");
     compiler.encode_file_descriptor_set()
 }
 
@@ -32,8 +34,18 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "small", path: "/v1/small", message: "bench.v1.Small", json: SMALL },
-    Case { name: "order", path: "/v1/orders", message: "bench.v1.Order", json: ORDER },
+    Case {
+        name: "small",
+        path: "/v1/small",
+        message: "bench.v1.Small",
+        json: SMALL,
+    },
+    Case {
+        name: "order",
+        path: "/v1/orders",
+        message: "bench.v1.Order",
+        json: ORDER,
+    },
 ];
 
 fn frame(message: &[u8]) -> Vec<u8> {
@@ -56,7 +68,9 @@ fn baseline_response(desc: &prost_reflect::MessageDescriptor, options: &Serializ
     let message = DynamicMessage::decode(desc.clone(), &framed[5..]).expect("baseline decodes");
     let mut out = Vec::with_capacity(framed.len() * 2);
     let mut ser = serde_json::Serializer::new(&mut out);
-    message.serialize_with_options(&mut ser, options).expect("baseline prints");
+    message
+        .serialize_with_options(&mut ser, options)
+        .expect("baseline prints");
     out
 }
 
@@ -69,7 +83,10 @@ fn benches(c: &mut Criterion) {
     );
     let engine = Transcoder::from_json(config.as_bytes()).expect("engine loads the bench set");
     let options = SerializeOptions::new().stringify_64_bit_integers(true);
-    let ok = GrpcStatusHeaders { status: Some("0"), ..Default::default() };
+    let ok = GrpcStatusHeaders {
+        status: Some("0"),
+        ..Default::default()
+    };
 
     let mut request = c.benchmark_group("json_to_grpc");
     for case in CASES {
@@ -78,7 +95,9 @@ fn benches(c: &mut Criterion) {
             panic!("no route for POST {}", case.path)
         };
         // Same bytes both ways: the comparison is only fair if both produce the same frame.
-        let ours = engine.request_frame(&plan, Some("application/json"), case.json).expect("engine transcodes");
+        let ours = engine
+            .request_frame(&plan, Some("application/json"), case.json)
+            .expect("engine transcodes");
         assert_eq!(
             DynamicMessage::decode(desc.clone(), &ours[5..]).expect("decodes"),
             DynamicMessage::decode(desc.clone(), &baseline_request(&desc, case.json)[5..]).expect("decodes"),
@@ -108,7 +127,13 @@ fn benches(c: &mut Criterion) {
         };
         let framed = baseline_request(&desc, case.json);
         let ours = engine.unary_response(&plan, &framed, ok);
-        assert_eq!(ours.status, 200, "{}: {}", case.name, String::from_utf8_lossy(&ours.body));
+        assert_eq!(
+            ours.status,
+            200,
+            "{}: {}",
+            case.name,
+            String::from_utf8_lossy(&ours.body)
+        );
         let theirs = baseline_response(&desc, &options, &framed);
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&ours.body).expect("engine JSON"),

@@ -123,7 +123,10 @@ impl Schema {
             } else {
                 let ty = self.type_of(&field.kind());
                 // proto2 optional / proto3 `optional` scalars have presence: left to the general path.
-                if !matches!(ty, Type::Message(_) | Type::Timestamp | Type::Other) && !field.is_list() && field.supports_presence() {
+                if !matches!(ty, Type::Message(_) | Type::Timestamp | Type::Other)
+                    && !field.is_list()
+                    && field.supports_presence()
+                {
                     supported = false;
                 }
                 ty
@@ -149,7 +152,11 @@ impl Schema {
         for (i, f) in fields.iter().enumerate() {
             by_key.insert(f.json_name.clone(), i as u16);
         }
-        self.messages[id as usize] = Message { supported, fields, by_key };
+        self.messages[id as usize] = Message {
+            supported,
+            fields,
+            by_key,
+        };
         id
     }
 
@@ -299,7 +306,15 @@ impl Schema {
     }
 
     /// One value with its key; `always` writes defaults too (list and map entries).
-    fn read_value(&self, ty: Type, number: u32, r: &mut Reader<'_>, out: &mut Vec<u8>, depth: usize, always: bool) -> Option<()> {
+    fn read_value(
+        &self,
+        ty: Type,
+        number: u32,
+        r: &mut Reader<'_>,
+        out: &mut Vec<u8>,
+        depth: usize,
+        always: bool,
+    ) -> Option<()> {
         match ty {
             Type::Message(id) => {
                 put_key(out, number, 2);
@@ -398,7 +413,15 @@ impl Schema {
                 if number < last_number {
                     return None;
                 }
-                self.close_field(message, last_number, &mut open_list, &mut map_entries, style, out, depth)?;
+                self.close_field(
+                    message,
+                    last_number,
+                    &mut open_list,
+                    &mut map_entries,
+                    style,
+                    out,
+                    depth,
+                )?;
                 last_number = number;
                 if field.map_value.is_none() && !field.repeated {
                     // Singular: print now unless it is the default value.
@@ -440,7 +463,15 @@ impl Schema {
                 self.push_list_item(field, wire_type, value, style, out, depth, &mut open_list)?;
             }
         }
-        self.close_field(message, last_number, &mut open_list, &mut map_entries, style, out, depth)?;
+        self.close_field(
+            message,
+            last_number,
+            &mut open_list,
+            &mut map_entries,
+            style,
+            out,
+            depth,
+        )?;
         out.push(b'}');
         Some(())
     }
@@ -539,7 +570,16 @@ impl Schema {
     /// Prints one value; returns false (and prints something to be cut) for a
     /// default scalar that is not printed unless `always`.
     #[allow(clippy::too_many_arguments)]
-    fn print_value(&self, ty: Type, wire_type: u8, value: &[u8], style: PrintStyle, out: &mut Vec<u8>, depth: usize, always: bool) -> Option<bool> {
+    fn print_value(
+        &self,
+        ty: Type,
+        wire_type: u8,
+        value: &[u8],
+        style: PrintStyle,
+        out: &mut Vec<u8>,
+        depth: usize,
+        always: bool,
+    ) -> Option<bool> {
         match ty {
             Type::Message(id) => {
                 if wire_type != 2 {
@@ -606,7 +646,14 @@ fn comma(out: &mut Vec<u8>) {
 }
 
 fn write_key(out: &mut Vec<u8>, field: &Field, style: PrintStyle) {
-    write_str(out, if style.proto_names { &field.name } else { &field.json_name });
+    write_str(
+        out,
+        if style.proto_names {
+            &field.name
+        } else {
+            &field.json_name
+        },
+    );
     out.push(b':');
 }
 
@@ -690,8 +737,12 @@ impl Number {
                 out.push(b'"');
             }
             Number::Bool(v) => out.extend_from_slice(if v { b"true" } else { b"false" }),
-            Number::F32(v) if v.is_finite() && !(v == 0.0 && v.is_sign_negative()) => out.extend_from_slice(format_float(v).as_bytes()),
-            Number::F64(v) if v.is_finite() && !(v == 0.0 && v.is_sign_negative()) => out.extend_from_slice(format_double(v).as_bytes()),
+            Number::F32(v) if v.is_finite() && !(v == 0.0 && v.is_sign_negative()) => {
+                out.extend_from_slice(format_float(v).as_bytes())
+            }
+            Number::F64(v) if v.is_finite() && !(v == 0.0 && v.is_sign_negative()) => {
+                out.extend_from_slice(format_double(v).as_bytes())
+            }
             // NaN, infinities and -0: the general path's business.
             Number::F32(_) | Number::F64(_) => return None,
         }
@@ -776,7 +827,10 @@ fn read_scalar(s: Scalar, r: &mut Reader<'_>) -> Option<Number> {
         _ => {
             // Integers: a plain decimal integer, as a number or as a string.
             let digits = token.strip_prefix('-').unwrap_or(token);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
+            if digits.is_empty()
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+                || (digits.len() > 1 && digits.starts_with('0'))
+            {
                 return None;
             }
             let v: i128 = token.parse().ok()?;
@@ -801,12 +855,21 @@ fn read_scalar(s: Scalar, r: &mut Reader<'_>) -> Option<Number> {
 /// go to the general path (which also checks what this accepts the same way).
 fn parse_timestamp(text: &str) -> Option<(i64, i32)> {
     let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || *b.last()? != b'Z' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || *b.last()? != b'Z'
+    {
         return None;
     }
     let num = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = b.get(range)?;
-        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);

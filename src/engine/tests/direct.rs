@@ -25,7 +25,9 @@ impl FileResolver for Sources {
             "google/api/annotations.proto" => {
                 File::from_source(name, include_str!("../../../descriptors/google/api/annotations.proto"))
             }
-            "google/api/http.proto" => File::from_source(name, include_str!("../../../descriptors/google/api/http.proto")),
+            "google/api/http.proto" => {
+                File::from_source(name, include_str!("../../../descriptors/google/api/http.proto"))
+            }
             _ => Err(protox::Error::file_not_found(name)),
         }
     }
@@ -38,7 +40,9 @@ fn pools() -> Vec<DescriptorPool> {
     resolver.add(GoogleFileResolver::new());
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true);
-    compiler.open_files(["bench/v1/bench.proto"]).expect("bench.proto compiles");
+    compiler
+        .open_files(["bench/v1/bench.proto"])
+        .expect("bench.proto compiles");
     let bench = DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice()).expect("pool");
     vec![bench, support::pool()]
 }
@@ -57,15 +61,41 @@ impl Rng {
     }
 }
 
-const STRINGS: &[&str] = &["", "a", "République", "quote \" here", "back\\slash", "line\nbreak", "<tag>&", "😀", "x y"];
-const DOUBLES: &[f64] = &[0.0, 1.0, -2.5, 0.1, 1e21, 1e-7, 123456.789, 3.4028235e38, f64::NAN, -0.0, 1e300];
+const STRINGS: &[&str] = &[
+    "",
+    "a",
+    "République",
+    "quote \" here",
+    "back\\slash",
+    "line\nbreak",
+    "<tag>&",
+    "😀",
+    "x y",
+];
+const DOUBLES: &[f64] = &[
+    0.0,
+    1.0,
+    -2.5,
+    0.1,
+    1e21,
+    1e-7,
+    123456.789,
+    3.4028235e38,
+    f64::NAN,
+    -0.0,
+    1e300,
+];
 
 fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
     match kind {
         Kind::Double => Value::F64(DOUBLES[rng.below(DOUBLES.len() as u64) as usize]),
         Kind::Float => Value::F32(DOUBLES[rng.below(DOUBLES.len() as u64) as usize] as f32),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32([0, 1, -1, 42, i32::MAX, i32::MIN][rng.below(6) as usize]),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64([0, 7, -7, i64::MAX, i64::MIN][rng.below(5) as usize]),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            Value::I32([0, 1, -1, 42, i32::MAX, i32::MIN][rng.below(6) as usize])
+        }
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            Value::I64([0, 7, -7, i64::MAX, i64::MIN][rng.below(5) as usize])
+        }
         Kind::Uint32 | Kind::Fixed32 => Value::U32([0, 3, u32::MAX][rng.below(3) as usize]),
         Kind::Uint64 | Kind::Fixed64 => Value::U64([0, 9, u64::MAX][rng.below(3) as usize]),
         Kind::Bool => Value::Bool(rng.below(2) == 1),
@@ -74,11 +104,18 @@ fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
         Kind::Enum(e) => {
             let values: Vec<i32> = e.values().map(|v| v.number()).collect();
             // Now and then a number the enum does not declare (proto3 enums are open).
-            Value::EnumNumber(if rng.below(8) == 0 { 99 } else { values[rng.below(values.len() as u64) as usize] })
+            Value::EnumNumber(if rng.below(8) == 0 {
+                99
+            } else {
+                values[rng.below(values.len() as u64) as usize]
+            })
         }
         Kind::Message(m) if m.full_name() == "google.protobuf.Timestamp" => {
             let mut t = DynamicMessage::new(m.clone());
-            t.set_field_by_name("seconds", Value::I64([0, 1_767_225_600, -86_400][rng.below(3) as usize]));
+            t.set_field_by_name(
+                "seconds",
+                Value::I64([0, 1_767_225_600, -86_400][rng.below(3) as usize]),
+            );
             t.set_field_by_name("nanos", Value::I32([0, 500_000_000, 123_000, 7][rng.below(4) as usize]));
             Value::Message(t)
         }
@@ -108,7 +145,11 @@ fn random_message(desc: &MessageDescriptor, rng: &mut Rng, depth: usize) -> Dyna
             }
             Value::Map(map)
         } else if field.is_list() {
-            Value::List((0..rng.below(4)).map(|_| random_value(&field.kind(), rng, depth)).collect())
+            Value::List(
+                (0..rng.below(4))
+                    .map(|_| random_value(&field.kind(), rng, depth))
+                    .collect(),
+            )
         } else {
             random_value(&field.kind(), rng, depth)
         };
@@ -213,5 +254,44 @@ test! {
         assert_eq!(names(&pool), names(&original));
         // Not a set at all: None, so the caller reports the decode error of the bytes as given.
         assert!(transcoder::direct::without_source_info(&[0x0a, 0x05, 0x01]).is_none());
+    }
+}
+
+test! {
+    fn explicit_defaults_and_odd_wire_print_as_the_general_path_does() {
+        let pool = &pools()[0];
+        let printer = Printer::new(&PrintOptions::default());
+        let style = PrintStyle { proto_names: false, enums_as_ints: false };
+        let order = pool.get_message_by_name("bench.v1.Order").expect("Order");
+        let mut schema = Schema::default();
+        let id = schema.add(&order);
+        let mut printed = 0;
+        for wire in [
+            &[0x0a, 0x00][..],                         // id = "" written out
+            &[0x18, 0x00],                             // status = 0 written out
+            &[0x60, 0x00],                             // gift = false written out
+            &[0x59, 0, 0, 0, 0, 0, 0, 0, 0],           // discount_rate = 0.0 written out
+            &[0x22, 0x00],                             // create_time present, empty
+            &[0x52, 0x00],                             // a map entry with neither key nor value
+            &[0x52, 0x03, 0x0a, 0x01, b'k'],           // a map entry without its value
+            &[0x42, 0x02, 0x28, 0x05, 0x42, 0x00],     // items: one whose tags has the wrong wire type, one empty
+            &[0x0a, 0x01, b'a', 0xa8, 0x1f, 0x01],     // an unknown field after a known one
+            &[0x18, 0x07],                             // an enum number Status does not declare
+        ] {
+            let mut fast = Vec::new();
+            let taken = schema.wire_to_json(id, wire, style, &mut fast).is_some();
+            let Ok(decoded) = DynamicMessage::decode(order.clone(), wire) else {
+                assert!(!taken, "the fast path printed what does not decode: {wire:02x?}");
+                continue;
+            };
+            let general = printer.message(&decoded);
+            if taken {
+                printed += 1;
+                let general = general.expect("the general path prints what the fast path printed");
+                assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&general), "wire {wire:02x?}");
+            }
+        }
+        eprintln!("fast path took {printed} of the odd wires");
+        assert!(printed >= 7, "the fast path took only {printed} of these cases");
     }
 }
