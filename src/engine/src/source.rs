@@ -1,0 +1,240 @@
+//! Descriptor sets that come from elsewhere than the configuration itself
+//! (rust-grpc-proxy extensions to Envoy's `GrpcJsonTranscoder`): where to
+//! fetch them, how often, and how a fetched set is checked and identified.
+//! Fetching is the filter's business (it needs the host); everything here is pure.
+
+use std::time::Duration;
+
+use prost::Message;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::ConfigError;
+use crate::response::{Printer, JSON};
+use crate::status::{Code, Status};
+use crate::HttpReply;
+
+/// `descriptor_url`: a `FileDescriptorSet` served over HTTP(S) by a cluster of Envoy's.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DescriptorUrl {
+    /// The Envoy cluster that serves the set (TLS, if any, is that cluster's transport socket).
+    pub cluster: String,
+    /// `http://host[:port]/path` or `https://...`: the host becomes `:authority`, the rest `:path`.
+    pub url: String,
+    /// How long one fetch may take (Envoy's Duration JSON, `"5s"`); 5 s by default.
+    #[serde(default, deserialize_with = "duration_field")]
+    pub timeout: Option<Duration>,
+}
+
+/// Default time one fetch of the descriptor set may take.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl DescriptorUrl {
+    /// The `:authority` and `:path` of the GET, or why the URL is unusable.
+    pub fn authority_and_path(&self) -> Result<(&str, &str), String> {
+        let rest = self
+            .url
+            .strip_prefix("http://")
+            .or_else(|| self.url.strip_prefix("https://"))
+            .ok_or_else(|| format!("{:?} must start with http:// or https://", self.url))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            return Err(format!("{:?} names no host", self.url));
+        }
+        Ok((authority, path))
+    }
+
+    /// The fetch timeout in force.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_FETCH_TIMEOUT)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster.is_empty() {
+            return Err(ConfigError::field("descriptor_url.cluster", "must name the Envoy cluster that serves the set"));
+        }
+        self.authority_and_path()
+            .map(|_| ())
+            .map_err(|e| ConfigError::field("descriptor_url.url", e))
+    }
+}
+
+/// Reads Envoy's `google.protobuf.Duration` JSON (`"1.5s"`), or a number of seconds.
+pub(crate) fn duration_field<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(f64),
+        Text(String),
+    }
+    let seconds = match Option::<Raw>::deserialize(de)? {
+        None => return Ok(None),
+        Some(Raw::Seconds(s)) => s,
+        Some(Raw::Text(text)) => text
+            .strip_suffix('s')
+            .and_then(|n| n.parse::<f64>().ok())
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a duration such as \"30s\" or \"0.5s\"")))?,
+    };
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 86_400.0 * 365.0 {
+        return Err(serde::de::Error::custom(format!("{seconds} s is not a duration above 0 and below a year")));
+    }
+    Ok(Some(Duration::from_secs_f64(seconds)))
+}
+
+/// The SHA-256 of a descriptor set's bytes: two sets with the same digest are the same set.
+pub fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// A digest as lower-case hex (how the filter logs it).
+pub fn digest_hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first 6 bytes of a digest as a number: the `descriptor.digest` gauge
+/// (Envoy gauges are integers; 48 bits print exactly wherever stats go).
+pub fn digest_gauge(digest: &[u8; 32]) -> u64 {
+    digest[..6].iter().fold(0u64, |n, b| (n << 8) | u64::from(*b))
+}
+
+/// The answer to a transcodable request while no descriptor set is loaded yet: 503 UNAVAILABLE.
+pub fn not_loaded_reply(source: &str) -> HttpReply {
+    let status = Status::new(
+        Code::Unavailable,
+        format!("rust_grpc_proxy: no descriptor set loaded yet from {source}; retrying"),
+    );
+    HttpReply {
+        status: 503,
+        headers: vec![("content-type".into(), JSON.into())],
+        body: status.to_json(None, &Printer::new(&crate::config::PrintOptions::default())),
+    }
+}
+
+/// Builds one `FileDescriptorSet` (what `proto_descriptor_bin` holds) from
+/// serialized `FileDescriptorProto`s, as gRPC server reflection sends them:
+/// deduplicated by file name, each file after its dependencies. Fails when a
+/// file cannot be decoded or a dependency is missing.
+pub fn descriptor_set_from_files(files: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    use std::collections::BTreeMap;
+    let mut by_name: BTreeMap<String, prost_types::FileDescriptorProto> = BTreeMap::new();
+    for bytes in files {
+        let file = prost_types::FileDescriptorProto::decode(bytes.as_slice())
+            .map_err(|e| format!("a FileDescriptorProto does not decode: {e}"))?;
+        by_name.entry(file.name().to_string()).or_insert(file);
+    }
+    // Depth-first, dependencies first; `state` also stops cycles.
+    let mut ordered = Vec::with_capacity(by_name.len());
+    let mut state: BTreeMap<&str, bool> = BTreeMap::new(); // false: in progress, true: done
+    fn visit<'a>(
+        name: &'a str,
+        by_name: &'a BTreeMap<String, prost_types::FileDescriptorProto>,
+        state: &mut BTreeMap<&'a str, bool>,
+        ordered: &mut Vec<prost_types::FileDescriptorProto>,
+    ) -> Result<(), String> {
+        match state.get(name) {
+            Some(true) => return Ok(()),
+            Some(false) => return Err(format!("import cycle through {name:?}")),
+            None => {}
+        }
+        let file = by_name.get(name).ok_or_else(|| format!("missing file {name:?} (a dependency nobody sent)"))?;
+        state.insert(name, false);
+        for dep in &file.dependency {
+            visit(dep, by_name, state, ordered)?;
+        }
+        state.insert(name, true);
+        ordered.push(file.clone());
+        Ok(())
+    }
+    for name in by_name.keys() {
+        visit(name, &by_name, &mut state, &mut ordered)?;
+    }
+    Ok(prost_types::FileDescriptorSet { file: ordered }.encode_to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, deps: &[&str]) -> Vec<u8> {
+        prost_types::FileDescriptorProto {
+            name: Some(name.into()),
+            dependency: deps.iter().map(|d| d.to_string()).collect(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn reflection_files_are_ordered_after_their_dependencies_and_deduplicated() {
+        let set = descriptor_set_from_files(&[file("a.proto", &["b.proto"]), file("b.proto", &["c.proto"]), file("c.proto", &[]), file("b.proto", &["c.proto"])]).unwrap();
+        let set = prost_types::FileDescriptorSet::decode(set.as_slice()).unwrap();
+        let names: Vec<_> = set.file.iter().map(|f| f.name().to_string()).collect();
+        assert_eq!(names, ["c.proto", "b.proto", "a.proto"]);
+    }
+
+    #[test]
+    fn missing_dependency_and_garbage_are_refused() {
+        let e = descriptor_set_from_files(&[file("a.proto", &["gone.proto"])]).unwrap_err();
+        assert!(e.contains("gone.proto"), "{e}");
+        assert!(descriptor_set_from_files(&[vec![0xff, 0xff, 0xff]]).is_err());
+        let e = descriptor_set_from_files(&[file("a.proto", &["b.proto"]), file("b.proto", &["a.proto"])]).unwrap_err();
+        assert!(e.contains("cycle"), "{e}");
+    }
+
+    #[test]
+    fn urls_split_into_authority_and_path() {
+        let u = |url: &str| DescriptorUrl { cluster: "c".into(), url: url.into(), timeout: None };
+        assert_eq!(u("http://desc:8000/sets/a.pb?v=1").authority_and_path().unwrap(), ("desc:8000", "/sets/a.pb?v=1"));
+        assert_eq!(u("https://desc").authority_and_path().unwrap(), ("desc", "/"));
+        assert!(u("ftp://desc/x").authority_and_path().is_err());
+        assert!(u("http:///x").authority_and_path().is_err());
+        assert!(u("http://h/x").validate().is_ok());
+        assert!(DescriptorUrl { cluster: String::new(), ..u("http://h/x") }.validate().is_err());
+    }
+
+    #[test]
+    fn digests_tell_sets_apart() {
+        let a = digest(b"one");
+        assert_eq!(a, digest(b"one"));
+        assert_ne!(a, digest(b"two"));
+        assert_eq!(digest_hex(&a).len(), 64);
+        assert_eq!(format!("{:012x}", digest_gauge(&a)), digest_hex(&a)[..12]);
+    }
+
+    #[test]
+    fn not_loaded_is_a_503_json_status() {
+        let reply = not_loaded_reply("http://desc/x");
+        assert_eq!(reply.status, 503);
+        let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(body["code"], 14);
+        assert!(body["message"].as_str().unwrap().contains("http://desc/x"));
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use crate::TranscoderConfig;
+
+    #[test]
+    fn descriptor_url_replaces_proto_descriptor_bin_and_refresh_needs_it() {
+        let c = TranscoderConfig::from_json(
+            br#"{"services":["a.B"],"descriptor_url":{"cluster":"d","url":"http://d/set.pb","timeout":"2s"},"refresh_interval":"1.5s","pass_through_until_loaded":true}"#,
+        )
+        .unwrap();
+        assert_eq!(c.refresh_interval, Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(c.descriptor_url.unwrap().timeout(), std::time::Duration::from_secs(2));
+        assert!(c.pass_through_until_loaded);
+        let e = TranscoderConfig::from_json(br#"{"services":["a.B"],"refresh_interval":"1s"}"#).unwrap_err();
+        assert!(e.to_string().contains("descriptor_url"), "{e}");
+        let e = TranscoderConfig::from_json(br#"{"services":["a.B"],"descriptor_url":{"cluster":"d","url":"d/x"}}"#).unwrap_err();
+        assert!(e.to_string().contains("descriptor_url.url"), "{e}");
+        let e = TranscoderConfig::from_json(br#"{"services":["a.B"],"descriptor_url":{"cluster":"d","url":"http://d/x"},"refresh_interval":"-1s"}"#).unwrap_err();
+        assert!(e.to_string().contains("refresh_interval"), "{e}");
+        // Still required when nothing else names a source.
+        assert!(TranscoderConfig::from_json(br#"{"services":["a.B"]}"#).is_err());
+    }
+}
