@@ -139,8 +139,9 @@ def test_descriptor_url_first_load_swap_under_load_and_refusal(example_service, 
         descriptor_server.body = set_a
         wait_for("set A to load", lambda: envoy.get("/v1/shelves").status_code == 200)
         envoy.wait_for_log(r"loaded \d+ routes .* \(sha256 " + hashlib.sha256(set_a).hexdigest(), timeout=5)
-        # Every worker (one VM each) fetches and loads for itself.
-        wait_for("every worker to load set A", lambda: stats(envoy)["rust_grpc_proxy.descriptor.loads"] >= envoy.concurrency)
+        # Every VM (one per worker, one on the main thread) fetches and loads for itself.
+        vms = envoy.concurrency + 1
+        wait_for("every VM to load set A", lambda: stats(envoy)["rust_grpc_proxy.descriptor.loads"] >= vms)
         assert envoy.get(TITLE_PATH).status_code == 404  # not in set A (reject_unknown_method)
         s = stats(envoy)
         assert s["rust_grpc_proxy.descriptor.digest"] == digest_gauge(set_a)
@@ -164,8 +165,7 @@ def test_descriptor_url_first_load_swap_under_load_and_refusal(example_service, 
         assert swapped.is_set()
         failed = [c for c in codes if c != 200]
         assert len(codes) == per_worker * workers and not failed, f"{len(failed)} failed: {sorted(set(failed))}"
-        wait_for("every worker to load set B",
-                 lambda: stats(envoy)["rust_grpc_proxy.descriptor.loads"] >= 2 * envoy.concurrency)
+        wait_for("every VM to load set B", lambda: stats(envoy)["rust_grpc_proxy.descriptor.loads"] >= 2 * vms)
         r = wait_for("set B's route", lambda: (lambda r: r if r.status_code == 200 else None)(envoy.get(TITLE_PATH)))
         assert r.text.strip().startswith('"'), r.text  # response_body: the title alone, a JSON string
         wait_for("set B's digest", lambda: stats(envoy)["rust_grpc_proxy.descriptor.digest"] == digest_gauge(full))
