@@ -66,6 +66,9 @@ pub struct TranscoderConfig {
     /// instead of (or after) `proto_descriptor_bin`.
     #[serde(alias = "descriptorUrl")]
     pub descriptor_url: Option<crate::source::DescriptorUrl>,
+    /// (rust-grpc-proxy) Read the descriptor set from a cluster's gRPC server reflection service.
+    #[serde(alias = "descriptorReflection")]
+    pub descriptor_reflection: Option<crate::source::DescriptorReflection>,
     /// (rust-grpc-proxy) Re-fetch `descriptor_url` this often and swap in a
     /// changed set (Duration JSON, `"30s"`); unset: fetch until the first success only.
     #[serde(alias = "refreshInterval", deserialize_with = "crate::source::duration_field")]
@@ -143,7 +146,7 @@ impl TranscoderConfig {
                 "proto_descriptor",
                 format!("a Wasm filter cannot read the file {path:?}; put its bytes, base64-encoded, in proto_descriptor_bin"),
             )),
-            (None, None) if self.descriptor_url.is_some() => {}
+            (None, None) if self.descriptor_url.is_some() || self.descriptor_reflection.is_some() => {}
             (None, None) => return Err(ConfigError::field(
                 "proto_descriptor_bin",
                 "required (or descriptor_url): the base64 FileDescriptorSet (protoc --include_imports --descriptor_set_out)",
@@ -155,8 +158,18 @@ impl TranscoderConfig {
         }
         if let Some(url) = &self.descriptor_url {
             url.validate()?;
-        } else if self.refresh_interval.is_some() {
-            return Err(ConfigError::field("refresh_interval", "needs descriptor_url: there is nothing to re-fetch"));
+        }
+        match (&self.descriptor_url, &self.descriptor_reflection) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::field("descriptor_reflection", "only one of descriptor_url and descriptor_reflection may be set"))
+            }
+            (None, Some(r)) if r.cluster.is_empty() => {
+                return Err(ConfigError::field("descriptor_reflection.cluster", "must name the cluster of the gRPC server"))
+            }
+            (None, None) if self.refresh_interval.is_some() => {
+                return Err(ConfigError::field("refresh_interval", "needs descriptor_url or descriptor_reflection: there is nothing to re-fetch"))
+            }
+            _ => {}
         }
         if self.services.is_empty() {
             return Err(ConfigError::field(

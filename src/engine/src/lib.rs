@@ -20,6 +20,7 @@ pub mod request;
 pub mod request_stream;
 pub mod response;
 pub mod routes;
+pub mod reflection;
 pub mod source;
 pub mod status;
 pub mod stream;

@@ -63,6 +63,25 @@ impl DescriptorUrl {
     }
 }
 
+/// `descriptor_reflection`: the gRPC server reflection service of a cluster
+/// (`grpc.reflection.v1`, else `v1alpha`), asked for the configured `services`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DescriptorReflection {
+    /// The Envoy cluster of the gRPC server (HTTP/2), often the backend's own.
+    pub cluster: String,
+    /// How long one exchange may take (Duration JSON); 5 s by default.
+    #[serde(default, deserialize_with = "duration_field")]
+    pub timeout: Option<Duration>,
+}
+
+impl DescriptorReflection {
+    /// The exchange timeout in force.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_FETCH_TIMEOUT)
+    }
+}
+
 /// Reads Envoy's `google.protobuf.Duration` JSON (`"1.5s"`), or a number of seconds.
 pub(crate) fn duration_field<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
     #[derive(Deserialize)]
@@ -234,6 +253,13 @@ mod config_tests {
         assert!(e.to_string().contains("descriptor_url.url"), "{e}");
         let e = TranscoderConfig::from_json(br#"{"services":["a.B"],"descriptor_url":{"cluster":"d","url":"http://d/x"},"refresh_interval":"-1s"}"#).unwrap_err();
         assert!(e.to_string().contains("refresh_interval"), "{e}");
+        let c = TranscoderConfig::from_json(br#"{"services":["a.B"],"descriptor_reflection":{"cluster":"grpc_backend"}}"#).unwrap();
+        assert_eq!(c.descriptor_reflection.unwrap().timeout(), super::DEFAULT_FETCH_TIMEOUT);
+        let e = TranscoderConfig::from_json(
+            br#"{"services":["a.B"],"descriptor_reflection":{"cluster":"g"},"descriptor_url":{"cluster":"d","url":"http://d/x"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("only one"), "{e}");
         // Still required when nothing else names a source.
         assert!(TranscoderConfig::from_json(br#"{"services":["a.B"]}"#).is_err());
     }
