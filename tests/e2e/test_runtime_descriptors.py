@@ -11,6 +11,10 @@ then bytes that are no descriptor set.
 from __future__ import annotations
 
 import hashlib
+import socket
+import subprocess
+import sys
+import types
 import http.server
 import threading
 import time
@@ -202,6 +206,70 @@ def test_pass_through_until_loaded(example_service, e2e_dir, descriptor_server):
         assert "rust_grpc_proxy.descriptor.not_loaded_replies" not in stats(envoy)
         descriptor_server.body = harness.DESCRIPTORS.read_bytes()
         wait_for("the set to load", lambda: envoy.get("/v1/shelves").status_code == 200)
+        envoy.assert_no_wasm_failures()
+    finally:
+        envoy.stop()
+
+
+GREETER_SERVER = harness.REPO / "tests" / "gateway" / "greeter_server.py"
+GREETER_PB = harness.REPO / "envoy" / "gateway" / "greeter.pb"
+
+
+def free_port() -> int:
+    """An ephemeral port of 127.0.0.1, free now (for a server started later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_reflection_source_unavailable_at_start_then_available(e2e_dir):
+    """descriptor_reflection on the backend's own cluster, served by Python grpcio
+    (grpcio-reflection sends a file without its imports: the filter asks for them)."""
+    port = free_port()
+    backend = types.SimpleNamespace(host="127.0.0.1", port=port, address=f"127.0.0.1:{port}")
+    options = {
+        "services": ["greeter.v1.Greeter"],
+        "descriptor_reflection": {"cluster": "grpc_backend", "timeout": "2s"},
+        "convert_grpc_status": True,
+    }
+    envoy = harness.Envoy("wasm", options, backend, e2e_dir / "runtime-reflection").start()
+    greeter = None
+    try:
+        r = envoy.get("/greeter/v1/greetings/ann")
+        assert r.status_code == 503 and "gRPC server reflection" in r.json()["message"], r.text
+        wait_for("a failed reflection exchange", lambda: stats(envoy).get("rust_grpc_proxy.descriptor.failures", 0) >= 1)
+
+        greeter = subprocess.Popen(
+            [sys.executable, str(GREETER_SERVER), "--descriptor", str(GREETER_PB), "--listen", f"127.0.0.1:{port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = greeter.stdout.readline()  # the server prints `listening on` first, or dies
+        assert line.startswith("listening on"), line
+
+        r = wait_for("the set from reflection", lambda: (lambda r: r if r.status_code == 200 else None)(
+            envoy.get("/greeter/v1/greetings/ann")))
+        assert r.json()["message"] == "Greetings, ann."
+        r = envoy.post("/greeter/v1/hello", {"name": "reflected"})
+        assert r.status_code == 200 and r.json()["message"] == "Hello, reflected!", r.text
+        envoy.wait_for_log(r"loaded 2 routes for greeter\.v1\.Greeter .* from gRPC server reflection")
+        assert stats(envoy)["rust_grpc_proxy.requests.greeter_v1_Greeter.SayHello.200"] >= 1
+        envoy.assert_no_wasm_failures()
+    finally:
+        envoy.stop()
+        if greeter is not None:
+            greeter.terminate()
+            greeter.wait(timeout=10)
+
+
+def test_reflection_absent_tries_v1_then_v1alpha_and_says_so(example_service, e2e_dir):
+    """The example tonic service serves no reflection: both versions answer UNIMPLEMENTED,
+    the filter reports it, keeps answering 503, and native gRPC still passes."""
+    options = {"services": ["bookstore.v1.Bookstore"], "descriptor_reflection": {"cluster": "grpc_backend"}}
+    envoy = harness.Envoy("wasm", options, example_service, e2e_dir / "runtime-no-reflection").start()
+    try:
+        envoy.wait_for_log(r"grpc\.reflection\.v1alpha\.ServerReflection stream ended \(grpc-status 12", timeout=10)
+        assert "grpc.reflection.v1.ServerReflection stream ended" not in envoy.log_text()  # v1 fell back silently
+        assert envoy.get("/v1/shelves").status_code == 503
+        assert envoy.grpc("/bookstore.v1.Bookstore/ListShelves").grpc_status == 0
         envoy.assert_no_wasm_failures()
     finally:
         envoy.stop()

@@ -133,45 +133,62 @@ pub fn not_loaded_reply(source: &str) -> HttpReply {
     }
 }
 
+/// The two fields of a `FileDescriptorProto` the ordering needs. Decoding the
+/// whole file with `prost_types` and encoding it again would drop what prost
+/// does not know, such as the `google.api.http` options: files are kept as sent.
+#[derive(Clone, PartialEq, Message)]
+struct FileHeader {
+    #[prost(string, optional, tag = "1")]
+    name: Option<String>,
+    #[prost(string, repeated, tag = "3")]
+    dependency: Vec<String>,
+}
+
 /// Builds one `FileDescriptorSet` (what `proto_descriptor_bin` holds) from
 /// serialized `FileDescriptorProto`s, as gRPC server reflection sends them:
-/// deduplicated by file name, each file after its dependencies. Fails when a
-/// file cannot be decoded or a dependency is missing.
+/// deduplicated by file name, each file after its dependencies, each file's
+/// bytes unchanged. Fails when a file cannot be decoded or a dependency is missing.
 pub fn descriptor_set_from_files(files: &[Vec<u8>]) -> Result<Vec<u8>, String> {
     use std::collections::BTreeMap;
-    let mut by_name: BTreeMap<String, prost_types::FileDescriptorProto> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, (FileHeader, &[u8])> = BTreeMap::new();
     for bytes in files {
-        let file = prost_types::FileDescriptorProto::decode(bytes.as_slice())
-            .map_err(|e| format!("a FileDescriptorProto does not decode: {e}"))?;
-        by_name.entry(file.name().to_string()).or_insert(file);
+        let header = FileHeader::decode(bytes.as_slice()).map_err(|e| format!("a FileDescriptorProto does not decode: {e}"))?;
+        by_name.entry(header.name.clone().unwrap_or_default()).or_insert((header, bytes));
     }
     // Depth-first, dependencies first; `state` also stops cycles.
-    let mut ordered = Vec::with_capacity(by_name.len());
+    let mut ordered: Vec<&[u8]> = Vec::with_capacity(by_name.len());
     let mut state: BTreeMap<&str, bool> = BTreeMap::new(); // false: in progress, true: done
     fn visit<'a>(
         name: &'a str,
-        by_name: &'a BTreeMap<String, prost_types::FileDescriptorProto>,
+        by_name: &'a BTreeMap<String, (FileHeader, &'a [u8])>,
         state: &mut BTreeMap<&'a str, bool>,
-        ordered: &mut Vec<prost_types::FileDescriptorProto>,
+        ordered: &mut Vec<&'a [u8]>,
     ) -> Result<(), String> {
         match state.get(name) {
             Some(true) => return Ok(()),
             Some(false) => return Err(format!("import cycle through {name:?}")),
             None => {}
         }
-        let file = by_name.get(name).ok_or_else(|| format!("missing file {name:?} (a dependency nobody sent)"))?;
+        let (header, bytes) = by_name.get(name).ok_or_else(|| format!("missing file {name:?} (a dependency nobody sent)"))?;
         state.insert(name, false);
-        for dep in &file.dependency {
+        for dep in &header.dependency {
             visit(dep, by_name, state, ordered)?;
         }
         state.insert(name, true);
-        ordered.push(file.clone());
+        ordered.push(bytes);
         Ok(())
     }
     for name in by_name.keys() {
         visit(name, &by_name, &mut state, &mut ordered)?;
     }
-    Ok(prost_types::FileDescriptorSet { file: ordered }.encode_to_vec())
+    // FileDescriptorSet { repeated FileDescriptorProto file = 1; }, written field by field.
+    let mut set = Vec::with_capacity(ordered.iter().map(|f| f.len() + 6).sum());
+    for file in ordered {
+        prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut set);
+        prost::encoding::encode_varint(file.len() as u64, &mut set);
+        set.extend_from_slice(file);
+    }
+    Ok(set)
 }
 
 #[cfg(test)]
@@ -193,6 +210,15 @@ mod tests {
         let set = prost_types::FileDescriptorSet::decode(set.as_slice()).unwrap();
         let names: Vec<_> = set.file.iter().map(|f| f.name().to_string()).collect();
         assert_eq!(names, ["c.proto", "b.proto", "a.proto"]);
+    }
+
+    #[test]
+    fn files_keep_options_prost_does_not_know() {
+        // a.proto whose MethodOptions-like bytes carry an unknown field (as google.api.http is).
+        let mut a = file("a.proto", &[]);
+        a.extend_from_slice(&[0xc2, 0x3e, 0x02, 0x08, 0x01]); // field 1000, length-delimited, 2 bytes
+        let set = descriptor_set_from_files(&[a.clone()]).unwrap();
+        assert!(set.ends_with(&a), "the file's bytes must be kept as sent");
     }
 
     #[test]

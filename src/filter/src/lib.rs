@@ -24,7 +24,8 @@ use std::time::{Duration, SystemTime};
 use log::{debug, error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
-use transcoder::source::{self, DescriptorUrl};
+use transcoder::reflection::{self, ReflectionFetch};
+use transcoder::source::{self, DescriptorReflection, DescriptorUrl};
 use transcoder::{TranscoderConfig, GrpcStatusHeaders, HttpReply, RequestOutcome, RequestPlan, ResponseStream, Status, Transcoder};
 
 proxy_wasm::main! {{
@@ -43,13 +44,33 @@ struct Root {
     remote: Option<Remote>,
 }
 
-/// A descriptor set fetched over HTTP by the root context, on its tick.
+/// Where the descriptor set is fetched from.
+enum Source {
+    Url(DescriptorUrl),
+    Reflection(DescriptorReflection),
+}
+
+/// A reflection exchange in progress.
+struct Exchange {
+    fetch: ReflectionFetch,
+    /// Index in [`reflection::SERVICES`] (v1, then v1alpha).
+    version: usize,
+    /// The server answered at least once on this stream.
+    answered: bool,
+    /// The stream has no timeout of its own: the tick cancels it past this.
+    deadline: SystemTime,
+}
+
+/// A descriptor set fetched by the root context, on its tick.
 struct Remote {
     /// The configuration the fetched sets are loaded with (no descriptor bytes).
     config: TranscoderConfig,
-    url: DescriptorUrl,
-    /// The in-flight fetch, if any.
+    source: Source,
+    /// What the log and the 503 answer call the source.
+    name: String,
+    /// The in-flight fetch (HTTP call or reflection stream token), if any.
     pending: Option<u32>,
+    exchange: Option<Exchange>,
     /// When the next fetch is due (None: never again).
     next_fetch: Option<SystemTime>,
     /// Digest of the fetched set in service.
@@ -148,23 +169,68 @@ impl Root {
 
     /// Starts a descriptor fetch when one is due (called on every tick).
     fn poll_descriptors(&mut self) {
+        let Ok(now) = proxy_wasm::hostcalls::get_current_time() else { return };
+        self.expire_reflection(now);
         let Some(remote) = self.remote.as_mut() else { return };
         let Some(due) = remote.next_fetch else { return };
-        let Ok(now) = proxy_wasm::hostcalls::get_current_time() else { return };
         if remote.pending.is_some() || now < due {
             return;
         }
         // Set before the call: a failed dispatch is retried at the next period, not at every tick.
         remote.next_fetch = next_fetch(now, self.transcoder.is_some(), remote.config.refresh_interval);
-        let Ok((authority, path)) = remote.url.authority_and_path() else { return };
-        let headers = [(":method", "GET"), (":path", path), (":authority", authority), ("accept", "application/octet-stream")];
-        match proxy_wasm::hostcalls::dispatch_http_call(&remote.url.cluster, headers.to_vec(), None, Vec::new(), remote.url.timeout()) {
-            Ok(token) => remote.pending = Some(token),
-            Err(e) => {
-                metrics::count("descriptor.failures");
-                warn!("rust_grpc_proxy: cannot fetch the descriptor set from {} on cluster {:?}: {e:?}", remote.url.url, remote.url.cluster);
+        match &remote.source {
+            Source::Url(url) => {
+                let Ok((authority, path)) = url.authority_and_path() else { return };
+                let headers = [(":method", "GET"), (":path", path), (":authority", authority), ("accept", "application/octet-stream")];
+                match proxy_wasm::hostcalls::dispatch_http_call(&url.cluster, headers.to_vec(), None, Vec::new(), url.timeout()) {
+                    Ok(token) => remote.pending = Some(token),
+                    Err(e) => {
+                        metrics::count("descriptor.failures");
+                        warn!("rust_grpc_proxy: cannot fetch the descriptor set from {} on cluster {:?}: {e:?}", url.url, url.cluster);
+                    }
+                }
             }
+            Source::Reflection(_) => self.start_reflection(0, now),
         }
+    }
+
+    /// Opens a reflection stream (`version`: index in [`reflection::SERVICES`]) and asks for the services' files.
+    fn start_reflection(&mut self, version: usize, now: SystemTime) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let Source::Reflection(r) = &remote.source else { return };
+        let Some(service_name) = reflection::SERVICES.get(version) else { return };
+        let (fetch, requests) = ReflectionFetch::new(&remote.config.services);
+        let service = grpc_service_for_cluster(&r.cluster, None);
+        let opened = proxy_wasm::hostcalls::open_grpc_stream(&service, service_name, reflection::METHOD, Vec::new())
+            .map_err(|e| format!("cannot open a stream to cluster {:?}: {e:?}", r.cluster))
+            .and_then(|token| {
+                for request in &requests {
+                    proxy_wasm::hostcalls::send_grpc_stream_message(token, Some(request), false)
+                        .map_err(|e| format!("cannot send on the reflection stream: {e:?}"))?;
+                }
+                Ok(token)
+            });
+        match opened {
+            Ok(token) => {
+                remote.pending = Some(token);
+                let deadline = now.checked_add(r.timeout()).unwrap_or(now);
+                remote.exchange = Some(Exchange { fetch, version, answered: false, deadline });
+            }
+            Err(e) => self.descriptor_fetched(Err(e)),
+        }
+    }
+
+    /// Gives up on a reflection exchange past its deadline.
+    fn expire_reflection(&mut self, now: SystemTime) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let (Some(token), Some(exchange)) = (remote.pending, remote.exchange.as_ref()) else { return };
+        if now < exchange.deadline {
+            return;
+        }
+        remote.pending = None;
+        remote.exchange = None;
+        let _ = proxy_wasm::hostcalls::cancel_grpc_stream(token);
+        self.descriptor_fetched(Err("the reflection service did not send every file in time".into()));
     }
 
     /// Checks a fetched set and swaps it in, or keeps the set in service.
@@ -175,7 +241,7 @@ impl Root {
             Err(e) => {
                 metrics::count("descriptor.failures");
                 let kept = if self.transcoder.is_some() { "the set in service stays" } else { "no set loaded yet, retrying" };
-                warn!("rust_grpc_proxy: descriptor fetch from {} failed: {e}; {kept}", remote.url.url);
+                warn!("rust_grpc_proxy: descriptor fetch from {} failed: {e}; {kept}", remote.name);
                 return;
             }
         };
@@ -189,7 +255,7 @@ impl Root {
             Ok(transcoder) => {
                 remote.digest = Some(digest);
                 remote.refused = None;
-                let origin = format!("{} (sha256 {})", remote.url.url, source::digest_hex(&digest));
+                let origin = format!("{} (sha256 {})", remote.name, source::digest_hex(&digest));
                 let first = self.transcoder.is_none();
                 metrics::count("descriptor.loads");
                 metrics::gauge("descriptor.digest", source::digest_gauge(&digest));
@@ -211,7 +277,7 @@ impl Root {
                 let kept = if self.transcoder.is_some() { "the set in service stays" } else { "no set loaded yet" };
                 error!(
                     "rust_grpc_proxy: descriptor set from {} (sha256 {}) refused: {e}; {kept}",
-                    remote.url.url,
+                    remote.name,
                     source::digest_hex(&digest)
                 );
             }
@@ -232,6 +298,56 @@ fn next_fetch(now: SystemTime, loaded: bool, refresh: Option<Duration>) -> Optio
 }
 
 impl Context for Root {
+    fn on_grpc_stream_message(&mut self, token: u32, size: usize) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let (Some(pending), Some(exchange)) = (remote.pending, remote.exchange.as_mut()) else { return };
+        if pending != token {
+            return;
+        }
+        exchange.answered = true;
+        let step = host::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+            .map_err(|e| format!("cannot read a reflection message: {e}"))
+            .and_then(|message| exchange.fetch.on_response(&message));
+        let result = match step {
+            Ok(more) => {
+                for request in &more {
+                    if let Err(e) = proxy_wasm::hostcalls::send_grpc_stream_message(token, Some(request), false) {
+                        debug!("rust_grpc_proxy: reflection stream send failed: {e:?}");
+                    }
+                }
+                if !exchange.fetch.is_complete() {
+                    return;
+                }
+                exchange.fetch.descriptor_set()
+            }
+            Err(e) => Err(e),
+        };
+        remote.pending = None;
+        remote.exchange = None;
+        let _ = proxy_wasm::hostcalls::cancel_grpc_stream(token);
+        self.descriptor_fetched(result);
+    }
+
+    fn on_grpc_stream_close(&mut self, token: u32, status_code: u32) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        if remote.pending != Some(token) {
+            return;
+        }
+        remote.pending = None;
+        let Some(exchange) = remote.exchange.take() else { return };
+        // UNIMPLEMENTED before any answer: the server has no v1 reflection; try v1alpha.
+        if status_code == 12 && !exchange.answered && exchange.version + 1 < reflection::SERVICES.len() {
+            let now = proxy_wasm::hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH);
+            self.start_reflection(exchange.version + 1, now);
+            return;
+        }
+        let message = proxy_wasm::hostcalls::get_grpc_status().ok().and_then(|(_, m)| m).unwrap_or_default();
+        self.descriptor_fetched(Err(format!(
+            "the {} stream ended (grpc-status {status_code} {message}) before every file arrived",
+            reflection::SERVICES.get(exchange.version).copied().unwrap_or("reflection")
+        )));
+    }
+
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         let Some(remote) = self.remote.as_mut() else { return };
         if remote.pending != Some(token) {
@@ -268,13 +384,20 @@ impl RootContext for Root {
                 return false;
             }
         };
-        if let Some(url) = config.descriptor_url.clone() {
+        let source = match (config.descriptor_url.clone(), config.descriptor_reflection.clone()) {
+            (Some(url), _) => Some((url.url.clone(), Source::Url(url))),
+            (None, Some(r)) => Some((format!("gRPC server reflection on cluster {:?}", r.cluster), Source::Reflection(r))),
+            (None, None) => None,
+        };
+        if let Some((name, source)) = source {
             let mut template = config.clone();
             template.proto_descriptor_bin = None;
             self.remote = Some(Remote {
                 config: template,
-                url,
+                source,
+                name,
                 pending: None,
+                exchange: None,
                 next_fetch: started.or(Some(SystemTime::UNIX_EPOCH)),
                 digest: None,
                 refused: None,
@@ -294,7 +417,7 @@ impl RootContext for Root {
                 }
             }
         } else if let Some(remote) = &self.remote {
-            info!("rust_grpc_proxy: waiting for the descriptor set from {} (cluster {})", remote.url.url, remote.url.cluster);
+            info!("rust_grpc_proxy: waiting for the descriptor set from {}", remote.name);
         }
         // One tick serves deadlines, held streams and descriptor fetches.
         if let Err(e) = proxy_wasm::hostcalls::set_tick_period(DEADLINE_TICK) {
@@ -311,7 +434,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let not_ready = match (&self.transcoder, &self.remote) {
-            (None, Some(remote)) if !remote.config.pass_through_until_loaded => Some(Rc::from(remote.url.url.as_str())),
+            (None, Some(remote)) if !remote.config.pass_through_until_loaded => Some(Rc::from(remote.name.as_str())),
             _ => None,
         };
         Some(Box::new(Request {
