@@ -273,3 +273,27 @@ def test_reflection_absent_tries_v1_then_v1alpha_and_says_so(example_service, e2
         envoy.assert_no_wasm_failures()
     finally:
         envoy.stop()
+
+
+class ReflectingExampleService(harness.ExampleService):
+    """The tonic example service with `--reflection` (grpc.reflection.v1alpha only:
+    tonic sends a file with all its imports at once)."""
+
+    def command(self) -> list[str]:
+        return super().command() + ["--reflection"]
+
+
+def test_reflection_from_tonic_falls_back_to_v1alpha(e2e_dir):
+    backend = ReflectingExampleService(e2e_dir / "example-service-reflection").start()
+    options = harness.with_defaults(descriptor_reflection={"cluster": "grpc_backend"})
+    envoy = harness.Envoy("wasm", options, backend, e2e_dir / "runtime-tonic-reflection").start()
+    try:
+        r = wait_for("the set from tonic's reflection", lambda: (lambda r: r if r.status_code == 200 else None)(
+            envoy.get("/v1/shelves/7")))
+        assert r.json() == {"id": "7", "theme": "Shelf 7"}
+        assert envoy.post("/v1/shelves", {"theme": "Poetry"}).json()["theme"] == "Poetry"
+        envoy.wait_for_log(r"loaded \d+ routes for bookstore\.v1\.Bookstore, echo\.v1\.EchoService .* from gRPC server reflection")
+        envoy.assert_no_wasm_failures()
+    finally:
+        envoy.stop()
+        backend.stop()
