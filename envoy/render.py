@@ -17,7 +17,8 @@ envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder
 (snake_case, as in its JSON/YAML form), without the descriptor: the default is
 envoy/transcoder-options.json. The descriptor set is added as
 `proto_descriptor_bin` (base64, inline) for both filters, unless the options
-already carry `proto_descriptor` or `proto_descriptor_bin`. The native flavour
+already carry `proto_descriptor`, `proto_descriptor_bin`, `descriptor_url` or
+`descriptor_reflection`. The native flavour
 gets the set without the HTTP rules Envoy's transcoder refuses at load (see
 native_compatible_descriptor below).
 
@@ -207,7 +208,8 @@ def transcoder_config(flavour: str, options: dict | None, descriptor: str | os.P
     if flavour not in TEMPLATES:
         raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
     opts = dict(default_options() if options is None else options)
-    if "proto_descriptor" not in opts and "proto_descriptor_bin" not in opts:
+    # descriptor_url, descriptor_reflection (rust-grpc-proxy): the filter fetches the set itself.
+    if not {"proto_descriptor", "proto_descriptor_bin", "descriptor_url", "descriptor_reflection"} & opts.keys():
         if descriptor is None:
             raise ValueError("a descriptor set is needed (descriptor=...)")
         data = Path(descriptor).read_bytes()

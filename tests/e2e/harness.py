@@ -212,7 +212,8 @@ class Envoy:
     """
 
     def __init__(self, flavour: str, options: dict | None, backend: ExampleService, workdir: Path,
-                 *, route_timeout: str = "15s", concurrency: int = ENVOY_CONCURRENCY):
+                 *, route_timeout: str = "15s", concurrency: int = ENVOY_CONCURRENCY,
+                 extra_clusters: str = ""):
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
         self.flavour = flavour
@@ -221,6 +222,8 @@ class Envoy:
         self.workdir = workdir
         self.route_timeout = route_timeout
         self.concurrency = concurrency
+        # YAML list items appended to static_resources.clusters (the template's last section).
+        self.extra_clusters = extra_clusters
         self.config_path = workdir / "envoy.yaml"
         self.log_path = workdir / "envoy.log"
         self.admin_address_path = workdir / "admin-address"
@@ -254,7 +257,7 @@ class Envoy:
             self.flavour, descriptor=DESCRIPTORS, wasm=wasm, options=self.options,
             listen_port=0, admin_port=0,  # Envoy picks free ports; read back below
             backend_host=self.backend.host, backend_port=self.backend.port,
-            route_timeout=self.route_timeout))
+            route_timeout=self.route_timeout) + self.extra_clusters)
         (self.workdir / "options.json").write_text(json.dumps(self.options, indent=2) + "\n")
         cmd = [
             str(envoy), "-c", str(self.config_path),

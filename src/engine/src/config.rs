@@ -62,6 +62,21 @@ pub struct TranscoderConfig {
     /// `capture_unknown_query_parameters`); accepted for compatibility, has no effect yet.
     #[serde(alias = "captureUnknownQueryParameters")]
     pub capture_unknown_query_parameters: bool,
+    /// (rust-grpc-proxy) Fetch the descriptor set over HTTP(S) from a cluster,
+    /// instead of (or after) `proto_descriptor_bin`.
+    #[serde(alias = "descriptorUrl")]
+    pub descriptor_url: Option<crate::source::DescriptorUrl>,
+    /// (rust-grpc-proxy) Read the descriptor set from a cluster's gRPC server reflection service.
+    #[serde(alias = "descriptorReflection")]
+    pub descriptor_reflection: Option<crate::source::DescriptorReflection>,
+    /// (rust-grpc-proxy) Re-fetch `descriptor_url` this often and swap in a
+    /// changed set (Duration JSON, `"30s"`); unset: fetch until the first success only.
+    #[serde(alias = "refreshInterval", deserialize_with = "crate::source::duration_field")]
+    pub refresh_interval: Option<std::time::Duration>,
+    /// (rust-grpc-proxy) Until the first fetched set is loaded, pass requests
+    /// through untouched instead of answering 503.
+    #[serde(alias = "passThroughUntilLoaded")]
+    pub pass_through_until_loaded: bool,
 }
 
 /// Envoy's `GrpcJsonTranscoder.PrintOptions`.
@@ -131,14 +146,30 @@ impl TranscoderConfig {
                 "proto_descriptor",
                 format!("a Wasm filter cannot read the file {path:?}; put its bytes, base64-encoded, in proto_descriptor_bin"),
             )),
+            (None, None) if self.descriptor_url.is_some() || self.descriptor_reflection.is_some() => {}
             (None, None) => return Err(ConfigError::field(
                 "proto_descriptor_bin",
-                "required: the base64 FileDescriptorSet (protoc --include_imports --descriptor_set_out)",
+                "required (or descriptor_url): the base64 FileDescriptorSet (protoc --include_imports --descriptor_set_out)",
             )),
             (None, Some(bytes)) if bytes.is_empty() => {
                 return Err(ConfigError::field("proto_descriptor_bin", "is empty"))
             }
             (None, Some(_)) => {}
+        }
+        if let Some(url) = &self.descriptor_url {
+            url.validate()?;
+        }
+        match (&self.descriptor_url, &self.descriptor_reflection) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::field("descriptor_reflection", "only one of descriptor_url and descriptor_reflection may be set"))
+            }
+            (None, Some(r)) if r.cluster.is_empty() => {
+                return Err(ConfigError::field("descriptor_reflection.cluster", "must name the cluster of the gRPC server"))
+            }
+            (None, None) if self.refresh_interval.is_some() => {
+                return Err(ConfigError::field("refresh_interval", "needs descriptor_url or descriptor_reflection: there is nothing to re-fetch"))
+            }
+            _ => {}
         }
         if self.services.is_empty() {
             return Err(ConfigError::field(

@@ -20,6 +20,8 @@ pub mod request;
 pub mod request_stream;
 pub mod response;
 pub mod routes;
+pub mod reflection;
+pub mod source;
 pub mod status;
 pub mod stream;
 pub mod surface;
@@ -125,6 +127,14 @@ impl Transcoder {
     /// Loads a plugin configuration (the JSON of Envoy's `GrpcJsonTranscoder`).
     pub fn from_json(config: &[u8]) -> Result<Self, ConfigError> {
         Transcoder::new(TranscoderConfig::from_json(config)?)
+    }
+
+    /// Loads `config` with `descriptor_set` in place of its own descriptor
+    /// (a set fetched from a `descriptor_url`).
+    pub fn with_descriptor_set(config: &TranscoderConfig, descriptor_set: Vec<u8>) -> Result<Self, ConfigError> {
+        let mut config = config.clone();
+        config.proto_descriptor_bin = Some(descriptor_set);
+        Transcoder::new(config)
     }
 
     /// Loads an already parsed configuration.

@@ -4,6 +4,7 @@
 //! in front of two instances of this backend give comparable answers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -613,10 +614,35 @@ fn slice_body(size: Option<usize>, response: http::Response<tonic::body::Body>) 
 /// Both services behind one path router, with the trailers layer on the
 /// Bookstore. Serve it with [`serve`].
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Routes {
     bookstore: BookstoreServer<BookstoreImpl>,
     echo: EchoServiceServer<EchoImpl>,
+    /// `grpc.reflection.v1alpha.ServerReflection`, when serving with reflection.
+    reflection: Option<Arc<dyn Fn(http::Request<tonic::body::Body>) -> BoxFuture<http::Response<tonic::body::Body>> + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes").field("reflection", &self.reflection.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Routes {
+    /// The same routes plus gRPC server reflection (v1alpha only) over [`DESCRIPTOR_SET`].
+    pub fn with_reflection() -> Result<Self, String> {
+        let server = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| format!("cannot build the reflection service: {e}"))?;
+        Ok(Routes {
+            reflection: Some(Arc::new(move |request| {
+                let mut server = server.clone();
+                Box::pin(tonic::codegen::Service::call(&mut server, request))
+            })),
+            ..Routes::default()
+        })
+    }
 }
 
 impl Default for Routes {
@@ -630,6 +656,7 @@ impl Default for Routes {
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
             echo: EchoServiceServer::new(EchoImpl),
+            reflection: None,
         }
     }
 }
@@ -658,6 +685,8 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Routes {
             Box::pin(async move { Ok(slice_body(slices, move_status_to_trailers(&path, fut.await?))) })
         } else if path.starts_with("/echo.v1.EchoService/") {
             Box::pin(self.echo.call(request))
+        } else if let Some(reflection) = self.reflection.as_ref().filter(|_| path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")) {
+            reflection(request)
         } else {
             Box::pin(async move {
                 Ok(Status::unimplemented(format!("unknown service for {path}")).into_http())
@@ -671,8 +700,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    serve_routes(Routes::default(), listener, shutdown).await
+}
+
+/// Serves `routes` (e.g. [`Routes::with_reflection`]) on `listener` until `shutdown` completes.
+pub async fn serve_routes(
+    routes: Routes,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .serve_with_incoming_shutdown(Routes::default(), incoming, shutdown)
+        .serve_with_incoming_shutdown(routes, incoming, shutdown)
         .await
 }

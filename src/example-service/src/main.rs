@@ -12,10 +12,11 @@ const USAGE: &str = "\
 example-service: the example gRPC backend (bookstore.v1.Bookstore + echo.v1.EchoService)
 
 USAGE:
-    example-service serve [--listen ADDR]
+    example-service serve [--listen ADDR] [--reflection]
         Serve both services over plaintext HTTP/2 gRPC on ADDR
         (default 127.0.0.1:50051; port 0 picks a free port). Prints
         `listening on <addr>` once the socket is bound; exits on SIGTERM/SIGINT.
+        --reflection also serves grpc.reflection.v1alpha.ServerReflection.
 
     example-service descriptor-set OUT_FILE
         Write the embedded FileDescriptorSet (every import included, with the
@@ -26,7 +27,7 @@ USAGE:
 ";
 
 enum Command {
-    Serve { listen: SocketAddr },
+    Serve { listen: SocketAddr, reflection: bool },
     DescriptorSet { out: String },
     Help,
 }
@@ -39,6 +40,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
         "-h" | "--help" | "help" => Ok(Command::Help),
         "serve" => {
             let mut listen = DEFAULT_LISTEN.to_owned();
+            let mut reflection = false;
             let mut rest = rest.iter();
             while let Some(arg) = rest.next() {
                 if arg == "-h" || arg == "--help" {
@@ -48,6 +50,8 @@ fn parse(args: &[String]) -> Result<Command, String> {
                         .next()
                         .ok_or("--listen needs a value (e.g. --listen 127.0.0.1:50051)")?
                         .clone();
+                } else if arg == "--reflection" {
+                    reflection = true;
                 } else if let Some(value) = arg.strip_prefix("--listen=") {
                     listen = value.to_owned();
                 } else {
@@ -57,7 +61,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
             let listen = listen.parse().map_err(|e| {
                 format!("--listen `{listen}` is not an IP:PORT socket address: {e}")
             })?;
-            Ok(Command::Serve { listen })
+            Ok(Command::Serve { listen, reflection })
         }
         "descriptor-set" => match rest {
             [flag] if flag == "-h" || flag == "--help" => Ok(Command::Help),
@@ -92,7 +96,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { listen } => match serve(listen) {
+        Command::Serve { listen, reflection } => match serve(listen, reflection) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("example-service: {e}");
@@ -102,7 +106,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(listen: SocketAddr) -> Result<(), String> {
+fn serve(listen: SocketAddr, reflection: bool) -> Result<(), String> {
+    let routes = if reflection { example_service::Routes::with_reflection()? } else { example_service::Routes::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -127,7 +132,7 @@ fn serve(listen: SocketAddr) -> Result<(), String> {
         // (GOAWAY); a client that keeps its connection open gets
         // SHUTDOWN_GRACE, then the process exits anyway.
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = example_service::serve(listener, async {
+        let server = example_service::serve_routes(routes, listener, async {
             let _ = stop_rx.await;
         });
         tokio::pin!(server);

@@ -15,6 +15,7 @@
 //!   message (see [`Live`]); to a request without a body: answered at its end.
 
 mod host;
+mod metrics;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,12 +24,14 @@ use std::time::{Duration, SystemTime};
 use log::{debug, error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
-use transcoder::{GrpcStatusHeaders, HttpReply, RequestOutcome, RequestPlan, ResponseStream, Status, Transcoder};
+use transcoder::reflection::{self, ReflectionFetch};
+use transcoder::source::{self, DescriptorReflection, DescriptorUrl};
+use transcoder::{TranscoderConfig, GrpcStatusHeaders, HttpReply, RequestOutcome, RequestPlan, ResponseStream, Status, Transcoder};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { transcoder: None, deadlines: Rc::default() })
+        Box::new(Root { transcoder: None, deadlines: Rc::default(), remote: None })
     });
 }}
 
@@ -37,7 +40,49 @@ struct Root {
     transcoder: Option<Rc<Transcoder>>,
     /// The calls the filter made itself and when they must have answered.
     deadlines: Deadlines,
+    /// The descriptor set comes (also) from a `descriptor_url`.
+    remote: Option<Remote>,
 }
+
+/// Where the descriptor set is fetched from.
+enum Source {
+    Url(DescriptorUrl),
+    Reflection(DescriptorReflection),
+}
+
+/// A reflection exchange in progress.
+struct Exchange {
+    fetch: ReflectionFetch,
+    /// Index in [`reflection::SERVICES`] (v1, then v1alpha).
+    version: usize,
+    /// The server answered at least once on this stream.
+    answered: bool,
+    /// The stream has no timeout of its own: the tick cancels it past this.
+    deadline: SystemTime,
+}
+
+/// A descriptor set fetched by the root context, on its tick.
+struct Remote {
+    /// The configuration the fetched sets are loaded with (no descriptor bytes).
+    config: TranscoderConfig,
+    source: Source,
+    /// What the log and the 503 answer call the source.
+    name: String,
+    /// The in-flight fetch (HTTP call or reflection stream token), if any.
+    pending: Option<u32>,
+    exchange: Option<Exchange>,
+    /// When the next fetch is due (None: never again).
+    next_fetch: Option<SystemTime>,
+    /// Digest of the fetched set in service.
+    digest: Option<[u8; 32]>,
+    /// Digest of the last set refused, so that an unchanged broken set is
+    /// reported once, not at every poll.
+    refused: Option<[u8; 32]>,
+}
+
+/// How often a worker retries the descriptor fetch while it has no set at all
+/// (or the refresh interval, when shorter).
+const FIRST_LOAD_RETRY: Duration = Duration::from_secs(1);
 
 /// A gRPC call the filter made itself (for a request without a body). Envoy 1.40's
 /// gRPC streams from Wasm have no timeout of their own, so without this a backend
@@ -105,7 +150,221 @@ impl Root {
     }
 }
 
-impl Context for Root {}
+impl Root {
+    /// Puts `transcoder` in service for new requests; requests in flight keep
+    /// the one they started with (they hold their own `Rc`).
+    fn install(&mut self, transcoder: Transcoder, origin: &str, elapsed: Duration, size: usize) {
+        for warning in transcoder.warnings() {
+            warn!("rust_grpc_proxy: {warning}");
+        }
+        info!(
+            "rust_grpc_proxy: loaded {} routes for {} in {:.1} ms ({} bytes from {origin})",
+            transcoder.routes().len(),
+            transcoder.config().services.join(", "),
+            elapsed.as_secs_f64() * 1000.0,
+            size
+        );
+        self.transcoder = Some(Rc::new(transcoder));
+    }
+
+    /// Starts a descriptor fetch when one is due (called on every tick).
+    fn poll_descriptors(&mut self) {
+        let Ok(now) = proxy_wasm::hostcalls::get_current_time() else { return };
+        self.expire_reflection(now);
+        let Some(remote) = self.remote.as_mut() else { return };
+        let Some(due) = remote.next_fetch else { return };
+        if remote.pending.is_some() || now < due {
+            return;
+        }
+        // Set before the call: a failed dispatch is retried at the next period, not at every tick.
+        remote.next_fetch = next_fetch(now, self.transcoder.is_some(), remote.config.refresh_interval);
+        match &remote.source {
+            Source::Url(url) => {
+                let Ok((authority, path)) = url.authority_and_path() else { return };
+                let headers = [(":method", "GET"), (":path", path), (":authority", authority), ("accept", "application/octet-stream")];
+                match proxy_wasm::hostcalls::dispatch_http_call(&url.cluster, headers.to_vec(), None, Vec::new(), url.timeout()) {
+                    Ok(token) => remote.pending = Some(token),
+                    Err(e) => {
+                        metrics::count("descriptor.failures");
+                        warn!("rust_grpc_proxy: cannot fetch the descriptor set from {} on cluster {:?}: {e:?}", url.url, url.cluster);
+                    }
+                }
+            }
+            Source::Reflection(_) => self.start_reflection(0, now),
+        }
+    }
+
+    /// Opens a reflection stream (`version`: index in [`reflection::SERVICES`]) and asks for the services' files.
+    fn start_reflection(&mut self, version: usize, now: SystemTime) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let Source::Reflection(r) = &remote.source else { return };
+        let Some(service_name) = reflection::SERVICES.get(version) else { return };
+        let (fetch, requests) = ReflectionFetch::new(&remote.config.services);
+        let service = grpc_service_for_cluster(&r.cluster, None);
+        let opened = proxy_wasm::hostcalls::open_grpc_stream(&service, service_name, reflection::METHOD, Vec::new())
+            .map_err(|e| format!("cannot open a stream to cluster {:?}: {e:?}", r.cluster))
+            .and_then(|token| {
+                for request in &requests {
+                    proxy_wasm::hostcalls::send_grpc_stream_message(token, Some(request), false)
+                        .map_err(|e| format!("cannot send on the reflection stream: {e:?}"))?;
+                }
+                Ok(token)
+            });
+        match opened {
+            Ok(token) => {
+                remote.pending = Some(token);
+                let deadline = now.checked_add(r.timeout()).unwrap_or(now);
+                remote.exchange = Some(Exchange { fetch, version, answered: false, deadline });
+            }
+            Err(e) => self.descriptor_fetched(Err(e)),
+        }
+    }
+
+    /// Gives up on a reflection exchange past its deadline.
+    fn expire_reflection(&mut self, now: SystemTime) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let (Some(token), Some(exchange)) = (remote.pending, remote.exchange.as_ref()) else { return };
+        if now < exchange.deadline {
+            return;
+        }
+        remote.pending = None;
+        remote.exchange = None;
+        let _ = proxy_wasm::hostcalls::cancel_grpc_stream(token);
+        self.descriptor_fetched(Err("the reflection service did not send every file in time".into()));
+    }
+
+    /// Checks a fetched set and swaps it in, or keeps the set in service.
+    fn descriptor_fetched(&mut self, fetched: Result<Vec<u8>, String>) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let bytes = match fetched {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                metrics::count("descriptor.failures");
+                let kept = if self.transcoder.is_some() { "the set in service stays" } else { "no set loaded yet, retrying" };
+                warn!("rust_grpc_proxy: descriptor fetch from {} failed: {e}; {kept}", remote.name);
+                return;
+            }
+        };
+        let digest = source::digest(&bytes);
+        if remote.digest == Some(digest) || remote.refused == Some(digest) {
+            return; // unchanged since the last look
+        }
+        let started = proxy_wasm::hostcalls::get_current_time().ok();
+        let size = bytes.len();
+        match Transcoder::with_descriptor_set(&remote.config, bytes) {
+            Ok(transcoder) => {
+                remote.digest = Some(digest);
+                remote.refused = None;
+                let origin = format!("{} (sha256 {})", remote.name, source::digest_hex(&digest));
+                let first = self.transcoder.is_none();
+                metrics::count("descriptor.loads");
+                metrics::gauge("descriptor.digest", source::digest_gauge(&digest));
+                let elapsed = started
+                    .and_then(|t| proxy_wasm::hostcalls::get_current_time().ok()?.duration_since(t).ok())
+                    .unwrap_or_default();
+                self.install(transcoder, &origin, elapsed, size);
+                if first {
+                    // Now loaded: from the fast first-load retry to the refresh interval.
+                    let now = proxy_wasm::hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH);
+                    if let Some(remote) = self.remote.as_mut() {
+                        remote.next_fetch = next_fetch(now, true, remote.config.refresh_interval);
+                    }
+                }
+            }
+            Err(e) => {
+                remote.refused = Some(digest);
+                metrics::count("descriptor.failures");
+                let kept = if self.transcoder.is_some() { "the set in service stays" } else { "no set loaded yet" };
+                error!(
+                    "rust_grpc_proxy: descriptor set from {} (sha256 {}) refused: {e}; {kept}",
+                    remote.name,
+                    source::digest_hex(&digest)
+                );
+            }
+        }
+    }
+}
+
+/// When to fetch the descriptor set next: soon while none is loaded, then at
+/// the refresh interval (never, without one).
+fn next_fetch(now: SystemTime, loaded: bool, refresh: Option<Duration>) -> Option<SystemTime> {
+    let period = match (loaded, refresh) {
+        (false, Some(r)) => r.min(FIRST_LOAD_RETRY),
+        (false, None) => FIRST_LOAD_RETRY,
+        (true, Some(r)) => r,
+        (true, None) => return None,
+    };
+    now.checked_add(period)
+}
+
+impl Context for Root {
+    fn on_grpc_stream_message(&mut self, token: u32, size: usize) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        let (Some(pending), Some(exchange)) = (remote.pending, remote.exchange.as_mut()) else { return };
+        if pending != token {
+            return;
+        }
+        exchange.answered = true;
+        let step = host::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+            .map_err(|e| format!("cannot read a reflection message: {e}"))
+            .and_then(|message| exchange.fetch.on_response(&message));
+        let result = match step {
+            Ok(more) => {
+                for request in &more {
+                    if let Err(e) = proxy_wasm::hostcalls::send_grpc_stream_message(token, Some(request), false) {
+                        debug!("rust_grpc_proxy: reflection stream send failed: {e:?}");
+                    }
+                }
+                if !exchange.fetch.is_complete() {
+                    return;
+                }
+                exchange.fetch.descriptor_set()
+            }
+            Err(e) => Err(e),
+        };
+        remote.pending = None;
+        remote.exchange = None;
+        let _ = proxy_wasm::hostcalls::cancel_grpc_stream(token);
+        self.descriptor_fetched(result);
+    }
+
+    fn on_grpc_stream_close(&mut self, token: u32, status_code: u32) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        if remote.pending != Some(token) {
+            return;
+        }
+        remote.pending = None;
+        let Some(exchange) = remote.exchange.take() else { return };
+        // UNIMPLEMENTED before any answer: the server has no v1 reflection; try v1alpha.
+        if status_code == 12 && !exchange.answered && exchange.version + 1 < reflection::SERVICES.len() {
+            let now = proxy_wasm::hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH);
+            self.start_reflection(exchange.version + 1, now);
+            return;
+        }
+        let message = proxy_wasm::hostcalls::get_grpc_status().ok().and_then(|(_, m)| m).unwrap_or_default();
+        self.descriptor_fetched(Err(format!(
+            "the {} stream ended (grpc-status {status_code} {message}) before every file arrived",
+            reflection::SERVICES.get(exchange.version).copied().unwrap_or("reflection")
+        )));
+    }
+
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let Some(remote) = self.remote.as_mut() else { return };
+        if remote.pending != Some(token) {
+            return;
+        }
+        remote.pending = None;
+        let status = host::get_header(MapType::HttpCallResponseHeaders, ":status");
+        let fetched = match status.as_deref() {
+            Some("200") => host::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .map_err(|e| format!("cannot read the body: {e}")),
+            // No headers: the call failed in Envoy (no host, reset, timeout).
+            None => Err("no answer (connection failed, reset or timed out)".to_string()),
+            Some(other) => Err(format!("HTTP status {other}")),
+        };
+        self.descriptor_fetched(fetched);
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
@@ -118,41 +377,69 @@ impl RootContext for Root {
         };
         // Timed so that `make bench` (bench/footprint.py) can report each worker's load time.
         let started = proxy_wasm::hostcalls::get_current_time().ok();
-        match Transcoder::from_json(&bytes) {
-            Ok(transcoder) => {
-                for warning in transcoder.warnings() {
-                    warn!("rust_grpc_proxy: {warning}");
-                }
-                let elapsed = started
-                    .and_then(|t| proxy_wasm::hostcalls::get_current_time().ok()?.duration_since(t).ok())
-                    .unwrap_or_default();
-                info!(
-                    "rust_grpc_proxy: loaded {} routes for {} in {:.1} ms ({} bytes of configuration)",
-                    transcoder.routes().len(),
-                    transcoder.config().services.join(", "),
-                    elapsed.as_secs_f64() * 1000.0,
-                    bytes.len()
-                );
-                self.transcoder = Some(Rc::new(transcoder));
-                if let Err(e) = proxy_wasm::hostcalls::set_tick_period(DEADLINE_TICK) {
-                    warn!("rust_grpc_proxy: no tick, deadlines of requests without a body are not enforced: {e:?}");
-                }
-                true
-            }
+        let config = match TranscoderConfig::from_json(&bytes) {
+            Ok(config) => config,
             Err(e) => {
                 error!("rust_grpc_proxy: configuration refused: {e}");
-                false
+                return false;
             }
+        };
+        let source = match (config.descriptor_url.clone(), config.descriptor_reflection.clone()) {
+            (Some(url), _) => Some((url.url.clone(), Source::Url(url))),
+            (None, Some(r)) => Some((format!("gRPC server reflection on cluster {:?}", r.cluster), Source::Reflection(r))),
+            (None, None) => None,
+        };
+        if let Some((name, source)) = source {
+            let mut template = config.clone();
+            template.proto_descriptor_bin = None;
+            self.remote = Some(Remote {
+                config: template,
+                source,
+                name,
+                pending: None,
+                exchange: None,
+                next_fetch: started.or(Some(SystemTime::UNIX_EPOCH)),
+                digest: None,
+                refused: None,
+            });
         }
+        if config.proto_descriptor_bin.is_some() {
+            match Transcoder::new(config) {
+                Ok(transcoder) => {
+                    let elapsed = started
+                        .and_then(|t| proxy_wasm::hostcalls::get_current_time().ok()?.duration_since(t).ok())
+                        .unwrap_or_default();
+                    self.install(transcoder, "the configuration", elapsed, bytes.len());
+                }
+                Err(e) => {
+                    error!("rust_grpc_proxy: configuration refused: {e}");
+                    return false;
+                }
+            }
+        } else if let Some(remote) = &self.remote {
+            info!("rust_grpc_proxy: waiting for the descriptor set from {}", remote.name);
+        }
+        // One tick serves deadlines, held streams and descriptor fetches.
+        if let Err(e) = proxy_wasm::hostcalls::set_tick_period(DEADLINE_TICK) {
+            warn!("rust_grpc_proxy: no tick, deadlines of requests without a body are not enforced and descriptors not fetched: {e:?}");
+        }
+        true
     }
 
     fn on_tick(&mut self) {
         self.release_held_streams();
         self.expire_deadlines();
+        self.poll_descriptors();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let not_ready = match (&self.transcoder, &self.remote) {
+            (None, Some(remote)) if !remote.config.pass_through_until_loaded => Some(Rc::from(remote.name.as_str())),
+            _ => None,
+        };
         Some(Box::new(Request {
+            not_ready,
+            metric_method: None,
             context_id,
             deadlines: self.deadlines.clone(),
             transcoder: self.transcoder.clone(),
@@ -183,6 +470,10 @@ impl RootContext for Root {
 
 /// Per-request state.
 struct Request {
+    /// No descriptor set is loaded yet (from this source): answer 503.
+    not_ready: Option<Rc<str>>,
+    /// `service.Method` of a transcoded request, for the request counters.
+    metric_method: Option<(String, String)>,
     context_id: u32,
     deadlines: Deadlines,
     transcoder: Option<Rc<Transcoder>>,
@@ -442,6 +733,7 @@ impl Request {
     }
 
     fn reject(&mut self, transcoder: &Transcoder, status: &Status) {
+        metrics::count(&format!("transcoding_errors.{}", metrics::code_name(status.code)));
         debug!("rust_grpc_proxy: rejecting request: {status}");
         self.send(transcoder.local_error(status), &mut Vec::new());
     }
@@ -740,15 +1032,29 @@ fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
 }
 
 impl HttpContext for Request {
+    fn on_log(&mut self) {
+        // Here every answer is final, whoever made it (upstream, our local replies, Envoy).
+        if let Some((service, method)) = &self.metric_method {
+            let status = host::get_header(MapType::HttpResponseHeaders, ":status").unwrap_or_else(|| "none".into());
+            metrics::count(&format!("requests.{service}.{method}.{}", metrics::element(&status)));
+        }
+    }
+
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        let Some(t) = self.transcoder.clone() else {
-            return Action::Continue;
-        };
         let h = MapType::HttpRequestHeaders;
         let content_type = host::get_header(h, "content-type");
         if content_type.as_deref().is_some_and(transcoder::is_grpc_content_type) {
             return Action::Continue;
         }
+        let Some(t) = self.transcoder.clone() else {
+            if let Some(source) = self.not_ready.clone() {
+                // Without descriptors no route is known: every REST request may be one.
+                metrics::count("descriptor.not_loaded_replies");
+                self.send(source::not_loaded_reply(&source), &mut Vec::new());
+                return Action::Pause;
+            }
+            return Action::Continue;
+        };
         let (Some(method), Some(path)) = (host::get_header(h, ":method"), host::get_header(h, ":path")) else {
             return Action::Continue;
         };
@@ -763,6 +1069,7 @@ impl HttpContext for Request {
             }
             RequestOutcome::Transcode(plan) => plan,
         };
+        self.metric_method = t.method(&plan).map(|info| (metrics::element(&info.service), metrics::element(&info.name)));
         self.content_type = content_type;
         self.response_stream = t.response_stream(&plan);
         self.request_stream = t.request_stream(&plan);

@@ -1,0 +1,181 @@
+//! gRPC server reflection (`grpc.reflection.v1` and `v1alpha`, the same wire
+//! format) as a descriptor source: the messages of one `ServerReflectionInfo`
+//! stream that collects the files defining the configured services and every
+//! file they import. Pure: the filter moves the bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use prost::Message;
+
+/// The reflection services, in the order they are tried.
+pub const SERVICES: [&str; 2] = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+/// The bidi method of both.
+pub const METHOD: &str = "ServerReflectionInfo";
+
+#[derive(Clone, PartialEq, Message)]
+struct ServerReflectionRequest {
+    #[prost(string, tag = "1")]
+    host: String,
+    #[prost(oneof = "MessageRequest", tags = "3, 4")]
+    message_request: Option<MessageRequest>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum MessageRequest {
+    #[prost(string, tag = "3")]
+    FileByFilename(String),
+    #[prost(string, tag = "4")]
+    FileContainingSymbol(String),
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ServerReflectionResponse {
+    #[prost(oneof = "MessageResponse", tags = "4, 7")]
+    message_response: Option<MessageResponse>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum MessageResponse {
+    #[prost(message, tag = "4")]
+    FileDescriptorResponse(FileDescriptorResponse),
+    #[prost(message, tag = "7")]
+    ErrorResponse(ErrorResponse),
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct FileDescriptorResponse {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    file_descriptor_proto: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ErrorResponse {
+    #[prost(int32, tag = "1")]
+    error_code: i32,
+    #[prost(string, tag = "2")]
+    error_message: String,
+}
+
+/// One reflection exchange in progress: what was asked, what came back.
+#[derive(Debug, Default)]
+pub struct ReflectionFetch {
+    /// Serialized `FileDescriptorProto`s by file name.
+    files: BTreeMap<String, Vec<u8>>,
+    /// File names asked for (or received), so that none is asked twice.
+    asked: BTreeSet<String>,
+    /// Requests sent and not answered yet (the server answers each, in order).
+    outstanding: usize,
+}
+
+impl ReflectionFetch {
+    /// Starts an exchange: the requests to send first (one per service).
+    pub fn new(services: &[String]) -> (Self, Vec<Vec<u8>>) {
+        let requests: Vec<Vec<u8>> = services
+            .iter()
+            .map(|s| request(MessageRequest::FileContainingSymbol(s.clone())))
+            .collect();
+        (ReflectionFetch { outstanding: requests.len(), ..Default::default() }, requests)
+    }
+
+    /// Takes one response; returns the further requests to send (missing imports).
+    pub fn on_response(&mut self, message: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        let response = ServerReflectionResponse::decode(message)
+            .map_err(|e| format!("a reflection response does not decode: {e}"))?;
+        self.outstanding = self.outstanding.saturating_sub(1);
+        let files = match response.message_response {
+            Some(MessageResponse::FileDescriptorResponse(r)) => r.file_descriptor_proto,
+            Some(MessageResponse::ErrorResponse(e)) => {
+                return Err(format!("the reflection service answered error {}: {}", e.error_code, e.error_message))
+            }
+            None => return Err("the reflection service answered neither files nor an error".into()),
+        };
+        let mut imports = Vec::new();
+        for bytes in files {
+            let file = prost_types::FileDescriptorProto::decode(bytes.as_slice())
+                .map_err(|e| format!("a FileDescriptorProto does not decode: {e}"))?;
+            imports.extend(file.dependency.iter().cloned());
+            self.asked.insert(file.name().to_string());
+            self.files.entry(file.name().to_string()).or_insert(bytes);
+        }
+        // Servers differ: some send every import at once (tonic), some only the file asked for.
+        let mut more = Vec::new();
+        for name in imports {
+            if self.asked.insert(name.clone()) {
+                more.push(request(MessageRequest::FileByFilename(name)));
+            }
+        }
+        self.outstanding += more.len();
+        Ok(more)
+    }
+
+    /// Every request was answered: the set can be built.
+    pub fn is_complete(&self) -> bool {
+        self.outstanding == 0
+    }
+
+    /// The `FileDescriptorSet` of everything received (see [`crate::source::descriptor_set_from_files`]).
+    pub fn descriptor_set(&self) -> Result<Vec<u8>, String> {
+        let files: Vec<Vec<u8>> = self.files.values().cloned().collect();
+        crate::source::descriptor_set_from_files(&files)
+    }
+}
+
+fn request(message: MessageRequest) -> Vec<u8> {
+    ServerReflectionRequest { host: String::new(), message_request: Some(message) }.encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, deps: &[&str]) -> Vec<u8> {
+        prost_types::FileDescriptorProto {
+            name: Some(name.into()),
+            dependency: deps.iter().map(|d| d.to_string()).collect(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn files_response(files: Vec<Vec<u8>>) -> Vec<u8> {
+        ServerReflectionResponse {
+            message_response: Some(MessageResponse::FileDescriptorResponse(FileDescriptorResponse { file_descriptor_proto: files })),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn follows_imports_the_server_did_not_send() {
+        let (mut fetch, first) = ReflectionFetch::new(&["a.A".to_string()]);
+        let asked = ServerReflectionRequest::decode(first[0].as_slice()).unwrap();
+        assert_eq!(asked.message_request, Some(MessageRequest::FileContainingSymbol("a.A".into())));
+        // Like grpcio: only the file itself.
+        let more = fetch.on_response(&files_response(vec![file("a.proto", &["b.proto", "c.proto"])])).unwrap();
+        let names: Vec<_> = more
+            .iter()
+            .map(|m| ServerReflectionRequest::decode(m.as_slice()).unwrap().message_request)
+            .collect();
+        assert_eq!(names, [Some(MessageRequest::FileByFilename("b.proto".into())), Some(MessageRequest::FileByFilename("c.proto".into()))]);
+        assert!(!fetch.is_complete());
+        // Like tonic: a file with its import at once; c.proto is not asked twice.
+        assert!(fetch.on_response(&files_response(vec![file("b.proto", &["c.proto"]), file("c.proto", &[])])).unwrap().is_empty());
+        assert!(!fetch.is_complete());
+        assert!(fetch.on_response(&files_response(vec![file("c.proto", &[])])).unwrap().is_empty());
+        assert!(fetch.is_complete());
+        let set = prost_types::FileDescriptorSet::decode(fetch.descriptor_set().unwrap().as_slice()).unwrap();
+        let names: Vec<_> = set.file.iter().map(|f| f.name().to_string()).collect();
+        assert_eq!(names, ["c.proto", "b.proto", "a.proto"]);
+    }
+
+    #[test]
+    fn errors_and_garbage_are_reported() {
+        let (mut fetch, _) = ReflectionFetch::new(&["a.A".to_string()]);
+        let error = ServerReflectionResponse {
+            message_response: Some(MessageResponse::ErrorResponse(ErrorResponse { error_code: 5, error_message: "symbol not found".into() })),
+        }
+        .encode_to_vec();
+        let e = fetch.on_response(&error).unwrap_err();
+        assert!(e.contains("symbol not found"), "{e}");
+        assert!(fetch.on_response(&[0xff, 0xff]).is_err());
+    }
+}
