@@ -294,23 +294,10 @@ class Envoy:
             time.sleep(0.05)
 
     def _probe(self) -> bool:
-        try:
-            if not self.admin_port:
-                text = self.admin_address_path.read_text().strip()
-                if not text:
-                    return False
-                self.admin_port = int(text.rsplit(":", 1)[1])
-            if requests.get(self.admin_url + "/ready", timeout=2).status_code != 200:
-                return False
-            listeners = requests.get(self.admin_url + "/listeners?format=json", timeout=2).json()
-            for status in listeners.get("listener_statuses", []):
-                port = status.get("local_address", {}).get("socket_address", {}).get("port_value", 0)
-                if port:
-                    self.listen_port = int(port)
-                    return True
-        except (OSError, ValueError, IndexError, requests.RequestException):
-            pass
-        return False
+        self.admin_port, port = probe_envoy(self.admin_address_path, self.admin_port)
+        if port:
+            self.listen_port = port
+        return bool(port)
 
     def stop(self) -> None:
         _stop(self.proc)
@@ -407,6 +394,30 @@ class Envoy:
         lines = self.wasm_failures(since)
         assert not lines, (f"{self.flavour} Envoy logged Wasm failures ({self.log_path}):\n"
                            + "\n".join(lines[:20]))
+
+
+def probe_envoy(admin_address_path: Path, admin_port: int, listener: str | None = None) -> tuple[int, int]:
+    """(admin port, bound port of `listener`, else of the first listener) of an Envoy
+    started with --admin-address-path; the port is 0 until Envoy is ready."""
+    try:
+        if not admin_port:
+            text = admin_address_path.read_text().strip()
+            if not text:
+                return 0, 0
+            admin_port = int(text.rsplit(":", 1)[1])
+        admin = f"http://127.0.0.1:{admin_port}"
+        if requests.get(admin + "/ready", timeout=2).status_code != 200:
+            return admin_port, 0
+        listeners = requests.get(admin + "/listeners?format=json", timeout=2).json()
+        for status in listeners.get("listener_statuses", []):
+            if listener is not None and status.get("name") != listener:
+                continue
+            port = status.get("local_address", {}).get("socket_address", {}).get("port_value", 0)
+            if port:
+                return admin_port, int(port)
+    except (OSError, ValueError, IndexError, requests.RequestException):
+        pass
+    return admin_port, 0
 
 
 # ----------------------------------------------------------------- native gRPC (HTTP/2)

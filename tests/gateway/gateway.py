@@ -208,22 +208,10 @@ class Gateway:
         return self
 
     def _probe(self) -> bool:
-        try:
-            if not self.admin_port:
-                text = self.admin_address_path.read_text().strip()
-                if not text:
-                    return False
-                self.admin_port = int(text.rsplit(":", 1)[1])
-            if requests.get(self.admin_url + "/ready", timeout=2).status_code != 200:
-                return False
-            listeners = requests.get(self.admin_url + "/listeners?format=json", timeout=2).json()
-            for status in listeners.get("listener_statuses", []):
-                if status.get("name") == self.listener:
-                    self.port = int(status["local_address"]["socket_address"]["port_value"])
-                    return self.port > 0
-        except (OSError, ValueError, KeyError, requests.RequestException):
-            pass
-        return False
+        self.admin_port, port = harness.probe_envoy(self.admin_address_path, self.admin_port, self.listener)
+        if port:
+            self.port = port
+        return bool(port)
 
     def stop(self) -> None:
         _stop(self.proc)
