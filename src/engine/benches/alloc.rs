@@ -8,8 +8,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use base64::Engine;
-use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+mod common;
+
+use common::{baseline_request, baseline_response, Case, CASES};
+use prost_reflect::{DescriptorPool, SerializeOptions};
 use transcoder::{GrpcStatusHeaders, RequestOutcome, Transcoder};
 
 struct Counting;
@@ -46,68 +48,16 @@ fn count<T>(f: impl FnOnce() -> T) -> (u64, u64) {
     counted
 }
 
-fn descriptor_set() -> Vec<u8> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let mut compiler = protox::Compiler::new([format!("{root}/bench/proto"), format!("{root}/descriptors")])
-        .expect("include paths exist");
-    compiler.include_imports(true);
-    compiler
-        .open_files(["bench/v1/bench.proto"])
-        .expect("bench.proto compiles");
-    compiler.encode_file_descriptor_set()
-}
-
-fn baseline_request(desc: &MessageDescriptor, json: &[u8]) -> Vec<u8> {
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let message = DynamicMessage::deserialize(desc.clone(), &mut de).expect("baseline reads the JSON");
-    let encoded = message.encode_to_vec();
-    let mut out = Vec::with_capacity(encoded.len() + 5);
-    out.push(0);
-    out.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
-    out.extend_from_slice(&encoded);
-    out
-}
-
-fn baseline_response(desc: &MessageDescriptor, options: &SerializeOptions, framed: &[u8]) -> Vec<u8> {
-    let message = DynamicMessage::decode(desc.clone(), &framed[5..]).expect("baseline decodes");
-    let mut out = Vec::with_capacity(framed.len() * 2);
-    let mut ser = serde_json::Serializer::new(&mut out);
-    message
-        .serialize_with_options(&mut ser, options)
-        .expect("baseline prints");
-    out
-}
-
 fn main() {
     // `cargo bench` passes --bench; any other argument is a filter this tool does not take.
-    let set = descriptor_set();
-    let pool = DescriptorPool::decode(set.as_slice()).expect("pool");
-    let config = format!(
-        r#"{{"services":["bench.v1.Bench"],"proto_descriptor_bin":"{}"}}"#,
-        base64::engine::general_purpose::STANDARD.encode(&set)
-    );
-    let engine = Transcoder::from_json(config.as_bytes()).expect("engine loads the bench set");
+    let (pool, engine) = common::load();
     let options = SerializeOptions::new().stringify_64_bit_integers(true);
     let ok = GrpcStatusHeaders {
         status: Some("0"),
         ..Default::default()
     };
-    let cases: [(&str, &str, &str, &[u8]); 2] = [
-        (
-            "small",
-            "/v1/small",
-            "bench.v1.Small",
-            include_bytes!("../../../bench/payloads/small.json"),
-        ),
-        (
-            "order",
-            "/v1/orders",
-            "bench.v1.Order",
-            include_bytes!("../../../bench/payloads/order.json"),
-        ),
-    ];
     let mut rows = Vec::new();
-    for (name, path, message, json) in cases {
+    for &Case { name, path, message, json } in CASES {
         let desc = pool.get_message_by_name(message).expect("bench message");
         let framed = baseline_request(&desc, json);
         let measured = [

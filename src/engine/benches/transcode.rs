@@ -4,84 +4,17 @@
 //! without type-specific work would be: prost-reflect's `DynamicMessage` read
 //! and printed with serde_json. Run with `cargo bench -p transcoder --bench transcode`.
 
-use base64::Engine;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{DynamicMessage, SerializeOptions};
 use std::hint::black_box;
-use transcoder::{GrpcStatusHeaders, RequestOutcome, Transcoder};
+use transcoder::{GrpcStatusHeaders, RequestOutcome};
 
-const SMALL: &[u8] = include_bytes!("../../../bench/payloads/small.json");
-const ORDER: &[u8] = include_bytes!("../../../bench/payloads/order.json");
+mod common;
 
-/// The bench protos compiled in memory (google/api from descriptors/, well-known types from protox).
-fn descriptor_set() -> Vec<u8> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let mut compiler = protox::Compiler::new([format!("{root}/bench/proto"), format!("{root}/descriptors")])
-        .expect("include paths exist");
-    compiler.include_imports(true);
-    compiler
-        .open_files(["bench/v1/bench.proto"])
-        .expect("bench.proto compiles");
-    compiler.encode_file_descriptor_set()
-}
-
-struct Case {
-    name: &'static str,
-    path: &'static str,
-    message: &'static str,
-    json: &'static [u8],
-}
-
-const CASES: &[Case] = &[
-    Case {
-        name: "small",
-        path: "/v1/small",
-        message: "bench.v1.Small",
-        json: SMALL,
-    },
-    Case {
-        name: "order",
-        path: "/v1/orders",
-        message: "bench.v1.Order",
-        json: ORDER,
-    },
-];
-
-fn frame(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 5);
-    out.push(0);
-    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    out.extend_from_slice(message);
-    out
-}
-
-/// Baseline request: JSON -> DynamicMessage (serde_json) -> protobuf -> frame.
-fn baseline_request(desc: &prost_reflect::MessageDescriptor, json: &[u8]) -> Vec<u8> {
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let message = DynamicMessage::deserialize(desc.clone(), &mut de).expect("baseline reads the JSON");
-    frame(&message.encode_to_vec())
-}
-
-/// Baseline response: frame -> DynamicMessage -> JSON (serde_json).
-fn baseline_response(desc: &prost_reflect::MessageDescriptor, options: &SerializeOptions, framed: &[u8]) -> Vec<u8> {
-    let message = DynamicMessage::decode(desc.clone(), &framed[5..]).expect("baseline decodes");
-    let mut out = Vec::with_capacity(framed.len() * 2);
-    let mut ser = serde_json::Serializer::new(&mut out);
-    message
-        .serialize_with_options(&mut ser, options)
-        .expect("baseline prints");
-    out
-}
+use common::{baseline_request, baseline_response, CASES};
 
 fn benches(c: &mut Criterion) {
-    let set = descriptor_set();
-    let pool = DescriptorPool::decode(set.as_slice()).expect("pool");
-    let config = format!(
-        r#"{{"services":["bench.v1.Bench"],"proto_descriptor_bin":"{}"}}"#,
-        base64::engine::general_purpose::STANDARD.encode(&set)
-    );
-    let engine = Transcoder::from_json(config.as_bytes()).expect("engine loads the bench set");
+    let (pool, engine) = common::load();
     let options = SerializeOptions::new().stringify_64_bit_integers(true);
     let ok = GrpcStatusHeaders {
         status: Some("0"),
