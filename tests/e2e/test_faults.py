@@ -157,7 +157,13 @@ def test_backend_down_then_back(faulty):
 def test_backend_restarts_during_load(faulty):
     """Four clients send requests with and without a body for about 5 s; the backend
     is stopped after 1.5 s and started again 1 s later. Every answer is either right
-    or a JSON 503; after the restart everything is right again."""
+    or a JSON 503; after the restart everything is right again.
+
+    One exception, rare because its window is the microseconds between a reply's
+    headers and its trailers: a request with a body whose backend went away after
+    sending the response headers gets Envoy's own text 503, sent past the filters
+    (the README's known limit, `reset-after-headers` above; native does the same).
+    Only that exact answer is allowed, and only for requests with a body."""
     backend, envoy = faulty
     mark = envoy.log_size()
     results: list[tuple[float, str, int, str]] = []
@@ -173,7 +179,10 @@ def test_backend_restarts_during_load(faulty):
                 r = send(envoy, how)
                 kind = ("ok" if r.status_code == 200 and r.json() == SHELF else
                         "json503" if r.status_code == 503 and r.headers.get("content-type") == JSON
-                        and r.json().get("code") == 14 else "other")
+                        and r.json().get("code") == 14 else
+                        "reset after headers" if how is POST and r.status_code == 503
+                        and r.headers.get("content-type") == "text/plain"
+                        and r.text.endswith("reset reason: connection termination") else "other")
                 detail = "" if kind != "other" else describe(r)
                 code = r.status_code
             except Exception as exc:  # noqa: BLE001 - no answer is a finding
@@ -192,7 +201,7 @@ def test_backend_restarts_during_load(faulty):
     for t in threads:
         t.join(30)
     kinds = Counter(kind for _, kind, _, _ in results)
-    others = [r for r in results if r[1] not in ("ok", "json503")]
+    others = [r for r in results if r[1] not in ("ok", "json503", "reset after headers")]
     assert not others, f"{kinds}: " + "; ".join(f"{code} {detail}" for _, _, code, detail in others[:5])
     assert kinds["json503"] > 0, f"the outage was not seen: {kinds}"
     late = [kind for t, kind, _, _ in results if t > restarted + 1.0]
