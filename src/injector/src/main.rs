@@ -22,10 +22,11 @@ USAGE:
     rgp-injector review [FILE] [OPTIONS]
         Answer one AdmissionReview read from FILE (or stdin) on stdout.
 
-    rgp-injector sidecar --descriptor FILE --config-out FILE -- ENVOY ARGS...
+    rgp-injector sidecar [--descriptor FILE] --config-out FILE -- ENVOY ARGS...
         Inside the injected container: complete the Envoy bootstrap in
         $RGP_ENVOY_BOOTSTRAP with the descriptor set FILE, write it to the
-        --config-out file, then exec ENVOY ARGS.
+        --config-out file, then exec ENVOY ARGS. Without --descriptor (descriptor
+        source reflection), the bootstrap is written as is.
 
 OPTIONS (defaults for every pod; the pod's rust-grpc-proxy/* annotations override):
     --sidecar-image IMAGE         (default rust-grpc-proxy:0.1.0)
@@ -36,6 +37,9 @@ OPTIONS (defaults for every pod; the pod's rust-grpc-proxy/* annotations overrid
     --concurrency N --log-level LEVEL   Envoy worker threads and log level (defaults 2, info)
     --default-descriptor-configmap NAME   ConfigMap for pods that name none (default rust-grpc-proxy,
                                   key rust-grpc-proxy.pb; '' to require the annotation)
+    --default-descriptor-source configmap|reflection   where pods that name no descriptor source get
+                                  their descriptors: the ConfigMap above (default), or the app's gRPC
+                                  reflection service (then the label alone is enough)
 ";
 
 fn main() -> ExitCode {
@@ -96,6 +100,7 @@ fn config_flags(args: &[String]) -> Result<(InjectorConfig, OtherFlags, Vec<Stri
             "--concurrency" => cfg.concurrency = value.parse().map_err(|_| format!("{a}: a number, not {value}"))?,
             "--log-level" => cfg.log_level = value,
             "--default-descriptor-configmap" => cfg.descriptor_configmap = value,
+            "--default-descriptor-source" => cfg.default_source = value.parse()?,
             _ => rest.push((a.clone(), value)),
         }
     }
