@@ -67,7 +67,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--flag value` pairs `config_flags` did not know, for the command to read.
+/// `--flag value` (or `--flag=value`) pairs `config_flags` did not know, for the command to read.
 type OtherFlags = Vec<(String, String)>;
 
 /// Flags shared by `serve` and `review`: the config, the other flags, the positional arguments.
@@ -76,12 +76,16 @@ fn config_flags(args: &[String]) -> Result<(InjectorConfig, OtherFlags, Vec<Stri
     let mut rest = Vec::new();
     let mut positional = Vec::new();
     let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if !a.starts_with("--") {
-            positional.push(a.clone());
+    while let Some(arg) = it.next() {
+        if !arg.starts_with("--") {
+            positional.push(arg.clone());
             continue;
         }
-        let value = it.next().ok_or_else(|| format!("{a} needs a value"))?.clone();
+        // `--flag=value` (as deploy/injector.yaml writes them) or `--flag value`.
+        let (a, value) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), value.to_string()),
+            None => (arg.clone(), it.next().ok_or_else(|| format!("{arg} needs a value"))?.clone()),
+        };
         let port = |v: &str| v.parse::<u16>().map_err(|_| format!("{a}: not a port: {v}"));
         let opt = |v: String| if v.is_empty() { None } else { Some(v) };
         match a.as_str() {

@@ -435,3 +435,33 @@ fn response_reads_back_into_kube_core_types() {
     let again: json_patch::Patch = serde_json::from_slice(resp.patch.as_ref().unwrap()).unwrap();
     assert_eq!(again, patch);
 }
+
+/// The webhook's own flag parsing, through `rgp-injector review`: `--flag=value` (as
+/// deploy/injector.yaml writes flags) and `--flag value` both set the default source,
+/// and the answer is the golden one.
+#[test]
+fn review_command_reads_flags_in_both_forms() {
+    let case = dir("cases").join("reflection-default-label-only.json");
+    let expected = std::fs::read_to_string(dir("golden").join("reflection-default-label-only.response.json")).unwrap();
+    for flags in [
+        vec!["--default-descriptor-source=reflection", "--native-sidecars=true"],
+        vec!["--default-descriptor-source", "reflection"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rgp-injector"))
+            .arg("review")
+            .args(&flags)
+            .arg(&case)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(pretty(&got), expected, "{flags:?}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rgp-injector"))
+        .args(["review", "--default-descriptor-source=grpc"])
+        .arg(&case)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("configmap or reflection"));
+}
