@@ -43,7 +43,8 @@ enum MessageResponse {
     #[prost(message, tag = "4")]
     FileDescriptorResponse(FileDescriptorResponse),
     #[prost(message, tag = "6")]
-    ListServicesResponse(ListServiceResponse),
+    /// `list_services_response`.
+    ServiceList(ListServiceResponse),
     #[prost(message, tag = "7")]
     ErrorResponse(ErrorResponse),
 }
@@ -122,7 +123,7 @@ impl ReflectionFetch {
             .map_err(|e| format!("a reflection response does not decode: {e}"))?;
         self.outstanding = self.outstanding.saturating_sub(1);
         let files = match response.message_response {
-            Some(MessageResponse::ListServicesResponse(list)) => return self.on_service_list(list),
+            Some(MessageResponse::ServiceList(list)) => return self.on_service_list(list),
             Some(MessageResponse::FileDescriptorResponse(r)) => r.file_descriptor_proto,
             Some(MessageResponse::ErrorResponse(e)) => {
                 return Err(format!("the reflection service answered error {}: {}", e.error_code, e.error_message))
@@ -233,7 +234,7 @@ mod tests {
 
     fn list_response(names: &[&str]) -> Vec<u8> {
         ServerReflectionResponse {
-            message_response: Some(MessageResponse::ListServicesResponse(ListServiceResponse {
+            message_response: Some(MessageResponse::ServiceList(ListServiceResponse {
                 service: names.iter().map(|n| ServiceResponse { name: n.to_string() }).collect(),
             })),
         }
