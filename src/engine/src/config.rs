@@ -17,7 +17,8 @@ pub struct TranscoderConfig {
     /// The `FileDescriptorSet` (with imports), base64 in JSON as in Envoy's YAML.
     #[serde(alias = "protoDescriptorBin", deserialize_with = "base64_field")]
     pub proto_descriptor_bin: Option<Vec<u8>>,
-    /// Fully qualified service names to transcode.
+    /// Fully qualified service names to transcode. May be empty with
+    /// `descriptor_reflection` alone: then every service the server lists, but gRPC's own.
     pub services: Vec<String>,
     /// How JSON answers are printed.
     #[serde(alias = "printOptions")]
@@ -171,10 +172,13 @@ impl TranscoderConfig {
             }
             _ => {}
         }
-        if self.services.is_empty() {
+        // Only reflection can say which services there are; an inline set or a URL's
+        // set could, but then an empty list would more likely be a mistake than a wish.
+        let listed_by_server = self.descriptor_reflection.is_some() && self.proto_descriptor_bin.is_none();
+        if self.services.is_empty() && !listed_by_server {
             return Err(ConfigError::field(
                 "services",
-                "must list at least one service (package.Service)",
+                "must list at least one service (package.Service); only with descriptor_reflection alone may it be left out (every service the server lists)",
             ));
         }
         if self.print_options.stream_newline_delimited && self.print_options.stream_sse_style_delimited {

@@ -288,5 +288,12 @@ mod config_tests {
         assert!(e.to_string().contains("only one"), "{e}");
         // Still required when nothing else names a source.
         assert!(TranscoderConfig::from_json(br#"{"services":["a.B"]}"#).is_err());
+        // No services: only with reflection alone (the server lists them).
+        let c = TranscoderConfig::from_json(br#"{"descriptor_reflection":{"cluster":"app"},"refresh_interval":"60s"}"#).unwrap();
+        assert!(c.services.is_empty());
+        let e = TranscoderConfig::from_json(br#"{"descriptor_url":{"cluster":"d","url":"http://d/x"}}"#).unwrap_err();
+        assert!(e.to_string().contains("services"), "{e}");
+        let e = TranscoderConfig::from_json(br#"{"descriptor_reflection":{"cluster":"app"},"proto_descriptor_bin":"AA=="}"#).unwrap_err();
+        assert!(e.to_string().contains("services"), "{e}");
     }
 }

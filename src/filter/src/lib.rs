@@ -234,10 +234,12 @@ impl Root {
     }
 
     /// Checks a fetched set and swaps it in, or keeps the set in service.
-    fn descriptor_fetched(&mut self, fetched: Result<Vec<u8>, String>) {
+    /// `services` are those to transcode: the configured ones, or the ones the
+    /// reflection service listed when none is configured.
+    fn descriptor_fetched(&mut self, fetched: Result<(Vec<u8>, Vec<String>), String>) {
         let Some(remote) = self.remote.as_mut() else { return };
-        let bytes = match fetched {
-            Ok(bytes) => bytes,
+        let (bytes, services) = match fetched {
+            Ok(fetched) => fetched,
             Err(e) => {
                 metrics::count("descriptor.failures");
                 let kept = if self.transcoder.is_some() { "the set in service stays" } else { "no set loaded yet, retrying" };
@@ -251,7 +253,9 @@ impl Root {
         }
         let started = proxy_wasm::hostcalls::get_current_time().ok();
         let size = bytes.len();
-        match Transcoder::with_descriptor_set(&remote.config, bytes) {
+        let mut config = remote.config.clone();
+        config.services = services;
+        match Transcoder::with_descriptor_set(&config, bytes) {
             Ok(transcoder) => {
                 remote.digest = Some(digest);
                 remote.refused = None;
@@ -318,7 +322,7 @@ impl Context for Root {
                 if !exchange.fetch.is_complete() {
                     return;
                 }
-                exchange.fetch.descriptor_set()
+                exchange.fetch.descriptor_set().map(|set| (set, exchange.fetch.services().to_vec()))
             }
             Err(e) => Err(e),
         };
@@ -357,6 +361,7 @@ impl Context for Root {
         let status = host::get_header(MapType::HttpCallResponseHeaders, ":status");
         let fetched = match status.as_deref() {
             Some("200") => host::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .map(|set| (set, remote.config.services.clone()))
                 .map_err(|e| format!("cannot read the body: {e}")),
             // No headers: the call failed in Envoy (no host, reset, timeout).
             None => Err("no answer (connection failed, reset or timed out)".to_string()),

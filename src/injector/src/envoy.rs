@@ -7,25 +7,34 @@
 //! - cluster `app`: 127.0.0.1:<grpc port>, HTTP/2;
 //! - admin on 127.0.0.1:<admin-port> only (reachable with `kubectl port-forward`).
 //!
-//! The filter's configuration leaves out `proto_descriptor_bin` (and `services` when the
-//! pod names none): `rgp-injector sidecar` adds them from the mounted descriptor set,
-//! because a Wasm filter cannot read files and the set is too large for the pod spec.
+//! With a mounted descriptor set, the filter's configuration leaves out
+//! `proto_descriptor_bin` (and `services` when the pod names none): `rgp-injector
+//! sidecar` adds them from the set, because a Wasm filter cannot read files and the set
+//! is too large for the pod spec. With reflection, the configuration is complete here:
+//! `descriptor_reflection` names the `app` cluster and the filter fetches the set itself.
 
 use serde_json::{json, Map, Value};
 
-use crate::options::Options;
+use crate::options::{DescriptorSource, Options};
 
 /// `@type` of the Wasm HTTP filter's config; the sidecar step looks for it.
 pub const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 /// The filter's root_id (as in envoy/transcoder-wasm.yaml).
 pub const ROOT_ID: &str = "rust_grpc_proxy";
+/// The cluster of the app's gRPC port: where requests go, and whom reflection asks.
+pub const APP_CLUSTER: &str = "app";
 
-/// The filter configuration without the descriptor set (and without `services` if the pod
-/// names none): what the sidecar step completes.
+/// The filter configuration. With a mounted set: without the set (and without `services`
+/// if the pod names none), which the sidecar step completes. With reflection: complete,
+/// `services` left out when the pod names none (the filter then lists the app's).
 pub fn filter_options(opts: &Options) -> Map<String, Value> {
     let mut m = opts.transcoder.clone();
     if !opts.services.is_empty() {
         m.insert("services".into(), json!(opts.services));
+    }
+    if let DescriptorSource::Reflection { refresh_interval } = &opts.descriptor {
+        m.insert("descriptor_reflection".into(), json!({ "cluster": APP_CLUSTER }));
+        m.insert("refresh_interval".into(), json!(refresh_interval));
     }
     m
 }
@@ -62,7 +71,7 @@ pub fn bootstrap(opts: &Options, wasm_path: &str) -> Value {
                                 "virtual_hosts": [{
                                     "name": "app",
                                     "domains": ["*"],
-                                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "app", "timeout": "60s" } }]
+                                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": APP_CLUSTER, "timeout": "60s" } }]
                                 }]
                             },
                             "http_filters": [
@@ -125,7 +134,7 @@ pub fn bootstrap(opts: &Options, wasm_path: &str) -> Value {
                 }
             ],
             "clusters": [{
-                "name": "app",
+                "name": APP_CLUSTER,
                 "type": "STATIC",
                 "connect_timeout": "2s",
                 "typed_extension_protocol_options": {
@@ -135,7 +144,7 @@ pub fn bootstrap(opts: &Options, wasm_path: &str) -> Value {
                     }
                 },
                 "load_assignment": {
-                    "cluster_name": "app",
+                    "cluster_name": APP_CLUSTER,
                     "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
                         "socket_address": { "address": "127.0.0.1", "port_value": opts.grpc_port }
                     } } }] }]

@@ -104,9 +104,11 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
                 }),
                 ..Default::default()
             });
-            DESCRIPTOR_VOLUME.to_string()
+            Some(DESCRIPTOR_VOLUME.to_string())
         }
-        DescriptorSource::Volume { name, .. } => name.clone(),
+        DescriptorSource::Volume { name, .. } => Some(name.clone()),
+        // The filter asks the app itself: nothing to mount.
+        DescriptorSource::Reflection { .. } => None,
     };
     volumes.push(Volume {
         name: RUN_VOLUME.into(),
@@ -128,7 +130,7 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
         }
     }
 
-    let container = sidecar_container(&opts, &descriptor_volume);
+    let container = sidecar_container(&opts, descriptor_volume.as_deref());
     let status = json!({
         "version": VERSION,
         "layout": if opts.native_sidecar { "native" } else { "classic" },
@@ -199,10 +201,14 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
     }
 
     let summary = format!(
-        "{} sidecar: REST :{} -> gRPC 127.0.0.1:{}",
+        "{} sidecar: REST :{} -> gRPC 127.0.0.1:{}{}",
         if opts.native_sidecar { "native" } else { "classic" },
         opts.rest_port,
-        opts.grpc_port
+        opts.grpc_port,
+        match &opts.descriptor {
+            DescriptorSource::Reflection { .. } => " (descriptors from the app's reflection service)",
+            _ => "",
+        }
     );
     Outcome::Patch {
         patch: Patch(ops),
@@ -211,13 +217,16 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
     }
 }
 
-/// The injected container.
-pub fn sidecar_container(opts: &Options, descriptor_volume: &str) -> Container {
+/// The injected container; `descriptor_volume` is the volume holding the descriptor set
+/// (None with reflection: then the sidecar step gets no `--descriptor`).
+pub fn sidecar_container(opts: &Options, descriptor_volume: Option<&str>) -> Container {
     let config_out = format!("{RUN_MOUNT}/envoy.json");
     let bootstrap = envoy::bootstrap(opts, IMAGE_WASM);
-    let args: Vec<String> = vec![
-        "--descriptor".into(),
-        format!("{DESCRIPTOR_MOUNT}/{}", opts.descriptor.key()),
+    let mut args: Vec<String> = Vec::new();
+    if let Some(key) = opts.descriptor.key() {
+        args.extend(["--descriptor".into(), format!("{DESCRIPTOR_MOUNT}/{key}")]);
+    }
+    args.extend([
         "--config-out".into(),
         config_out.clone(),
         "--".into(),
@@ -229,7 +238,21 @@ pub fn sidecar_container(opts: &Options, descriptor_volume: &str) -> Container {
         opts.concurrency.to_string(),
         "--log-level".into(),
         opts.log_level.clone(),
-    ];
+    ]);
+    let mut volume_mounts = Vec::new();
+    if let Some(name) = descriptor_volume {
+        volume_mounts.push(VolumeMount {
+            name: name.into(),
+            mount_path: DESCRIPTOR_MOUNT.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    volume_mounts.push(VolumeMount {
+        name: RUN_VOLUME.into(),
+        mount_path: RUN_MOUNT.into(),
+        ..Default::default()
+    });
     Container {
         name: SIDECAR_NAME.into(),
         image: Some(opts.image.clone()),
@@ -289,19 +312,7 @@ pub fn sidecar_container(opts: &Options, descriptor_volume: &str) -> Container {
         }),
         restart_policy: opts.native_sidecar.then(|| "Always".to_string()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: descriptor_volume.into(),
-                mount_path: DESCRIPTOR_MOUNT.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: RUN_VOLUME.into(),
-                mount_path: RUN_MOUNT.into(),
-                ..Default::default()
-            },
-        ]),
+        volume_mounts: Some(volume_mounts),
         ..Default::default()
     }
 }

@@ -22,10 +22,11 @@ USAGE:
     rgp-injector review [FILE] [OPTIONS]
         Answer one AdmissionReview read from FILE (or stdin) on stdout.
 
-    rgp-injector sidecar --descriptor FILE --config-out FILE -- ENVOY ARGS...
+    rgp-injector sidecar [--descriptor FILE] --config-out FILE -- ENVOY ARGS...
         Inside the injected container: complete the Envoy bootstrap in
         $RGP_ENVOY_BOOTSTRAP with the descriptor set FILE, write it to the
-        --config-out file, then exec ENVOY ARGS.
+        --config-out file, then exec ENVOY ARGS. Without --descriptor (descriptor
+        source reflection), the bootstrap is written as is.
 
 OPTIONS (defaults for every pod; the pod's rust-grpc-proxy/* annotations override):
     --sidecar-image IMAGE         (default rust-grpc-proxy:0.1.0)
@@ -36,6 +37,9 @@ OPTIONS (defaults for every pod; the pod's rust-grpc-proxy/* annotations overrid
     --concurrency N --log-level LEVEL   Envoy worker threads and log level (defaults 2, info)
     --default-descriptor-configmap NAME   ConfigMap for pods that name none (default rust-grpc-proxy,
                                   key rust-grpc-proxy.pb; '' to require the annotation)
+    --default-descriptor-source configmap|reflection   where pods that name no descriptor source get
+                                  their descriptors: the ConfigMap above (default), or the app's gRPC
+                                  reflection service (then the label alone is enough)
 ";
 
 fn main() -> ExitCode {
@@ -63,7 +67,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--flag value` pairs `config_flags` did not know, for the command to read.
+/// `--flag value` (or `--flag=value`) pairs `config_flags` did not know, for the command to read.
 type OtherFlags = Vec<(String, String)>;
 
 /// Flags shared by `serve` and `review`: the config, the other flags, the positional arguments.
@@ -72,12 +76,16 @@ fn config_flags(args: &[String]) -> Result<(InjectorConfig, OtherFlags, Vec<Stri
     let mut rest = Vec::new();
     let mut positional = Vec::new();
     let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if !a.starts_with("--") {
-            positional.push(a.clone());
+    while let Some(arg) = it.next() {
+        if !arg.starts_with("--") {
+            positional.push(arg.clone());
             continue;
         }
-        let value = it.next().ok_or_else(|| format!("{a} needs a value"))?.clone();
+        // `--flag=value` (as deploy/injector.yaml writes them) or `--flag value`.
+        let (a, value) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), value.to_string()),
+            None => (arg.clone(), it.next().ok_or_else(|| format!("{arg} needs a value"))?.clone()),
+        };
         let port = |v: &str| v.parse::<u16>().map_err(|_| format!("{a}: not a port: {v}"));
         let opt = |v: String| if v.is_empty() { None } else { Some(v) };
         match a.as_str() {
@@ -96,6 +104,7 @@ fn config_flags(args: &[String]) -> Result<(InjectorConfig, OtherFlags, Vec<Stri
             "--concurrency" => cfg.concurrency = value.parse().map_err(|_| format!("{a}: a number, not {value}"))?,
             "--log-level" => cfg.log_level = value,
             "--default-descriptor-configmap" => cfg.descriptor_configmap = value,
+            "--default-descriptor-source" => cfg.default_source = value.parse()?,
             _ => rest.push((a.clone(), value)),
         }
     }

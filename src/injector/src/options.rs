@@ -29,6 +29,30 @@ pub struct InjectorConfig {
     /// `rgp publish SET.pb --name rust-grpc-proxy` writes, so a pod with only the label
     /// (as with the original injector) works in a namespace that has it.
     pub descriptor_configmap: String,
+    /// Where the descriptors of a pod that names no source come from
+    /// (`--default-descriptor-source`): the ConfigMap above, or the app's reflection service.
+    pub default_source: DefaultSource,
+}
+
+/// The webhook-wide descriptor source for pods that name none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DefaultSource {
+    /// The ConfigMap `--default-descriptor-configmap` (the original injector's behaviour).
+    #[default]
+    ConfigMap,
+    /// The app's gRPC server reflection service: the label alone is enough.
+    Reflection,
+}
+
+impl std::str::FromStr for DefaultSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "configmap" => Ok(DefaultSource::ConfigMap),
+            "reflection" => Ok(DefaultSource::Reflection),
+            _ => Err(format!("--default-descriptor-source: configmap or reflection, not {s:?}")),
+        }
+    }
 }
 
 impl Default for InjectorConfig {
@@ -49,6 +73,7 @@ impl Default for InjectorConfig {
             concurrency: 2,
             log_level: "info".into(),
             descriptor_configmap: "rust-grpc-proxy".into(),
+            default_source: DefaultSource::ConfigMap,
         }
     }
 }
@@ -61,8 +86,8 @@ pub struct Resources {
     pub memory_limit: Option<String>,
 }
 
-/// Where the descriptor set comes from. Both are mounted read-only in the sidecar at
-/// `DESCRIPTOR_MOUNT`; `key` is the file inside.
+/// Where the descriptor set comes from. ConfigMaps and volumes are mounted read-only in
+/// the sidecar at `DESCRIPTOR_MOUNT`, `key` being the file inside; reflection mounts nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DescriptorSource {
     /// A ConfigMap the user names (e.g. written by `rgp publish`): the webhook adds a
@@ -70,15 +95,30 @@ pub enum DescriptorSource {
     ConfigMap { name: String, key: String },
     /// A volume the pod already declares (Secret, CSI, image volume, ...).
     Volume { name: String, key: String },
+    /// The app's gRPC server reflection service, read by the filter itself through the
+    /// sidecar's `app` cluster, again every `refresh_interval` (Duration JSON, `"60s"`).
+    Reflection { refresh_interval: String },
 }
 
 impl DescriptorSource {
-    pub fn key(&self) -> &str {
+    /// The file inside the mounted ConfigMap or volume; None for reflection (nothing is mounted).
+    pub fn key(&self) -> Option<&str> {
         match self {
-            DescriptorSource::ConfigMap { key, .. } | DescriptorSource::Volume { key, .. } => key,
+            DescriptorSource::ConfigMap { key, .. } | DescriptorSource::Volume { key, .. } => Some(key),
+            DescriptorSource::Reflection { .. } => None,
         }
     }
 }
+
+/// `refresh-interval` when a reflection pod sets none: often enough to pick up a new
+/// version of the app within a minute, rarely enough that the exchange costs nothing.
+pub const DEFAULT_REFRESH_INTERVAL: &str = "60s";
+
+/// Values of the `descriptor-source` annotation.
+const DESCRIPTOR_SOURCES: &[&str] = &["configmap", "volume", "reflection"];
+
+/// Annotations that configure a mounted descriptor set, so conflict with reflection.
+const MOUNTED_SET_ANNOTATIONS: &[&str] = &["descriptor-configmap", "descriptor-volume", "descriptor-key"];
 
 /// Everything the sidecar of one pod is built from.
 #[derive(Clone, Debug)]
@@ -106,6 +146,8 @@ pub struct Options {
 
 /// Annotation names (without the prefix) the injector understands.
 pub const KNOWN_ANNOTATIONS: &[&str] = &[
+    "descriptor-source",
+    "refresh-interval",
     "descriptor-configmap",
     "descriptor-volume",
     "descriptor-key",
@@ -152,6 +194,7 @@ const TRANSCODER_FIELDS: &[&str] = &[
     "max_response_body_size",
     "match_incoming_request_route",
     "capture_unknown_query_parameters",
+    "pass_through_until_loaded",
 ];
 
 /// Port names the sidecar declares; a pod must not use them already.
@@ -340,52 +383,61 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
     }
 
     // The descriptor set: a ConfigMap or a volume of the pod, never an annotation
-    // (sets can be megabytes; annotations are limited to 256 KiB in all).
+    // (sets can be megabytes; annotations are limited to 256 KiB in all), or the app's
+    // reflection service, which the filter reads itself.
     let key_annotation = annotation(pod, "descriptor-key");
-    let descriptor = match (
-        annotation(pod, "descriptor-configmap"),
-        annotation(pod, "descriptor-volume"),
-    ) {
-        (Some(_), Some(_)) => {
-            errors.push(format!(
-                "annotations {ANNOTATION_PREFIX}descriptor-configmap and {ANNOTATION_PREFIX}descriptor-volume are both set; use one"
-            ));
-            None
-        }
-        (Some(name), None) => {
-            if !is_dns_subdomain(&name) {
+    let source = annotation(pod, "descriptor-source");
+    let (configmap, volume) = (annotation(pod, "descriptor-configmap"), annotation(pod, "descriptor-volume"));
+    let reflection = match source.as_deref() {
+        Some("reflection") => true,
+        None => configmap.is_none() && volume.is_none() && cfg.default_source == DefaultSource::Reflection,
+        _ => false,
+    };
+    let refresh = annotation(pod, "refresh-interval");
+    let descriptor = if reflection {
+        // Say where reflection came from: a typo'd default is harder to spot than an annotation.
+        let why = match source {
+            Some(_) => format!("annotation {ANNOTATION_PREFIX}descriptor-source=\"reflection\""),
+            None => "the webhook's --default-descriptor-source reflection".to_string(),
+        };
+        for name in MOUNTED_SET_ANNOTATIONS {
+            if annotation(pod, name).is_some() {
                 errors.push(format!(
-                    "annotation {ANNOTATION_PREFIX}descriptor-configmap=\"{name}\": not a valid ConfigMap name (lower-case RFC 1123 subdomain)"
+                    "annotation {ANNOTATION_PREFIX}{name} names a mounted descriptor set, but {why} reads the descriptors from the app's gRPC reflection service; remove one of them"
                 ));
             }
-            let key = key_annotation.clone().unwrap_or_else(|| format!("{name}.pb"));
-            Some(DescriptorSource::ConfigMap { name, key })
         }
-        (None, Some(name)) => {
-            let exists = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.volumes.as_ref())
-                .is_some_and(|v| v.iter().any(|v| v.name == name));
-            if !exists {
-                errors.push(format!(
-                    "annotation {ANNOTATION_PREFIX}descriptor-volume=\"{name}\": the pod has no volume named {name}"
-                ));
-            }
-            let key = key_annotation.clone().unwrap_or_else(|| "descriptors.pb".into());
-            Some(DescriptorSource::Volume { name, key })
+        let refresh_interval = refresh.unwrap_or_else(|| DEFAULT_REFRESH_INTERVAL.to_string());
+        if let Err(e) = check_duration(&refresh_interval) {
+            errors.push(format!("annotation {ANNOTATION_PREFIX}refresh-interval=\"{refresh_interval}\": {e}"));
         }
-        (None, None) if !cfg.descriptor_configmap.is_empty() => {
-            let name = cfg.descriptor_configmap.clone();
-            let key = key_annotation.clone().unwrap_or_else(|| format!("{name}.pb"));
-            Some(DescriptorSource::ConfigMap { name, key })
-        }
-        (None, None) => {
+        Some(DescriptorSource::Reflection { refresh_interval })
+    } else {
+        if refresh.is_some() {
             errors.push(format!(
-                "annotation {ANNOTATION_PREFIX}descriptor-configmap is required: the name of a ConfigMap in the pod's namespace holding the descriptor set (rgp publish writes one), or {ANNOTATION_PREFIX}descriptor-volume naming a volume of the pod"
+                "annotation {ANNOTATION_PREFIX}refresh-interval applies only to {ANNOTATION_PREFIX}descriptor-source \"reflection\": a mounted descriptor set is read once at start (restart the pods to load a new one)"
             ));
-            None
         }
+        match (source.as_deref(), &configmap, &volume) {
+            (None | Some("configmap" | "volume"), _, _) => {}
+            (Some(other), _, _) => errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}descriptor-source=\"{other}\": one of {}",
+                DESCRIPTOR_SOURCES.join(", ")
+            )),
+        }
+        match (source.as_deref(), &configmap, &volume) {
+            (Some("configmap"), _, Some(_)) => errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}descriptor-source=\"configmap\" conflicts with {ANNOTATION_PREFIX}descriptor-volume; remove one of them"
+            )),
+            (Some("volume"), Some(_), _) => errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}descriptor-source=\"volume\" conflicts with {ANNOTATION_PREFIX}descriptor-configmap; remove one of them"
+            )),
+            (Some("volume"), _, None) => errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}descriptor-source=\"volume\" needs {ANNOTATION_PREFIX}descriptor-volume naming a volume of the pod"
+            )),
+            _ => {}
+        }
+        mounted_source(pod, cfg, configmap, volume, key_annotation, &mut errors)
     };
     if let Some(DescriptorSource::ConfigMap { key, .. }) = &descriptor {
         let ok = !key.is_empty()
@@ -399,11 +451,10 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
             ));
         }
     }
-    if let Some(d @ DescriptorSource::Volume { .. }) = &descriptor {
-        if !is_relative_file(d.key()) {
+    if let Some(DescriptorSource::Volume { key, .. }) = &descriptor {
+        if !is_relative_file(key) {
             errors.push(format!(
-                "annotation {ANNOTATION_PREFIX}descriptor-key=\"{}\": must be a relative file path inside the volume (no leading /, no ..)",
-                d.key()
+                "annotation {ANNOTATION_PREFIX}descriptor-key=\"{key}\": must be a relative file path inside the volume (no leading /, no ..)"
             ));
         }
     }
@@ -436,11 +487,18 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
             Ok(Value::Object(map)) => {
                 for (k, v) in map {
                     let snake = to_snake(&k);
-                    if TRANSCODER_FIELDS.contains(&snake.as_str()) {
-                        transcoder.insert(snake, v);
-                    } else if matches!(snake.as_str(), "proto_descriptor" | "proto_descriptor_bin") {
+                    if snake == "pass_through_until_loaded" && !reflection {
                         errors.push(format!(
-                            "annotation {ANNOTATION_PREFIX}transcoder-options: {k} cannot be set here; the descriptor set comes from {ANNOTATION_PREFIX}descriptor-configmap"
+                            "annotation {ANNOTATION_PREFIX}transcoder-options: {k} applies only to {ANNOTATION_PREFIX}descriptor-source \"reflection\" (a mounted set is loaded before Envoy serves)"
+                        ));
+                    } else if TRANSCODER_FIELDS.contains(&snake.as_str()) {
+                        transcoder.insert(snake, v);
+                    } else if matches!(
+                        snake.as_str(),
+                        "proto_descriptor" | "proto_descriptor_bin" | "descriptor_url" | "descriptor_reflection" | "refresh_interval"
+                    ) {
+                        errors.push(format!(
+                            "annotation {ANNOTATION_PREFIX}transcoder-options: {k} cannot be set here; the descriptors come from {ANNOTATION_PREFIX}descriptor-configmap, -volume, or -source: reflection (with {ANNOTATION_PREFIX}refresh-interval)"
                         ));
                     } else if snake == "services" {
                         errors.push(format!(
@@ -594,6 +652,75 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
     })
 }
 
+/// The mounted descriptor set of a pod: the ConfigMap or volume its annotations name,
+/// else the webhook's default ConfigMap. Problems go to `errors`.
+fn mounted_source(
+    pod: &Pod,
+    cfg: &InjectorConfig,
+    configmap: Option<String>,
+    volume: Option<String>,
+    key_annotation: Option<String>,
+    errors: &mut Vec<String>,
+) -> Option<DescriptorSource> {
+    match (configmap, volume) {
+        (Some(_), Some(_)) => {
+            errors.push(format!(
+                "annotations {ANNOTATION_PREFIX}descriptor-configmap and {ANNOTATION_PREFIX}descriptor-volume are both set; use one"
+            ));
+            None
+        }
+        (Some(name), None) => {
+            if !is_dns_subdomain(&name) {
+                errors.push(format!(
+                    "annotation {ANNOTATION_PREFIX}descriptor-configmap=\"{name}\": not a valid ConfigMap name (lower-case RFC 1123 subdomain)"
+                ));
+            }
+            let key = key_annotation.unwrap_or_else(|| format!("{name}.pb"));
+            Some(DescriptorSource::ConfigMap { name, key })
+        }
+        (None, Some(name)) => {
+            let exists = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.volumes.as_ref())
+                .is_some_and(|v| v.iter().any(|v| v.name == name));
+            if !exists {
+                errors.push(format!(
+                    "annotation {ANNOTATION_PREFIX}descriptor-volume=\"{name}\": the pod has no volume named {name}"
+                ));
+            }
+            let key = key_annotation.unwrap_or_else(|| "descriptors.pb".into());
+            Some(DescriptorSource::Volume { name, key })
+        }
+        (None, None) if !cfg.descriptor_configmap.is_empty() => {
+            let name = cfg.descriptor_configmap.clone();
+            let key = key_annotation.unwrap_or_else(|| format!("{name}.pb"));
+            Some(DescriptorSource::ConfigMap { name, key })
+        }
+        (None, None) => {
+            errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}descriptor-configmap is required: the name of a ConfigMap in the pod's namespace holding the descriptor set (rgp publish writes one), {ANNOTATION_PREFIX}descriptor-volume naming a volume of the pod, or {ANNOTATION_PREFIX}descriptor-source: reflection when the app serves gRPC reflection"
+            ));
+            None
+        }
+    }
+}
+
+/// Checks a Duration the way the filter reads `refresh_interval` (transcoder's
+/// `source::duration_field`: `<seconds>s`, above 0 and at most a year), so that a value
+/// the filter would refuse at start is refused at admission instead. The injector does not
+/// link the engine: its serde_json features would change the webhook's JSON output.
+pub fn check_duration(text: &str) -> Result<(), String> {
+    let seconds = text
+        .strip_suffix('s')
+        .and_then(|n| n.parse::<f64>().ok())
+        .ok_or_else(|| "not a duration such as \"60s\" or \"0.5s\"".to_string())?;
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 86_400.0 * 365.0 {
+        return Err(format!("{seconds} s is not a duration above 0 and at most a year"));
+    }
+    Ok(())
+}
+
 /// The injector's own annotations on a pod (for the status check).
 pub fn status(pod: &Pod) -> Option<&String> {
     pod.metadata.annotations.as_ref()?.get(STATUS_ANNOTATION)
@@ -710,6 +837,17 @@ mod tests {
         assert_eq!(quantity("1E-3"), Some(0.001));
         for bad in ["", "abc", "1.2.3", "-1", "10mb", "Mi", "1e", "1 Mi", "."] {
             assert_eq!(quantity(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_follow_the_filters_rule() {
+        // The values transcoder's source.rs tests accept and refuse, and a few more.
+        for ok in ["60s", "1.5s", "0.5s", "1e3s", "+5s", "31536000s"] {
+            assert_eq!(check_duration(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "60", "1m", "-1s", "0s", "infs", "NaNs", "31536001s", "s", " 60s"] {
+            assert!(check_duration(bad).is_err(), "{bad}");
         }
     }
 

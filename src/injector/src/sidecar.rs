@@ -7,30 +7,31 @@
 //! `proto_descriptor_bin` (base64), fills `services` with every service of the set when
 //! the pod named none, writes the result into the sidecar's emptyDir and execs Envoy on
 //! it (so Envoy is the container's main process and gets its signals).
+//!
+//! Without `--descriptor` (descriptor source `reflection`) there is no set to splice: the
+//! filter's configuration must name a runtime source, and the bootstrap is written as is.
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::envoy::{ROOT_ID, WASM_FILTER_TYPE};
 use crate::{descriptor, BOOTSTRAP_ENV};
 
-/// Complete the bootstrap with the descriptor set. Returns the config and the services.
-pub fn render(bootstrap: &str, set: &[u8]) -> Result<(Value, Vec<String>), String> {
+/// A change to the filter's options (JSON object), or why it cannot be made.
+type EditOptions<'a> = dyn FnMut(&mut Map<String, Value>) -> Result<(), String> + 'a;
+
+/// Parse the bootstrap and call `edit` on the options of each of our Wasm filters,
+/// writing them back; refuses a bootstrap without one.
+fn edit_filter_options(bootstrap: &str, edit: &mut EditOptions) -> Result<Value, String> {
     let mut config: Value = serde_json::from_str(bootstrap).map_err(|e| format!("{BOOTSTRAP_ENV} is not JSON: {e}"))?;
-    let in_set = descriptor::services(set)?;
-    if in_set.is_empty() {
-        return Err("the descriptor set has no services".into());
-    }
-    let b64 = base64::engine::general_purpose::STANDARD.encode(set);
     let mut found = 0;
-    let mut services = Vec::new();
     let mut problem = None;
     visit(&mut config, &mut |obj| {
         let is_ours = obj.get("@type").and_then(Value::as_str) == Some(WASM_FILTER_TYPE)
             && obj.pointer("/config/root_id").and_then(Value::as_str) == Some(ROOT_ID);
-        if !is_ours {
+        if !is_ours || problem.is_some() {
             return;
         }
         found += 1;
@@ -38,13 +39,59 @@ pub fn render(bootstrap: &str, set: &[u8]) -> Result<(Value, Vec<String>), Strin
             problem = Some("the filter has no configuration.value".to_string());
             return;
         };
-        let mut options: serde_json::Map<String, Value> = match slot.as_str().map(serde_json::from_str) {
+        let mut options: Map<String, Value> = match slot.as_str().map(serde_json::from_str) {
             Some(Ok(Value::Object(m))) => m,
             _ => {
                 problem = Some("the filter's configuration.value is not a JSON object".into());
                 return;
             }
         };
+        match edit(&mut options) {
+            Ok(()) => *slot = Value::String(Value::Object(options).to_string()),
+            Err(e) => problem = Some(e),
+        }
+    });
+    if let Some(p) = problem {
+        return Err(p);
+    }
+    if found == 0 {
+        return Err(format!("{BOOTSTRAP_ENV} has no {ROOT_ID} Wasm filter"));
+    }
+    Ok(config)
+}
+
+/// The bootstrap as is, for a filter that fetches its descriptors itself; refuses one
+/// whose filter names no runtime source (Envoy would refuse it with a less helpful message).
+/// Returns the config and what the filter reads the descriptors from.
+pub fn render_without_set(bootstrap: &str) -> Result<(Value, String), String> {
+    let mut source = String::new();
+    let config = edit_filter_options(bootstrap, &mut |options| {
+        source = match (options.get("descriptor_reflection"), options.get("descriptor_url")) {
+            (Some(r), _) => format!(
+                "gRPC server reflection on cluster {}",
+                r.get("cluster").map(Value::to_string).unwrap_or_default()
+            ),
+            (None, Some(u)) => u.get("url").map(Value::to_string).unwrap_or_default(),
+            (None, None) => {
+                return Err(
+                    "no --descriptor, and the filter's configuration names no descriptor_reflection or descriptor_url: it would have no descriptor set (annotation rust-grpc-proxy/descriptor-source)".into(),
+                )
+            }
+        };
+        Ok(())
+    })?;
+    Ok((config, source))
+}
+
+/// Complete the bootstrap with the descriptor set. Returns the config and the services.
+pub fn render(bootstrap: &str, set: &[u8]) -> Result<(Value, Vec<String>), String> {
+    let in_set = descriptor::services(set)?;
+    if in_set.is_empty() {
+        return Err("the descriptor set has no services".into());
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(set);
+    let mut services = Vec::new();
+    let config = edit_filter_options(bootstrap, &mut |options| {
         let named: Vec<String> = match options.get("services") {
             Some(Value::Array(a)) => a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
             _ => Vec::new(),
@@ -55,24 +102,17 @@ pub fn render(bootstrap: &str, set: &[u8]) -> Result<(Value, Vec<String>), Strin
         } else {
             let missing: Vec<&String> = named.iter().filter(|s| !in_set.contains(s)).collect();
             if !missing.is_empty() {
-                problem = Some(format!(
+                return Err(format!(
                     "service(s) {} (annotation rust-grpc-proxy/services) not in the descriptor set, which has: {}",
                     missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
                     in_set.join(", ")
                 ));
-                return;
             }
             services = named;
         }
         options.insert("proto_descriptor_bin".into(), Value::String(b64.clone()));
-        *slot = Value::String(Value::Object(options).to_string());
-    });
-    if let Some(p) = problem {
-        return Err(p);
-    }
-    if found == 0 {
-        return Err(format!("{BOOTSTRAP_ENV} has no {ROOT_ID} Wasm filter"));
-    }
+        Ok(())
+    })?;
     Ok((config, services))
 }
 
@@ -119,20 +159,24 @@ fn write_config(path: &Path, config: &Value) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
 }
 
+/// The sidecar step's command line.
 pub struct SidecarArgs {
-    pub descriptor: PathBuf,
+    /// The mounted descriptor set; None when the filter fetches its descriptors itself.
+    pub descriptor: Option<PathBuf>,
+    /// Where the rendered Envoy configuration is written.
     pub config_out: PathBuf,
+    /// The program (Envoy) and its arguments, exec'd once the configuration is written.
     pub exec: Vec<String>,
 }
 
-/// Parse `--descriptor PATH --config-out PATH -- PROGRAM ARGS...`.
+/// Parse `[--descriptor PATH] --config-out PATH -- PROGRAM ARGS...`.
 pub fn parse_args(args: &[String]) -> Result<SidecarArgs, String> {
     let (mut descriptor, mut config_out, mut exec) = (None, None, Vec::new());
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--descriptor" => descriptor = it.next().cloned(),
-            "--config-out" => config_out = it.next().cloned(),
+            "--descriptor" => descriptor = Some(it.next().cloned().ok_or("sidecar: --descriptor needs a PATH")?),
+            "--config-out" => config_out = Some(it.next().cloned().ok_or("sidecar: --config-out needs a PATH")?),
             "--" => {
                 exec = it.by_ref().cloned().collect();
             }
@@ -140,7 +184,7 @@ pub fn parse_args(args: &[String]) -> Result<SidecarArgs, String> {
         }
     }
     Ok(SidecarArgs {
-        descriptor: descriptor.ok_or("sidecar: --descriptor PATH is required")?.into(),
+        descriptor: descriptor.map(PathBuf::from),
         config_out: config_out.ok_or("sidecar: --config-out PATH is required")?.into(),
         exec,
     })
@@ -150,16 +194,28 @@ pub fn parse_args(args: &[String]) -> Result<SidecarArgs, String> {
 pub fn run(args: &[String]) -> Result<(), String> {
     let a = parse_args(args)?;
     let bootstrap = std::env::var(BOOTSTRAP_ENV).map_err(|_| format!("{BOOTSTRAP_ENV} is not set"))?;
-    let set = read_descriptor(&a.descriptor)?;
-    let (config, services) = render(&bootstrap, &set)?;
-    write_config(&a.config_out, &config)?;
-    eprintln!(
-        "rgp-injector sidecar: {} ({} bytes) -> {}; services: {}",
-        a.descriptor.display(),
-        set.len(),
-        a.config_out.display(),
-        services.join(", ")
-    );
+    match &a.descriptor {
+        Some(path) => {
+            let set = read_descriptor(path)?;
+            let (config, services) = render(&bootstrap, &set)?;
+            write_config(&a.config_out, &config)?;
+            eprintln!(
+                "rgp-injector sidecar: {} ({} bytes) -> {}; services: {}",
+                path.display(),
+                set.len(),
+                a.config_out.display(),
+                services.join(", ")
+            );
+        }
+        None => {
+            let (config, source) = render_without_set(&bootstrap)?;
+            write_config(&a.config_out, &config)?;
+            eprintln!(
+                "rgp-injector sidecar: no descriptor file; the filter reads the descriptors from {source} -> {}",
+                a.config_out.display()
+            );
+        }
+    }
     let Some((program, rest)) = a.exec.split_first() else {
         return Ok(()); // nothing to exec: only render (useful to inspect the config)
     };
@@ -226,15 +282,30 @@ mod tests {
     }
 
     #[test]
+    fn without_a_set_keeps_the_configuration_and_needs_a_runtime_source() {
+        let b = bootstrap(r#"{"descriptor_reflection":{"cluster":"app"},"refresh_interval":"60s"}"#);
+        let (config, source) = render_without_set(&b).unwrap();
+        assert_eq!(source, r#"gRPC server reflection on cluster "app""#);
+        let o = options_of(&config);
+        assert_eq!(o["descriptor_reflection"]["cluster"], "app");
+        assert!(o.get("proto_descriptor_bin").is_none() && o.get("services").is_none());
+        let err = render_without_set(&bootstrap(r#"{"convert_grpc_status":true}"#)).unwrap_err();
+        assert!(err.contains("names no descriptor_reflection or descriptor_url"), "{err}");
+        assert!(render_without_set("{}").unwrap_err().contains("no rust_grpc_proxy Wasm filter"));
+    }
+
+    #[test]
     fn parses_its_arguments() {
         let a: Vec<String> = ["--descriptor", "/d/x.pb", "--config-out", "/r/e.json", "--", "envoy", "-c", "/r/e.json"]
             .iter()
             .map(|s| s.to_string())
             .collect();
         let p = parse_args(&a).unwrap();
-        assert_eq!(p.descriptor, PathBuf::from("/d/x.pb"));
+        assert_eq!(p.descriptor, Some(PathBuf::from("/d/x.pb")));
         assert_eq!(p.exec, ["envoy", "-c", "/r/e.json"]);
-        assert!(parse_args(&a[2..]).is_err());
+        let without = parse_args(&a[2..]).unwrap();
+        assert_eq!(without.descriptor, None);
+        assert!(parse_args(&a[4..]).is_err(), "--config-out is required");
         assert!(parse_args(&["--bogus".to_string()]).is_err());
     }
 }

@@ -5,13 +5,14 @@
 //! the checks the API server would make beyond the schema, and come back unchanged when
 //! injected again. `UPDATE_GOLDEN=1 cargo test -p rgp-injector --test golden` rewrites the
 //! golden files (review the diff). tests/injector (pytest) validates every golden pod
-//! against the Kubernetes schemas.
+//! against the Kubernetes schemas. Cases named `reflection-default-*` are answered by a
+//! webhook started with `--default-descriptor-source reflection`; the others by the defaults.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use rgp_injector::admission::{response_patch, review};
-use rgp_injector::options::InjectorConfig;
+use rgp_injector::options::{DefaultSource, InjectorConfig};
 use serde_json::{json, Value};
 
 fn dir(name: &str) -> PathBuf {
@@ -20,6 +21,15 @@ fn dir(name: &str) -> PathBuf {
 
 fn config() -> InjectorConfig {
     InjectorConfig::default()
+}
+
+/// The webhook's flags for one case (see the module comment).
+fn config_for(case: &str) -> InjectorConfig {
+    let mut cfg = config();
+    if case.starts_with("reflection-default-") {
+        cfg.default_source = DefaultSource::Reflection;
+    }
+    cfg
 }
 
 /// What each case must produce: verdict and text the answer must contain.
@@ -89,6 +99,30 @@ fn expectations() -> BTreeMap<&'static str, (&'static str, Vec<&'static str>)> {
         ("malformed-no-request", ("error", vec!["no request"])),
         ("malformed-pod", ("error", vec!["does not parse as a v1 Pod"])),
         ("malformed-not-json", ("error", vec!["not JSON"])),
+        ("reflection-annotation", ("injected", vec![])),
+        ("reflection-default-label-only", ("injected", vec![])),
+        ("reflection-default-configmap-annotation", ("injected", vec![])),
+        (
+            "reflection-conflict",
+            (
+                "denied",
+                vec![
+                    "annotation rust-grpc-proxy/descriptor-configmap names a mounted descriptor set, but annotation rust-grpc-proxy/descriptor-source=\\\"reflection\\\" reads the descriptors from the app's gRPC reflection service",
+                    "annotation rust-grpc-proxy/descriptor-key names a mounted descriptor set",
+                    "refresh-interval=\\\"1m\\\": not a duration such as",
+                ],
+            ),
+        ),
+        (
+            "reflection-bad-source",
+            (
+                "denied",
+                vec![
+                    "descriptor-source=\\\"grpc-reflection\\\": one of configmap, volume, reflection",
+                    "refresh-interval applies only to rust-grpc-proxy/descriptor-source \\\"reflection\\\"",
+                ],
+            ),
+        ),
     ])
 }
 
@@ -136,7 +170,7 @@ fn golden_cases() {
     for path in &cases {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let body = std::fs::read(path).unwrap();
-        let decision = review(&body, &config());
+        let decision = review(&body, &config_for(&name));
         let resp = &decision.review;
         let (verdict, needles) = &expect[name.as_str()];
         assert_eq!(decision.verdict, *verdict, "{name}: {}", decision.reason);
@@ -195,7 +229,7 @@ fn golden_cases() {
             let mut again = input.clone().unwrap();
             again["request"]["object"] = pod.clone();
             again["request"]["uid"] = json!("second-pass");
-            let d2 = review(&serde_json::to_vec(&again).unwrap(), &config());
+            let d2 = review(&serde_json::to_vec(&again).unwrap(), &config_for(&name));
             assert_eq!(d2.verdict, "skipped", "{name}: re-injection: {}", d2.reason);
             assert!(d2.reason.contains("already injected"), "{name}: {}", d2.reason);
             assert!(
@@ -316,6 +350,34 @@ fn api_server_checks(name: &str, pod: &Value) {
     assert!(sidecar["readinessProbe"]["httpGet"].is_object());
     assert!(sidecar["resources"]["requests"].is_object());
     assert!(sidecar["resources"]["limits"].is_object());
+    // The descriptors: a mounted set handed to the sidecar step, or (and only then
+    // nothing mounted) the app's reflection service read by the filter through `app`.
+    let args: Vec<&str> = sidecar["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let mounted = sidecar["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["mountPath"] == "/etc/rust-grpc-proxy/descriptor");
+    assert_eq!(args.contains(&"--descriptor"), mounted, "{name}: --descriptor without its mount or the reverse");
+    let bootstrap: Value = serde_json::from_str(sidecar["env"][0]["value"].as_str().unwrap()).unwrap();
+    let filter_config = bootstrap
+        .pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/configuration/value")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{name}: no filter configuration in the bootstrap"));
+    let options: Value = serde_json::from_str(filter_config).unwrap();
+    if mounted {
+        assert!(options.get("descriptor_reflection").is_none(), "{name}: {options}");
+    } else {
+        assert_eq!(options["descriptor_reflection"], json!({"cluster": "app"}), "{name}");
+        assert!(options["refresh_interval"].is_string(), "{name}: {options}");
+        let app = &bootstrap["static_resources"]["clusters"][0];
+        assert_eq!(app["name"], "app", "{name}");
+        assert_eq!(
+            app.pointer("/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address/port_value"),
+            Some(&status["grpcPort"]),
+            "{name}: reflection must ask the app's own gRPC port"
+        );
+    }
     // No descriptor bytes anywhere in the pod: it must stay small.
     assert!(
         pod.to_string().len() < 32 * 1024,
@@ -372,4 +434,34 @@ fn response_reads_back_into_kube_core_types() {
     assert_eq!(resp.uid, "4b1c2f7e-9d0a-4c55-8f0e-1a2b3c4d5e01");
     let again: json_patch::Patch = serde_json::from_slice(resp.patch.as_ref().unwrap()).unwrap();
     assert_eq!(again, patch);
+}
+
+/// The webhook's own flag parsing, through `rgp-injector review`: `--flag=value` (as
+/// deploy/injector.yaml writes flags) and `--flag value` both set the default source,
+/// and the answer is the golden one.
+#[test]
+fn review_command_reads_flags_in_both_forms() {
+    let case = dir("cases").join("reflection-default-label-only.json");
+    let expected = std::fs::read_to_string(dir("golden").join("reflection-default-label-only.response.json")).unwrap();
+    for flags in [
+        vec!["--default-descriptor-source=reflection", "--native-sidecars=true"],
+        vec!["--default-descriptor-source", "reflection"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rgp-injector"))
+            .arg("review")
+            .args(&flags)
+            .arg(&case)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(pretty(&got), expected, "{flags:?}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rgp-injector"))
+        .args(["review", "--default-descriptor-source=grpc"])
+        .arg(&case)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("configmap or reflection"));
 }

@@ -8,6 +8,10 @@
 //! readiness probe the pod declares must pass, and curl calls REST (and native gRPC)
 //! through the sidecar's port.
 //!
+//! The same for descriptor source reflection: a pod with only the label, a webhook
+//! started with `--default-descriptor-source reflection`, no volume but the emptyDir, and
+//! the example service serving reflection (`serve --reflection`, tonic's v1alpha).
+//!
 //! Needs INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS
 //! (`make test-injector` sets them after building what they name). Without them the test
 //! says so and does nothing.
@@ -19,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rgp_injector::admission::{response_patch, review};
-use rgp_injector::options::InjectorConfig;
+use rgp_injector::options::{DefaultSource, InjectorConfig};
 use serde_json::{json, Value};
 
 struct Kill(Vec<Child>);
@@ -189,29 +193,25 @@ fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descript
     }
 }
 
-#[test]
-fn injected_sidecar_serves_rest_through_real_envoy() {
-    let (Some(envoy), Some(wasm), Some(example), Some(descriptors)) = (
-        env_path("INJECTOR_ENVOY"),
-        env_path("INJECTOR_WASM"),
-        env_path("INJECTOR_EXAMPLE_SERVICE"),
-        env_path("INJECTOR_DESCRIPTORS"),
-    ) else {
-        eprintln!("NOT RUN: set INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS (make test-injector does)");
-        return;
-    };
-    let (grpc, rest, health, admin) = (free_port(), free_port(), free_port(), free_port());
-    let pod = patched_pod(grpc, rest, health, admin, &[]);
-    let Container {
-        sidecar,
-        root,
-        command,
-        env,
-    } = as_kubelet_would(&pod, "ok", &envoy, &wasm, &descriptors);
+/// Starts the container's command with exactly its environment; stdout (Envoy's access
+/// log) to `sidecar.log`, stderr to `sidecar.err` under the container's root.
+fn spawn_sidecar(c: &Container) -> Child {
+    Command::new(&c.command[0])
+        .args(&c.command[1..])
+        .env_clear()
+        .envs(c.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&c.root)
+        .stdout(std::fs::File::create(c.root.join("sidecar.log")).unwrap())
+        .stderr(std::fs::File::create(c.root.join("sidecar.err")).unwrap())
+        .spawn()
+        .unwrap()
+}
 
-    let mut procs = Kill(Vec::new());
-    let mut svc = Command::new(&example)
+/// Starts the example service on `grpc` (with `extra` arguments), once it listens.
+fn spawn_example(example: &Path, grpc: u16, extra: &[&str]) -> Child {
+    let mut svc = Command::new(example)
         .args(["serve", "--listen", &format!("127.0.0.1:{grpc}")])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -219,45 +219,32 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
     let mut line = String::new();
     BufReader::new(svc.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("listening on"), "example service: {line}");
-    procs.0.push(svc);
+    svc
+}
 
-    let log = root.join("sidecar.log");
-    let sidecar_proc = Command::new(&command[0])
-        .args(&command[1..])
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&root)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(root.join("sidecar.err")).unwrap())
-        .spawn()
-        .unwrap();
-    procs.0.push(sidecar_proc);
-
-    // The pod's readiness probe, as the kubelet would run it.
-    let probe = &sidecar["readinessProbe"]["httpGet"];
+/// Waits for the pod's readiness probe to pass, as the kubelet would run it.
+fn wait_ready(c: &Container, sidecar: &mut Child) {
+    let probe = &c.sidecar["readinessProbe"]["httpGet"];
     let probe_url = format!("http://127.0.0.1:{}{}", probe["port"], probe["path"].as_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (code, _) = curl(&["-o", "/dev/null", "-w", "%{http_code}", &probe_url]);
         if code == "200" {
-            break;
+            return;
         }
-        if let Some(status) = procs.0[1].try_wait().unwrap() {
+        if let Some(status) = sidecar.try_wait().unwrap() {
             panic!(
                 "the sidecar exited ({status}):\n{}",
-                std::fs::read_to_string(root.join("sidecar.err")).unwrap_or_default()
+                std::fs::read_to_string(c.root.join("sidecar.err")).unwrap_or_default()
             );
         }
         assert!(Instant::now() < deadline, "readiness probe never passed: {probe_url}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let err = std::fs::read_to_string(root.join("sidecar.err")).unwrap();
-    assert!(
-        err.contains("services: bookstore.v1.Bookstore, echo.v1.EchoService"),
-        "{err}"
-    );
+}
 
-    // REST through the sidecar, as a client of the pod would call it.
+/// REST (GET, GET with a header, POST, an error) and native gRPC through the sidecar's port.
+fn check_rest_and_native_grpc(rest: u16, root: &Path) {
     let base = format!("http://127.0.0.1:{rest}");
     let (body, e) = curl(&[&format!("{base}/v1/shelves")]);
     assert!(
@@ -310,11 +297,125 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
         "native gRPC body: {answer:?}"
     );
 
-    let access = std::fs::read_to_string(&log).unwrap();
+    // Envoy flushes its stdout access log on a timer (about a second), not per request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let access = std::fs::read_to_string(root.join("sidecar.log")).unwrap();
+        if access.contains("access: \"POST /v1/shelves") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Envoy's access log: {access}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn injected_sidecar_serves_rest_through_real_envoy() {
+    let (Some(envoy), Some(wasm), Some(example), Some(descriptors)) = (
+        env_path("INJECTOR_ENVOY"),
+        env_path("INJECTOR_WASM"),
+        env_path("INJECTOR_EXAMPLE_SERVICE"),
+        env_path("INJECTOR_DESCRIPTORS"),
+    ) else {
+        eprintln!("NOT RUN: set INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS (make test-injector does)");
+        return;
+    };
+    let (grpc, rest, health, admin) = (free_port(), free_port(), free_port(), free_port());
+    let pod = patched_pod(grpc, rest, health, admin, &[]);
+    let c = as_kubelet_would(&pod, "ok", &envoy, &wasm, &descriptors);
+
+    let mut procs = Kill(Vec::new());
+    procs.0.push(spawn_example(&example, grpc, &[]));
+    procs.0.push(spawn_sidecar(&c));
+    wait_ready(&c, &mut procs.0[1]);
+    let err = std::fs::read_to_string(c.root.join("sidecar.err")).unwrap();
     assert!(
-        access.contains("access: \"POST /v1/shelves"),
-        "Envoy's access log: {access}"
+        err.contains("services: bookstore.v1.Bookstore, echo.v1.EchoService"),
+        "{err}"
     );
+    check_rest_and_native_grpc(rest, &c.root);
+}
+
+/// Descriptor source reflection from the label alone: the webhook's default is
+/// reflection, the pod has nothing but `rustGrpcProxyEnable`. As in a pod, the sidecar
+/// starts before the app: it is ready (Envoy runs) and answers REST with a 503 JSON
+/// status until the app is up and its reflection service read; then REST and native
+/// gRPC work as with a mounted set.
+#[test]
+fn label_only_pod_with_reflection_default_serves_rest_from_the_apps_reflection() {
+    let (Some(envoy), Some(wasm), Some(example), Some(descriptors)) = (
+        env_path("INJECTOR_ENVOY"),
+        env_path("INJECTOR_WASM"),
+        env_path("INJECTOR_EXAMPLE_SERVICE"),
+        env_path("INJECTOR_DESCRIPTORS"),
+    ) else {
+        eprintln!("NOT RUN: set the INJECTOR_* variables (make test-injector does)");
+        return;
+    };
+    let grpc = free_port();
+    // Free ports through the webhook's flags, so that the pod itself stays label-only.
+    let cfg = InjectorConfig {
+        default_source: DefaultSource::Reflection,
+        rest_port: free_port(),
+        health_port: free_port(),
+        admin_port: free_port(),
+        ..InjectorConfig::default()
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
+    let mut r: Value = serde_json::from_slice(&std::fs::read(dir.join("bare-pod-label-only.json")).unwrap()).unwrap();
+    r["request"]["object"]["metadata"]["labels"]["rustGrpcProxyEnable"] = json!(grpc.to_string());
+    assert_eq!(r["request"]["object"]["metadata"]["labels"].as_object().unwrap().len(), 1);
+    assert!(r["request"]["object"]["metadata"].get("annotations").is_none());
+    let d = review(&serde_json::to_vec(&r).unwrap(), &cfg);
+    assert_eq!(d.verdict, "injected", "{}", d.reason);
+    let mut pod = r["request"]["object"].clone();
+    json_patch::patch(&mut pod, &response_patch(&d.review).unwrap().unwrap()).unwrap();
+    assert_eq!(pod["spec"]["volumes"].as_array().unwrap().len(), 1, "only the emptyDir: {}", pod["spec"]["volumes"]);
+    let c = as_kubelet_would(&pod, "reflection", &envoy, &wasm, &descriptors);
+    assert!(!c.command.iter().any(|a| a == "--descriptor"), "{:?}", c.command);
+
+    let mut procs = Kill(Vec::new());
+    procs.0.push(spawn_sidecar(&c));
+    wait_ready(&c, &mut procs.0[0]);
+    let err = std::fs::read_to_string(c.root.join("sidecar.err")).unwrap();
+    assert!(err.contains("no descriptor file; the filter reads the descriptors from gRPC server reflection"), "{err}");
+
+    // Before the app is up: REST gets the filter's 503 with a JSON status that says why.
+    let base = format!("http://127.0.0.1:{}", cfg.rest_port);
+    let (out, e) = curl(&["-i", &format!("{base}/v1/shelves")]);
+    assert!(out.starts_with("HTTP/1.1 503"), "before the app: {out} {e}");
+    assert!(out.contains(r#""code":14"#) && out.contains("no descriptor set loaded yet from gRPC server reflection"), "{out}");
+
+    // The app starts; the filter retries every second: bounded wait for the first load.
+    procs.0.push(spawn_example(&example, grpc, &["--reflection"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, _) = curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/v1/shelves")]);
+        if code == "200" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "REST still {code} 20 s after the app started:\n{}",
+            std::fs::read_to_string(c.root.join("sidecar.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Every worker VM loads on its own tick: wait until each has (concurrency 2 + main).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = std::fs::read_to_string(c.root.join("sidecar.err")).unwrap_or_default();
+        let loads = err.matches("from gRPC server reflection on cluster \"app\" (sha256").count();
+        if loads >= 3 {
+            let line = err.lines().find(|l| l.contains("(sha256")).unwrap_or_default();
+            assert!(line.contains("bookstore.v1.Bookstore") && line.contains("echo.v1.EchoService"), "{line}");
+            assert!(!line.contains("grpc.reflection"), "gRPC's own services are not transcoded: {line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every VM loaded the set:\n{err}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    check_rest_and_native_grpc(cfg.rest_port, &c.root);
 }
 
 /// An option value the filter refuses: Envoy exits at start (the container fails, and
