@@ -109,6 +109,20 @@ pub fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// The digest of what a fetch loads: the set, and the services to transcode when
+/// the server listed them (a service dropped from the list while its file stays in
+/// the set is a change too). With configured services, the set's own SHA-256.
+pub fn fetch_digest(bytes: &[u8], listed_services: Option<&[String]>) -> [u8; 32] {
+    let Some(services) = listed_services else { return digest(bytes) };
+    let mut hash = Sha256::new();
+    hash.update(bytes);
+    for service in services {
+        hash.update(b"\n");
+        hash.update(service.as_bytes());
+    }
+    hash.finalize().into()
+}
+
 /// A digest as lower-case hex (how the filter logs it).
 pub fn digest_hex(digest: &[u8; 32]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -210,6 +224,15 @@ mod tests {
         let set = prost_types::FileDescriptorSet::decode(set.as_slice()).unwrap();
         let names: Vec<_> = set.file.iter().map(|f| f.name().to_string()).collect();
         assert_eq!(names, ["c.proto", "b.proto", "a.proto"]);
+    }
+
+    #[test]
+    fn a_listed_service_is_part_of_the_fetch_digest() {
+        let set = b"same set";
+        let both = ["a.A".to_string(), "b.B".to_string()];
+        assert_eq!(fetch_digest(set, None), digest(set));
+        assert_ne!(fetch_digest(set, Some(&both)), fetch_digest(set, Some(&both[..1])));
+        assert_eq!(fetch_digest(set, Some(&both)), fetch_digest(set, Some(&both.clone())));
     }
 
     #[test]

@@ -247,7 +247,8 @@ impl Root {
                 return;
             }
         };
-        let digest = source::digest(&bytes);
+        let listed = remote.config.services.is_empty().then_some(services.as_slice());
+        let digest = source::fetch_digest(&bytes, listed);
         if remote.digest == Some(digest) || remote.refused == Some(digest) {
             return; // unchanged since the last look
         }
