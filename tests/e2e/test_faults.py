@@ -44,9 +44,11 @@ FAULTS = {
     "reset-refused": ((503, 14), (503, 14)),
     "drop": ((503, 14), (503, 14)),
     # Reset once the response headers came: with a body, Envoy answers 503 itself,
-    # straight to the client past the filters (see the README's known limits).
-    "reset-after-headers": (None, (500, 13)),
-    "drop-after-headers": (None, (500, 13)),
+    # straight to the client past the filters (see the README's known limits);
+    # without one, the filter says UNAVAILABLE, as gRPC's status table does for a
+    # connection broken after data was sent (Envoy's gRPC client says INTERNAL).
+    "reset-after-headers": (None, (503, 14)),
+    "drop-after-headers": (None, (503, 14)),
 }
 
 

@@ -688,12 +688,18 @@ impl Context for Request {
         let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.take()) else {
             return;
         };
-        let code = status_code.to_string();
         // Envoy's own reason (no upstream, reset, ...), decoded: encode it as a grpc-message.
-        let host_message = proxy_wasm::hostcalls::get_grpc_status()
-            .ok()
-            .and_then(|(_, m)| m)
-            .map(|m| transcoder::status::encode_grpc_message(&m));
+        let host_message = proxy_wasm::hostcalls::get_grpc_status().ok().and_then(|(_, m)| m);
+        // Envoy's gRPC client reports a stream reset after the response started as
+        // INTERNAL; gRPC's status code table says a connection broken after data was
+        // sent is UNAVAILABLE (retryable), which is what the client gets when the
+        // reset comes before the response.
+        let reset_by_upstream = status_code == 13
+            && !self.stream_trailers.iter().any(|(k, _)| k == "grpc-status")
+            && host_message.as_deref().is_some_and(|m| m.starts_with("upstream_reset_"));
+        let status_code = if reset_by_upstream { 14 } else { status_code };
+        let code = status_code.to_string();
+        let host_message = host_message.map(|m| transcoder::status::encode_grpc_message(&m));
         let trailers_only = !self.initial_metadata;
         if trailers_only {
             // One header block held everything: pass its other headers on, as
