@@ -50,6 +50,18 @@ fn env_path(name: &str) -> Option<PathBuf> {
     Some(p)
 }
 
+/// The real Envoy, .wasm, example service and descriptor set that `make test-injector`
+/// names in INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE and
+/// INJECTOR_DESCRIPTORS; None (and a NOT RUN line) without them.
+fn real_inputs() -> Option<[PathBuf; 4]> {
+    let inputs = ["INJECTOR_ENVOY", "INJECTOR_WASM", "INJECTOR_EXAMPLE_SERVICE", "INJECTOR_DESCRIPTORS"].map(env_path);
+    if inputs.iter().any(Option::is_none) {
+        eprintln!("NOT RUN: set INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS (make test-injector does)");
+        return None;
+    }
+    Some(inputs.map(Option::unwrap))
+}
+
 fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "10"])
@@ -311,15 +323,7 @@ fn check_rest_and_native_grpc(rest: u16, root: &Path) {
 
 #[test]
 fn injected_sidecar_serves_rest_through_real_envoy() {
-    let (Some(envoy), Some(wasm), Some(example), Some(descriptors)) = (
-        env_path("INJECTOR_ENVOY"),
-        env_path("INJECTOR_WASM"),
-        env_path("INJECTOR_EXAMPLE_SERVICE"),
-        env_path("INJECTOR_DESCRIPTORS"),
-    ) else {
-        eprintln!("NOT RUN: set INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS (make test-injector does)");
-        return;
-    };
+    let Some([envoy, wasm, example, descriptors]) = real_inputs() else { return };
     let (grpc, rest, health, admin) = (free_port(), free_port(), free_port(), free_port());
     let pod = patched_pod(grpc, rest, health, admin, &[]);
     let c = as_kubelet_would(&pod, "ok", &envoy, &wasm, &descriptors);
@@ -343,15 +347,7 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
 /// gRPC work as with a mounted set.
 #[test]
 fn label_only_pod_with_reflection_default_serves_rest_from_the_apps_reflection() {
-    let (Some(envoy), Some(wasm), Some(example), Some(descriptors)) = (
-        env_path("INJECTOR_ENVOY"),
-        env_path("INJECTOR_WASM"),
-        env_path("INJECTOR_EXAMPLE_SERVICE"),
-        env_path("INJECTOR_DESCRIPTORS"),
-    ) else {
-        eprintln!("NOT RUN: set the INJECTOR_* variables (make test-injector does)");
-        return;
-    };
+    let Some([envoy, wasm, example, descriptors]) = real_inputs() else { return };
     let grpc = free_port();
     // Free ports through the webhook's flags, so that the pod itself stays label-only.
     let cfg = InjectorConfig {
@@ -422,15 +418,7 @@ fn label_only_pod_with_reflection_default_serves_rest_from_the_apps_reflection()
 /// FallbackToLogsOnError puts Envoy's message, naming the field, into the pod's status).
 #[test]
 fn refused_filter_option_stops_the_sidecar_with_the_field_named() {
-    let (Some(envoy), Some(wasm), Some(_), Some(descriptors)) = (
-        env_path("INJECTOR_ENVOY"),
-        env_path("INJECTOR_WASM"),
-        env_path("INJECTOR_EXAMPLE_SERVICE"),
-        env_path("INJECTOR_DESCRIPTORS"),
-    ) else {
-        eprintln!("NOT RUN: set the INJECTOR_* variables (make test-injector does)");
-        return;
-    };
+    let Some([envoy, wasm, _, descriptors]) = real_inputs() else { return };
     let pod = patched_pod(
         free_port(),
         free_port(),
