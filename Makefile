@@ -254,7 +254,7 @@ test-wasm32: $(WB_STAMP) | rust-targets
 CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ   := $(TOOLS)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= path_template route_query json_request grpc_response descriptor_set plugin_config
+FUZZ_TARGETS ?= path_template route_query json_request grpc_response descriptor_set plugin_config reflection
 FUZZ_RUN      = PATH="$(abspath $(TOOLS))/bin:$$PATH" $(CARGO) +nightly fuzz
 
 $(CARGO_FUZZ):
