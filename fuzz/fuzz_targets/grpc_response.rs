@@ -42,7 +42,11 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         }
     }
-    let end = if chunking & 1 == 0 { ok } else { GrpcStatusHeaders { status: Some("13"), message: Some("late%20failure"), ..Default::default() } };
+    let end = if chunking & 1 == 0 {
+        ok
+    } else {
+        GrpcStatusHeaders { status: Some("13"), message: Some("late%20failure"), ..Default::default() }
+    };
     let reply = t.stream_reply(&mut stream, out, end);
     assert!((200..600).contains(&reply.status));
 });

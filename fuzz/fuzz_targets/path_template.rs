@@ -15,8 +15,15 @@ fuzz_target!(|data: &[u8]| {
     let printed = parsed.to_string();
     let reparsed = PathTemplate::parse(&printed);
     assert_eq!(reparsed.as_ref(), Ok(&parsed), "{template:?} printed as {printed:?}");
-    for spec in [UrlUnescapeSpec::AllCharactersExceptReserved, UrlUnescapeSpec::AllCharactersExceptSlash, UrlUnescapeSpec::AllCharacters] {
-        let mut matcher = PathMatcher::new(MatchOptions { url_unescape_spec: spec, match_unregistered_custom_verb: path.len() % 2 == 0 });
+    for spec in [
+        UrlUnescapeSpec::AllCharactersExceptReserved,
+        UrlUnescapeSpec::AllCharactersExceptSlash,
+        UrlUnescapeSpec::AllCharacters,
+    ] {
+        let mut matcher = PathMatcher::new(MatchOptions {
+            url_unescape_spec: spec,
+            match_unregistered_custom_verb: path.len() % 2 == 0,
+        });
         if matcher.insert("GET", &parsed, ()).is_err() {
             return;
         }

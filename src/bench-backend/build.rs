@@ -19,11 +19,8 @@ fn main() {
     compiler.include_imports(true).include_source_info(false);
     compiler.open_files([FILE]).unwrap_or_else(|e| fail(e));
     // Encoded by reflection so that `(google.api.http)` options survive.
-    std::fs::write(
-        out_dir.join("descriptor_set.bin"),
-        compiler.encode_file_descriptor_set(),
-    )
-    .expect("write descriptor_set.bin");
+    std::fs::write(out_dir.join("descriptor_set.bin"), compiler.encode_file_descriptor_set())
+        .expect("write descriptor_set.bin");
 
     tonic_prost_build::configure()
         .build_server(true)

@@ -15,16 +15,12 @@ const FILES: &[&str] = &[
 ];
 
 fn main() {
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let descriptors = manifest_dir.join("../../descriptors");
     println!("cargo:rerun-if-changed={}", descriptors.display());
     for file in FILES {
-        println!(
-            "cargo:rerun-if-changed={}",
-            descriptors.join(file).display()
-        );
+        println!("cargo:rerun-if-changed={}", descriptors.join(file).display());
     }
 
     let mut compiler = protox::Compiler::new([&descriptors]).unwrap_or_else(|e| fail(e));

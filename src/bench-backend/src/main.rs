@@ -39,12 +39,7 @@ struct Service {
 impl Bench for Service {
     async fn get_small(&self, request: Request<SmallRequest>) -> Result<Response<Small>, Status> {
         let r = request.into_inner();
-        Ok(Response::new(Small {
-            id: r.id,
-            name: r.name,
-            count: r.count,
-            active: r.active,
-        }))
+        Ok(Response::new(Small { id: r.id, name: r.name, count: r.count, active: r.active }))
     }
 
     async fn post_small(&self, request: Request<Small>) -> Result<Response<Small>, Status> {
@@ -65,13 +60,7 @@ impl Bench for Service {
 
 /// The order GET answers: the same content as bench/payloads/order.json.
 fn sample_order() -> Order {
-    let money = |units: i64, nanos: i32| {
-        Some(Money {
-            currency_code: "EUR".into(),
-            units,
-            nanos,
-        })
-    };
+    let money = |units: i64, nanos: i32| Some(Money { currency_code: "EUR".into(), units, nanos });
     let address = |street: &str| {
         Some(Address {
             lines: vec![street.into(), "Building 4, floor 2".into()],
@@ -91,14 +80,8 @@ fn sample_order() -> Order {
         id: "order-000123".into(),
         customer_id: "customer-4567".into(),
         status: 2,
-        create_time: Some(prost_types::Timestamp {
-            seconds: 1_767_225_600,
-            nanos: 0,
-        }),
-        update_time: Some(prost_types::Timestamp {
-            seconds: 1_767_229_200,
-            nanos: 500_000_000,
-        }),
+        create_time: Some(prost_types::Timestamp { seconds: 1_767_225_600, nanos: 0 }),
+        update_time: Some(prost_types::Timestamp { seconds: 1_767_229_200, nanos: 500_000_000 }),
         shipping_address: address("12 rue de la République"),
         billing_address: address("8 place Bellecour"),
         items: vec![
@@ -125,9 +108,8 @@ fn serve(listen: SocketAddr) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         println!("listening on {local}");
         let _ = std::io::stdout().flush();

@@ -55,9 +55,7 @@ pub fn compile(includes: &[PathBuf], files: &[PathBuf]) -> Result<Vec<u8>, Strin
     let mut ordered: Vec<(String, &Path)> = files
         .iter()
         .map(|path| {
-            let name = names
-                .resolve_path(path)
-                .unwrap_or_else(|| path.to_string_lossy().replace('\\', "/"));
+            let name = names.resolve_path(path).unwrap_or_else(|| path.to_string_lossy().replace('\\', "/"));
             (name, path.as_path())
         })
         .collect();

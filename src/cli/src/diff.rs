@@ -157,10 +157,7 @@ struct TypeDiff {
 
 impl TypeDiff {
     fn push(&mut self, owner: &str, breaking: bool, text: String) {
-        self.changes
-            .entry(owner.to_string())
-            .or_default()
-            .push(Change { breaking, text: format!("{owner}: {text}") });
+        self.changes.entry(owner.to_string()).or_default().push(Change { breaking, text: format!("{owner}: {text}") });
     }
 
     fn messages(&mut self, old: &MessageDescriptor, new: &MessageDescriptor) {
@@ -183,7 +180,16 @@ impl TypeDiff {
             match new.get_field(of.number()) {
                 None => match new.get_field_by_json_name(of.json_name()) {
                     Some(nf) => {
-                        self.push(&owner, false, format!("field {:?} renumbered {} -> {} (same JSON)", of.json_name(), of.number(), nf.number()));
+                        self.push(
+                            &owner,
+                            false,
+                            format!(
+                                "field {:?} renumbered {} -> {} (same JSON)",
+                                of.json_name(),
+                                of.number(),
+                                nf.number()
+                            ),
+                        );
                         self.fields(&owner, &of, &nf);
                     }
                     None => self.push(&owner, true, format!("field {:?} ({}) removed", of.json_name(), of.number())),
@@ -193,7 +199,11 @@ impl TypeDiff {
         }
         for nf in new.fields() {
             if old.get_field(nf.number()).is_none() && old.get_field_by_json_name(nf.json_name()).is_none() {
-                self.push(&owner, false, format!("field {:?} ({}) added: {}", nf.json_name(), nf.number(), surface::field_type_name(&nf)));
+                self.push(
+                    &owner,
+                    false,
+                    format!("field {:?} ({}) added: {}", nf.json_name(), nf.number(), surface::field_type_name(&nf)),
+                );
             }
         }
     }
@@ -201,7 +211,11 @@ impl TypeDiff {
     fn fields(&mut self, owner: &str, of: &FieldDescriptor, nf: &FieldDescriptor) {
         let name = of.json_name();
         if of.json_name() != nf.json_name() {
-            self.push(owner, true, format!("field {} renamed: JSON name {:?} -> {:?}", of.number(), of.json_name(), nf.json_name()));
+            self.push(
+                owner,
+                true,
+                format!("field {} renamed: JSON name {:?} -> {:?}", of.number(), of.json_name(), nf.json_name()),
+            );
         } else if of.name() != nf.name() {
             self.push(
                 owner,
@@ -215,23 +229,47 @@ impl TypeDiff {
         }
         let (oc, nc) = (cardinality(of), cardinality(nf));
         if oc != nc {
-            self.push(owner, true, format!("field {name:?} retyped: {} -> {}", surface::field_type_name(of), surface::field_type_name(nf)));
+            self.push(
+                owner,
+                true,
+                format!("field {name:?} retyped: {} -> {}", surface::field_type_name(of), surface::field_type_name(nf)),
+            );
             return;
         }
         let (ok, nk) = (value_kind(of), value_kind(nf));
         let (ojc, njc) = (json_class(&ok), json_class(&nk));
         if ojc != njc {
-            self.push(owner, true, format!("field {name:?} retyped: {} -> {}", surface::field_type_name(of), surface::field_type_name(nf)));
+            self.push(
+                owner,
+                true,
+                format!("field {name:?} retyped: {} -> {}", surface::field_type_name(of), surface::field_type_name(nf)),
+            );
             return;
         }
         if surface::kind_name(&ok) != surface::kind_name(&nk) && !matches!(ok, Kind::Message(_) | Kind::Enum(_)) {
-            self.push(owner, false, format!("field {name:?} retyped with the same JSON: {} -> {}", surface::field_type_name(of), surface::field_type_name(nf)));
+            self.push(
+                owner,
+                false,
+                format!(
+                    "field {name:?} retyped with the same JSON: {} -> {}",
+                    surface::field_type_name(of),
+                    surface::field_type_name(nf)
+                ),
+            );
         }
         if of.is_map() {
             if let (Kind::Message(om), Kind::Message(nm)) = (of.kind(), nf.kind()) {
                 let (okey, nkey) = (om.map_entry_key_field(), nm.map_entry_key_field());
                 if json_class(&okey.kind()) != json_class(&nkey.kind()) {
-                    self.push(owner, true, format!("field {name:?} retyped: {} -> {}", surface::field_type_name(of), surface::field_type_name(nf)));
+                    self.push(
+                        owner,
+                        true,
+                        format!(
+                            "field {name:?} retyped: {} -> {}",
+                            surface::field_type_name(of),
+                            surface::field_type_name(nf)
+                        ),
+                    );
                 }
             }
         }

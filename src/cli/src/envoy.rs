@@ -39,7 +39,8 @@ const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.htt
 /// The filter's root_id.
 const ROOT_ID: &str = "rust_grpc_proxy";
 /// gRPC server reflection services routed to the service that sets `reflection: true`.
-const REFLECTION_SERVICES: [&str; 2] = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+const REFLECTION_SERVICES: [&str; 2] =
+    ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 const HCM_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
@@ -260,8 +261,7 @@ fn default_ws_idle() -> String {
 /// would load it, writes the bootstrap YAML.
 pub fn run(description: &Path, out: &Path) -> Result<(), Failure> {
     let text = load::read(description)?;
-    let desc: Description = serde_norway::from_slice(&text)
-        .map_err(|e| format!("{}: {e}", description.display()))?;
+    let desc: Description = serde_norway::from_slice(&text).map_err(|e| format!("{}: {e}", description.display()))?;
     let base = description.parent().map(Path::to_path_buf).unwrap_or_default();
     let name = description.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let yaml = render(&desc, &base, &name)?;
@@ -377,14 +377,22 @@ fn validate(desc: &Description) -> Result<(), String> {
             return Err("istio mode needs an `istio` section (name, namespace, selector, context)".into());
         }
         if desc.tls.is_some() || desc.health.is_some() || !desc.domains.is_empty() {
-            return Err("in istio mode the mesh owns listeners, TLS and health: leave out tls, health and domains".into());
+            return Err(
+                "in istio mode the mesh owns listeners, TLS and health: leave out tls, health and domains".into()
+            );
         }
-        if svc.canary.is_some() || svc.retries.is_some() || svc.health_check.is_some() || svc.reflection
-            || !svc.prefixes.is_empty() || !svc.backend.is_empty()
+        if svc.canary.is_some()
+            || svc.retries.is_some()
+            || svc.health_check.is_some()
+            || svc.reflection
+            || !svc.prefixes.is_empty()
+            || !svc.backend.is_empty()
         {
-            return Err("in istio mode routing is Istio's (VirtualService, DestinationRule): leave out backend, prefixes, \
+            return Err(
+                "in istio mode routing is Istio's (VirtualService, DestinationRule): leave out backend, prefixes, \
                         canary, retries, health_check and reflection"
-                .into());
+                    .into(),
+            );
         }
     } else if desc.istio.is_some() {
         return Err("`istio` is for istio mode".into());
@@ -401,7 +409,10 @@ fn validate(desc: &Description) -> Result<(), String> {
             return Err(format!("grpc `{}`: `services` is empty (name the fully qualified gRPC services)", svc.name));
         }
         if desc.mode == Mode::Gateway && svc.prefixes.is_empty() {
-            return Err(format!("grpc `{}`: gateway mode needs `prefixes` (the REST paths of its google.api.http rules, e.g. /v1/)", svc.name));
+            return Err(format!(
+                "grpc `{}`: gateway mode needs `prefixes` (the REST paths of its google.api.http rules, e.g. /v1/)",
+                svc.name
+            ));
         }
         for p in &svc.prefixes {
             check_prefix(p)?;
@@ -416,7 +427,10 @@ fn validate(desc: &Description) -> Result<(), String> {
         if let Some(canary) = &svc.canary {
             parse_backend(&canary.backend)?;
             if canary.weight > 100 {
-                return Err(format!("grpc `{}`: canary weight is a percentage (0-100), not {}", svc.name, canary.weight));
+                return Err(format!(
+                    "grpc `{}`: canary weight is a percentage (0-100), not {}",
+                    svc.name, canary.weight
+                ));
             }
         }
         if let Some(r) = &svc.retries {
@@ -432,7 +446,10 @@ fn validate(desc: &Description) -> Result<(), String> {
         }
         for key in ["proto_descriptor", "protoDescriptor", "proto_descriptor_bin", "protoDescriptorBin", "services"] {
             if svc.options.contains_key(key) {
-                return Err(format!("grpc `{}`: `options.{key}` is set by `descriptor`/`services`, leave it out", svc.name));
+                return Err(format!(
+                    "grpc `{}`: `options.{key}` is set by `descriptor`/`services`, leave it out",
+                    svc.name
+                ));
             }
         }
     }
@@ -451,7 +468,9 @@ fn validate(desc: &Description) -> Result<(), String> {
     }
     if let Some(tls) = &desc.tls {
         if tls.require_client_certificate == Some(true) && tls.client_ca.is_none() {
-            return Err("tls: require_client_certificate needs client_ca (the CA that signs client certificates)".into());
+            return Err(
+                "tls: require_client_certificate needs client_ca (the CA that signs client certificates)".into()
+            );
         }
     }
     Ok(())
@@ -482,7 +501,10 @@ fn check_prefix(prefix: &str) -> Result<(), String> {
 fn check_duration(text: &str) -> Result<(), String> {
     let ok = text.strip_suffix('s').is_some_and(|n| {
         let (whole, frac) = n.split_once('.').unwrap_or((n, "0"));
-        !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit()) && !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit())
+        !whole.is_empty()
+            && whole.bytes().all(|b| b.is_ascii_digit())
+            && !frac.is_empty()
+            && frac.bytes().all(|b| b.is_ascii_digit())
     });
     if ok {
         Ok(())
@@ -528,11 +550,17 @@ fn filter_config(svc: &GrpcService, base: &Path) -> Result<Value, Failure> {
     let mut object = svc.options.clone();
     object.insert("services".into(), json!(svc.services));
     let full = load::with_descriptor(&object, &set.bytes);
-    let config = load::parse_config(&full).map_err(|e| format!("grpc `{}`: the filter refuses its options: {e}", svc.name))?;
+    let config =
+        load::parse_config(&full).map_err(|e| format!("grpc `{}`: the filter refuses its options: {e}", svc.name))?;
     let problems = surface::analyze(&set.pool, &svc.services, &config).problems;
     if !problems.is_empty() {
         load::report(&problems);
-        return Err(Failure::Usage(format!("grpc `{}`: {} problem(s) in {} (rgp check shows them)", svc.name, problems.len(), path.display())));
+        return Err(Failure::Usage(format!(
+            "grpc `{}`: {} problem(s) in {} (rgp check shows them)",
+            svc.name,
+            problems.len(),
+            path.display()
+        )));
     }
     Transcoder::new(config).map_err(|e| format!("grpc `{}`: the filter refuses this set: {e}", svc.name))?;
     Ok(full)
@@ -681,10 +709,7 @@ fn grpc_routes(mode: Mode, svc: &GrpcService) -> Vec<Value> {
     if svc.reflection {
         names.extend(REFLECTION_SERVICES);
     }
-    names
-        .into_iter()
-        .map(|s| json!({ "match": { "prefix": format!("/{s}/") }, "route": grpc_action(svc) }))
-        .collect()
+    names.into_iter().map(|s| json!({ "match": { "prefix": format!("/{s}/") }, "route": grpc_action(svc) })).collect()
 }
 
 /// The REST prefixes (sidecar: `/`); requests the filter does not transcode reach the backend as they are.
@@ -693,10 +718,7 @@ fn rest_routes(mode: Mode, svc: &GrpcService) -> Vec<Value> {
         Mode::Gateway => svc.prefixes.clone(),
         Mode::Sidecar | Mode::Istio => vec!["/".into()],
     };
-    prefixes
-        .into_iter()
-        .map(|p| json!({ "match": { "prefix": p }, "route": grpc_action(svc) }))
-        .collect()
+    prefixes.into_iter().map(|p| json!({ "match": { "prefix": p }, "route": grpc_action(svc) })).collect()
 }
 
 fn websocket_route(ws: &WebSocket) -> Value {

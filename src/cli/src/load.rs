@@ -68,7 +68,10 @@ pub fn load_set(path: &Path) -> Result<Result<LoadedSet, Vec<Problem>>, String> 
 /// `--services`, else of the config, else every service of the set.
 /// Errors are unreadable or non-JSON files (usage errors); whether the filter
 /// accepts the configuration is [`parse_config`]'s business.
-pub fn config_json(select: &Select, set: &LoadedSet) -> Result<(serde_json::Map<String, serde_json::Value>, Vec<String>), String> {
+pub fn config_json(
+    select: &Select,
+    set: &LoadedSet,
+) -> Result<(serde_json::Map<String, serde_json::Value>, Vec<String>), String> {
     let mut object = match &select.config {
         None => serde_json::Map::new(),
         Some(path) => {

@@ -162,9 +162,9 @@ impl From<String> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build { includes, files, output } => build::compile(&includes, &files)
-            .and_then(|bytes| load::write(&output, &bytes))
-            .map_err(Failure::Usage),
+        Command::Build { includes, files, output } => {
+            build::compile(&includes, &files).and_then(|bytes| load::write(&output, &bytes)).map_err(Failure::Usage)
+        }
         Command::Check { set, select } => check::run(&set, &select),
         Command::Diff { old, new, allow_breaking, services } => diff::run(&old, &new, &services, allow_breaking),
         Command::Publish { set, name, namespace, wasm_path, select, output } => {

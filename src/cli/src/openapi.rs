@@ -16,7 +16,13 @@ use crate::Failure;
 
 const STATUS: &str = "google.rpc.Status";
 
-pub fn run(set_path: &Path, services: &[String], title: Option<&str>, proto_names: bool, out: &Path) -> Result<(), Failure> {
+pub fn run(
+    set_path: &Path,
+    services: &[String],
+    title: Option<&str>,
+    proto_names: bool,
+    out: &Path,
+) -> Result<(), Failure> {
     let set = match load::load_set(set_path)? {
         Ok(set) => set,
         Err(problems) => {
@@ -27,7 +33,11 @@ pub fn run(set_path: &Path, services: &[String], title: Option<&str>, proto_name
     let analysis = surface::analyze(&set.pool, services, &TranscoderConfig::default());
     if !analysis.problems.is_empty() {
         load::report(&analysis.problems);
-        eprintln!("{}: {} problem(s); no document written (rgp check shows them)", set_path.display(), analysis.problems.len());
+        eprintln!(
+            "{}: {} problem(s); no document written (rgp check shows them)",
+            set_path.display(),
+            analysis.problems.len()
+        );
         return Err(Failure::Problems);
     }
     let services = if services.is_empty() { surface::all_services(&set.pool) } else { services.to_vec() };
@@ -59,16 +69,32 @@ impl Document {
         for b in bindings.iter().filter(|b| b.usable) {
             let method = b.http_method.to_ascii_lowercase();
             if !matches!(method.as_str(), "get" | "put" | "post" | "delete" | "patch") {
-                eprintln!("note: {} {} -> {}: OpenAPI 3.0 has no {} operations; left out", b.http_method, b.template, b.full_method(), b.http_method);
+                eprintln!(
+                    "note: {} {} -> {}: OpenAPI 3.0 has no {} operations; left out",
+                    b.http_method,
+                    b.template,
+                    b.full_method(),
+                    b.http_method
+                );
                 continue;
             }
             let Some(path) = openapi_path(&b.template) else {
-                eprintln!("note: {} {} -> {}: a wildcard outside a variable cannot be written as an OpenAPI path; left out", b.http_method, b.template, b.full_method());
+                eprintln!(
+                    "note: {} {} -> {}: a wildcard outside a variable cannot be written as an OpenAPI path; left out",
+                    b.http_method,
+                    b.template,
+                    b.full_method()
+                );
                 continue;
             };
             let entry = paths.entry(path.clone()).or_default();
             if entry.contains_key(&method) {
-                eprintln!("note: {} {} -> {}: OpenAPI path {path} already has a {method} operation; left out", b.http_method, b.template, b.full_method());
+                eprintln!(
+                    "note: {} {} -> {}: OpenAPI path {path} already has a {method} operation; left out",
+                    b.http_method,
+                    b.template,
+                    b.full_method()
+                );
                 continue;
             }
             let base = format!("{}_{}", b.service.replace('.', "_"), b.method);
@@ -104,7 +130,9 @@ impl Document {
             let schema = fields.last().map(|f| self.single_schema(f)).unwrap_or_else(|| json!({"type": "string"}));
             let mut p = json!({"name": name, "in": "path", "required": true, "schema": schema});
             if let Some(pattern) = variable_pattern(&b.template, &name) {
-                p["description"] = json!(format!("Matches the path pattern `{pattern}`; its slashes are sent as they are, not percent-encoded."));
+                p["description"] = json!(format!(
+                    "Matches the path pattern `{pattern}`; its slashes are sent as they are, not percent-encoded."
+                ));
             }
             parameters.push(p);
             bound.push(name);
@@ -134,7 +162,9 @@ impl Document {
                 if let Some(f) = resolve_field_path(&b.input, &names).ok().and_then(|f| f.last().cloned()) {
                     op["requestBody"] = match f.kind() {
                         Kind::Message(m) if m.full_name() == HTTP_BODY && !f.is_list() => raw_body(),
-                        _ => json!({"required": true, "content": {"application/json": {"schema": self.field_schema(&f)}}}),
+                        _ => {
+                            json!({"required": true, "content": {"application/json": {"schema": self.field_schema(&f)}}})
+                        }
                     };
                 }
             }
@@ -145,7 +175,9 @@ impl Document {
                 match resolve_field_path(&b.output, &names).ok().and_then(|f| f.last().cloned()) {
                     Some(f) => match f.kind() {
                         Kind::Message(m) if m.full_name() == HTTP_BODY && !f.is_list() => raw_response(),
-                        _ => json!({"description": "OK", "content": {"application/json": {"schema": self.field_schema(&f)}}}),
+                        _ => {
+                            json!({"description": "OK", "content": {"application/json": {"schema": self.field_schema(&f)}}})
+                        }
                     },
                     None => json!({"description": "OK"}),
                 }
@@ -177,11 +209,23 @@ impl Document {
     }
 
     /// Query parameters: fields not bound by the path nor the body, by proto name, dotted into messages.
-    fn query_params(&mut self, message: &MessageDescriptor, prefix: &str, bound: &[String], body: Option<&str>, out: &mut Vec<Value>, depth: usize) {
+    fn query_params(
+        &mut self,
+        message: &MessageDescriptor,
+        prefix: &str,
+        bound: &[String],
+        body: Option<&str>,
+        out: &mut Vec<Value>,
+        depth: usize,
+    ) {
         for f in surface::json_fields(message) {
             let name = format!("{prefix}{}", f.name());
             let json_name = format!("{prefix}{}", f.json_name());
-            if bound.contains(&name) || bound.contains(&json_name) || body == Some(name.as_str()) || body == Some(json_name.as_str()) {
+            if bound.contains(&name)
+                || bound.contains(&json_name)
+                || body == Some(name.as_str())
+                || body == Some(json_name.as_str())
+            {
                 continue;
             }
             if f.is_map() {
@@ -233,7 +277,9 @@ impl Document {
             Kind::Double => json!({"type": "number", "format": "double"}),
             Kind::Float => json!({"type": "number", "format": "float"}),
             Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({"type": "integer", "format": "int32"}),
-            Kind::Uint32 | Kind::Fixed32 => json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": 4294967295u64}),
+            Kind::Uint32 | Kind::Fixed32 => {
+                json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": 4294967295u64})
+            }
             Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({"type": "string", "format": "int64"}),
             Kind::Uint64 | Kind::Fixed64 => json!({"type": "string", "format": "uint64"}),
             Kind::Bool => json!({"type": "boolean"}),
@@ -331,9 +377,15 @@ fn wkt_schema(m: &MessageDescriptor) -> Option<Value> {
         t
     };
     Some(match m.full_name() {
-        "google.protobuf.Timestamp" => json!({"type": "string", "format": "date-time", "example": "1972-01-01T10:00:20.021Z"}),
-        "google.protobuf.Duration" => json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$", "example": "1.5s"}),
-        "google.protobuf.FieldMask" => json!({"type": "string", "description": "Comma-separated field paths (lowerCamelCase).", "example": "title,author.name"}),
+        "google.protobuf.Timestamp" => {
+            json!({"type": "string", "format": "date-time", "example": "1972-01-01T10:00:20.021Z"})
+        }
+        "google.protobuf.Duration" => {
+            json!({"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$", "example": "1.5s"})
+        }
+        "google.protobuf.FieldMask" => {
+            json!({"type": "string", "description": "Comma-separated field paths (lowerCamelCase).", "example": "title,author.name"})
+        }
         "google.protobuf.Struct" => json!({"type": "object", "additionalProperties": true}),
         "google.protobuf.Value" => json!({"nullable": true, "description": "Any JSON value."}),
         "google.protobuf.ListValue" => json!({"type": "array", "items": {}}),
@@ -349,7 +401,9 @@ fn wkt_schema(m: &MessageDescriptor) -> Option<Value> {
         "google.protobuf.Int64Value" => nullable(json!({"type": "string", "format": "int64"})),
         "google.protobuf.UInt64Value" => nullable(json!({"type": "string", "format": "uint64"})),
         "google.protobuf.Int32Value" => nullable(json!({"type": "integer", "format": "int32"})),
-        "google.protobuf.UInt32Value" => nullable(json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": 4294967295u64})),
+        "google.protobuf.UInt32Value" => {
+            nullable(json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": 4294967295u64}))
+        }
         "google.protobuf.BoolValue" => nullable(json!({"type": "boolean"})),
         "google.protobuf.StringValue" => nullable(json!({"type": "string"})),
         "google.protobuf.BytesValue" => nullable(json!({"type": "string", "format": "byte"})),

@@ -10,7 +10,14 @@ use transcoder::Transcoder;
 use crate::load;
 use crate::{Failure, Select};
 
-pub fn run(set_path: &Path, name: &str, namespace: &str, wasm_path: &str, select: &Select, out: &Path) -> Result<(), Failure> {
+pub fn run(
+    set_path: &Path,
+    name: &str,
+    namespace: &str,
+    wasm_path: &str,
+    select: &Select,
+    out: &Path,
+) -> Result<(), Failure> {
     check_k8s_name("--name", name)?;
     check_k8s_name("--namespace", namespace)?;
     let set = match load::load_set(set_path)? {

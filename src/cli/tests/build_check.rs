@@ -103,13 +103,17 @@ fn build_reports_errors_with_file_and_line() {
     let f = fixtures();
     let cases = [
         ("broken/syntax.proto", "broken/syntax.proto:7:14: expected '=', but found ';'"),
-        ("broken/missing_import.proto", "broken/missing_import.proto:5:1: import 'nowhere/to_be_found.proto' not found"),
+        (
+            "broken/missing_import.proto",
+            "broken/missing_import.proto:5:1: import 'nowhere/to_be_found.proto' not found",
+        ),
         ("broken/unknown_type.proto", "broken/unknown_type.proto:6:3: name 'Nonexistent' is not defined"),
         ("broken/absent.proto", "absent.proto"),
     ];
     for (proto, message) in cases {
-        let run = rgp(&["build".as_ref(), "-I".as_ref(), f.as_os_str(), proto.as_ref(), "-o".as_ref(), out.as_os_str()])
-            .code(2);
+        let run =
+            rgp(&["build".as_ref(), "-I".as_ref(), f.as_os_str(), proto.as_ref(), "-o".as_ref(), out.as_os_str()])
+                .code(2);
         assert!(run.stderr.contains(message), "{proto}: {run:#?}");
         assert!(!out.exists(), "{proto}: an output was written");
     }
@@ -186,17 +190,30 @@ fn check_reports_templates_that_do_not_parse() {
 fn check_reports_missing_services() {
     let dir = scratch("check_services");
     let set = build_example(&dir, "set.pb");
-    let run = rgp(&["check".as_ref(), set.as_os_str(), "--services".as_ref(), "echo.v1.EchoService,shop.v1.Nope".as_ref()]).code(1);
+    let run =
+        rgp(&["check".as_ref(), set.as_os_str(), "--services".as_ref(), "echo.v1.EchoService,shop.v1.Nope".as_ref()])
+            .code(1);
     assert!(run.stderr.contains("error: shop.v1.Nope: service \"shop.v1.Nope\" is not in the descriptor set (it has: bookstore.v1.Bookstore, echo.v1.EchoService)"), "{run:#?}");
     // The same from a filter configuration's `services`.
     let config = dir.join("config.json");
-    std::fs::write(&config, r#"{"services": ["bookstore.v1.Bookstore", "bookstore.v1.Gone"], "convert_grpc_status": true}"#).unwrap();
+    std::fs::write(
+        &config,
+        r#"{"services": ["bookstore.v1.Bookstore", "bookstore.v1.Gone"], "convert_grpc_status": true}"#,
+    )
+    .unwrap();
     let run = rgp(&["check".as_ref(), set.as_os_str(), "--config".as_ref(), config.as_os_str()]).code(1);
-    assert!(run.stderr.contains("error: bookstore.v1.Gone: service \"bookstore.v1.Gone\" is not in the descriptor set"), "{run:#?}");
+    assert!(
+        run.stderr.contains("error: bookstore.v1.Gone: service \"bookstore.v1.Gone\" is not in the descriptor set"),
+        "{run:#?}"
+    );
     // A configuration the filter refuses for another reason.
     std::fs::write(&config, r#"{"print_options": {"add_whitespaces": true}}"#).unwrap();
     let run = rgp(&["check".as_ref(), set.as_os_str(), "--config".as_ref(), config.as_os_str()]).code(1);
-    assert!(run.stderr.contains("the filter refuses this configuration: configuration field `print_options.add_whitespaces`"), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("the filter refuses this configuration: configuration field `print_options.add_whitespaces`"),
+        "{run:#?}"
+    );
 }
 
 #[test]
@@ -208,7 +225,11 @@ fn check_reports_a_set_built_without_imports() {
     let set = dir.join("no-imports.pb");
     std::fs::write(&set, compiler.encode_file_descriptor_set()).unwrap();
     let run = rgp(&["check".as_ref(), set.as_os_str()]).code(1);
-    assert!(run.stderr.contains("error: echo/v1/echo.proto: imports \"google/api/annotations.proto\", which is not in the set"), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("error: echo/v1/echo.proto: imports \"google/api/annotations.proto\", which is not in the set"),
+        "{run:#?}"
+    );
 }
 
 #[test]

@@ -7,7 +7,15 @@ use common::*;
 fn shop(dir: &std::path::Path, version: &str) -> std::path::PathBuf {
     let out = dir.join(format!("{version}.pb"));
     let include = fixtures().join("diff").join(version);
-    rgp(&["build".as_ref(), "-I".as_ref(), include.as_os_str(), "shop/v1/shop.proto".as_ref(), "-o".as_ref(), out.as_os_str()]).ok();
+    rgp(&[
+        "build".as_ref(),
+        "-I".as_ref(),
+        include.as_os_str(),
+        "shop/v1/shop.proto".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ])
+    .ok();
     out
 }
 
@@ -44,7 +52,10 @@ fn diff_marks_every_kind_of_change() {
 
     // The other way round, additions become removals.
     let back = rgp(&["diff".as_ref(), new.as_os_str(), old.as_os_str()]).code(1);
-    assert!(back.stdout.contains("breaking: route removed: GET /v1/items:count -> shop.v1.Shop/CountItems"), "{back:#?}");
+    assert!(
+        back.stdout.contains("breaking: route removed: GET /v1/items:count -> shop.v1.Shop/CountItems"),
+        "{back:#?}"
+    );
     assert!(back.stdout.contains("breaking: enum shop.v1.Color: value YELLOW (4) removed"), "{back:#?}");
 }
 
@@ -62,17 +73,38 @@ fn diff_compatible_additions_exit_0() {
     let dir = scratch("diff_additions");
     let d = descriptors();
     let echo = dir.join("echo.pb");
-    rgp(&["build".as_ref(), "-I".as_ref(), d.as_os_str(), "echo/v1/echo.proto".as_ref(), "-o".as_ref(), echo.as_os_str()]).ok();
+    rgp(&[
+        "build".as_ref(),
+        "-I".as_ref(),
+        d.as_os_str(),
+        "echo/v1/echo.proto".as_ref(),
+        "-o".as_ref(),
+        echo.as_os_str(),
+    ])
+    .ok();
     let both = build_example(&dir, "both.pb");
     let run = rgp(&["diff".as_ref(), echo.as_os_str(), both.as_os_str()]).ok();
-    assert!(run.stdout.contains("compatible: route added: GET /v1/shelves -> bookstore.v1.Bookstore/ListShelves"), "{run:#?}");
+    assert!(
+        run.stdout.contains("compatible: route added: GET /v1/shelves -> bookstore.v1.Bookstore/ListShelves"),
+        "{run:#?}"
+    );
     assert!(!run.stdout.contains("breaking:"), "{run:#?}");
     // Restricted to one service, nothing changed.
-    let run = rgp(&["diff".as_ref(), echo.as_os_str(), both.as_os_str(), "--services".as_ref(), "echo.v1.EchoService".as_ref()]).ok();
+    let run = rgp(&[
+        "diff".as_ref(),
+        echo.as_os_str(),
+        both.as_os_str(),
+        "--services".as_ref(),
+        "echo.v1.EchoService".as_ref(),
+    ])
+    .ok();
     assert_eq!(run.stdout, "");
     // Removing a service is breaking.
     let run = rgp(&["diff".as_ref(), both.as_os_str(), echo.as_os_str()]).code(1);
-    assert!(run.stdout.contains("breaking: route removed: GET /v1/shelves -> bookstore.v1.Bookstore/ListShelves"), "{run:#?}");
+    assert!(
+        run.stdout.contains("breaking: route removed: GET /v1/shelves -> bookstore.v1.Bookstore/ListShelves"),
+        "{run:#?}"
+    );
 }
 
 #[test]
@@ -91,7 +123,15 @@ fn build_shop(dir: &std::path::Path, name: &str, service: &str, messages: &str) 
     );
     std::fs::write(include.join("shop/v1/shop.proto"), proto).unwrap();
     let out = dir.join(format!("{name}.pb"));
-    rgp(&["build".as_ref(), "-I".as_ref(), include.as_os_str(), "shop/v1/shop.proto".as_ref(), "-o".as_ref(), out.as_os_str()]).ok();
+    rgp(&[
+        "build".as_ref(),
+        "-I".as_ref(),
+        include.as_os_str(),
+        "shop/v1/shop.proto".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ])
+    .ok();
     out
 }
 

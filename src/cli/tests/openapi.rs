@@ -20,7 +20,16 @@ fn openapi_paths_parameters_and_bodies() {
     let (_, doc, run) = example_document(&dir);
     assert_eq!(doc["openapi"], "3.0.3");
     let paths = doc["paths"].as_object().unwrap();
-    for path in ["/v1/shelves", "/v1/shelves/{shelf}/books", "/v1/{name}", "/v1/{book.name}", "/v1/{name}:archive", "/v1/archive/{name}", "/v1/types/{string_value}/{nested.name}", "/api/v1/echo/{request}/get"] {
+    for path in [
+        "/v1/shelves",
+        "/v1/shelves/{shelf}/books",
+        "/v1/{name}",
+        "/v1/{book.name}",
+        "/v1/{name}:archive",
+        "/v1/archive/{name}",
+        "/v1/types/{string_value}/{nested.name}",
+        "/api/v1/echo/{request}/get",
+    ] {
         assert!(paths.contains_key(path), "{path} missing from {:?}", paths.keys());
     }
     // SEARCH has no OpenAPI 3.0 operation: said, and left out.
@@ -29,7 +38,10 @@ fn openapi_paths_parameters_and_bodies() {
     let list_books = &doc["paths"]["/v1/shelves/{shelf}/books"]["get"];
     assert_eq!(list_books["operationId"], "bookstore_v1_Bookstore_ListBooks");
     let params = list_books["parameters"].as_array().unwrap();
-    assert_eq!(params[0], json!({"name": "shelf", "in": "path", "required": true, "schema": {"type": "string", "format": "int64"}}));
+    assert_eq!(
+        params[0],
+        json!({"name": "shelf", "in": "path", "required": true, "schema": {"type": "string", "format": "int64"}})
+    );
     let names: Vec<&str> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
     // Non-path fields of a GET are query parameters (proto names, dotted into messages); maps have no form.
     assert_eq!(names, ["shelf", "filter.author", "filter.genre", "page_size", "tags"]);
@@ -37,19 +49,37 @@ fn openapi_paths_parameters_and_bodies() {
 
     // body: "book" -> the Book schema; body "*" -> the request message; HttpBody -> raw.
     let create = &doc["paths"]["/v1/shelves/{shelf}/books"]["post"];
-    assert_eq!(create["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/bookstore.v1.Book");
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/bookstore.v1.Book"
+    );
     assert!(create.get("parameters").unwrap().as_array().unwrap().iter().all(|p| p["name"] != "book"));
     let archive = &doc["paths"]["/v1/{name}:archive"]["post"];
-    assert_eq!(archive["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/bookstore.v1.ArchiveBookRequest");
+    assert_eq!(
+        archive["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/bookstore.v1.ArchiveBookRequest"
+    );
     assert!(archive.get("parameters").unwrap().as_array().unwrap().iter().all(|p| p["in"] == "path"));
     let upload = &doc["paths"]["/v1/{name}/cover"]["put"];
     assert_eq!(upload["requestBody"]["content"]["*/*"]["schema"]["format"], "binary");
-    assert_eq!(doc["paths"]["/v1/{name}/cover"]["get"]["responses"]["200"]["content"]["*/*"]["schema"]["format"], "binary");
+    assert_eq!(
+        doc["paths"]["/v1/{name}/cover"]["get"]["responses"]["200"]["content"]["*/*"]["schema"]["format"],
+        "binary"
+    );
     // response_body: "title" -> a string.
-    assert_eq!(doc["paths"]["/v1/{name}/title"]["get"]["responses"]["200"]["content"]["application/json"]["schema"], json!({"type": "string"}));
+    assert_eq!(
+        doc["paths"]["/v1/{name}/title"]["get"]["responses"]["200"]["content"]["application/json"]["schema"],
+        json!({"type": "string"})
+    );
     // Errors are google.rpc.Status.
-    assert_eq!(list_books["responses"]["default"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/google.rpc.Status");
-    assert_eq!(doc["paths"]["/v1/{name}"]["get"]["parameters"][0]["description"], "Matches the path pattern `shelves/*/books/*`; its slashes are sent as they are, not percent-encoded.");
+    assert_eq!(
+        list_books["responses"]["default"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/google.rpc.Status"
+    );
+    assert_eq!(
+        doc["paths"]["/v1/{name}"]["get"]["parameters"][0]["description"],
+        "Matches the path pattern `shelves/*/books/*`; its slashes are sent as they are, not percent-encoded."
+    );
 }
 
 #[test]
@@ -67,7 +97,10 @@ fn openapi_schemas_follow_the_proto3_json_mapping() {
         ("color", json!({"$ref": "#/components/schemas/bookstore.v1.Color"})),
         ("repeatedInt64", json!({"type": "array", "items": {"type": "string", "format": "int64"}})),
         ("stringMap", json!({"type": "object", "additionalProperties": {"type": "string"}})),
-        ("int64Map", json!({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/bookstore.v1.Nested"}})),
+        (
+            "int64Map",
+            json!({"type": "object", "additionalProperties": {"$ref": "#/components/schemas/bookstore.v1.Nested"}}),
+        ),
         ("timestamp", json!({"type": "string", "format": "date-time", "example": "1972-01-01T10:00:20.021Z"})),
         ("structValue", json!({"type": "object", "additionalProperties": true})),
         ("listValue", json!({"type": "array", "items": {}})),
@@ -82,7 +115,10 @@ fn openapi_schemas_follow_the_proto3_json_mapping() {
     assert_eq!(all["any"]["required"], json!(["@type"]));
     assert_eq!(schemas["bookstore.v1.Color"]["enum"], json!(["COLOR_UNSPECIFIED", "RED", "GREEN", "BLUE"]));
     // Recursive messages are one component that refers to itself.
-    assert_eq!(schemas["bookstore.v1.Nested"]["properties"]["child"]["$ref"], "#/components/schemas/bookstore.v1.Nested");
+    assert_eq!(
+        schemas["bookstore.v1.Nested"]["properties"]["child"]["$ref"],
+        "#/components/schemas/bookstore.v1.Nested"
+    );
     assert_eq!(schemas["google.rpc.Status"]["properties"]["code"]["type"], "integer");
     assert_eq!(schemas["google.rpc.Status"]["properties"]["details"]["type"], "array");
 }
@@ -94,7 +130,16 @@ fn openapi_is_reproducible_and_honours_options() {
     let a = rgp(&["openapi".as_ref(), set.as_os_str()]).ok();
     let b = rgp(&["openapi".as_ref(), set.as_os_str()]).ok();
     assert_eq!(a.stdout, b.stdout);
-    let echo = rgp(&["openapi".as_ref(), set.as_os_str(), "--services".as_ref(), "echo.v1.EchoService".as_ref(), "--title".as_ref(), "Echo".as_ref(), "--proto-names".as_ref()]).ok();
+    let echo = rgp(&[
+        "openapi".as_ref(),
+        set.as_os_str(),
+        "--services".as_ref(),
+        "echo.v1.EchoService".as_ref(),
+        "--title".as_ref(),
+        "Echo".as_ref(),
+        "--proto-names".as_ref(),
+    ])
+    .ok();
     let doc: Value = serde_json::from_str(&echo.stdout).unwrap();
     assert_eq!(doc["info"]["title"], "Echo");
     assert_eq!(doc["paths"].as_object().unwrap().len(), 5);
@@ -127,10 +172,6 @@ fn openapi_validates_with_openapi_spec_validator() {
     }
     let dir = scratch("openapi_validate");
     let (out, _, _) = example_document(&dir);
-    let status = std::process::Command::new(&python)
-        .args(["-m", "openapi_spec_validator"])
-        .arg(&out)
-        .status()
-        .unwrap();
+    let status = std::process::Command::new(&python).args(["-m", "openapi_spec_validator"]).arg(&out).status().unwrap();
     assert!(status.success(), "openapi-spec-validator refused {}", out.display());
 }

@@ -52,10 +52,7 @@ fn main() {
     // `cargo bench` passes --bench; any other argument is a filter this tool does not take.
     let (pool, engine) = common::load();
     let options = SerializeOptions::new().stringify_64_bit_integers(true);
-    let ok = GrpcStatusHeaders {
-        status: Some("0"),
-        ..Default::default()
-    };
+    let ok = GrpcStatusHeaders { status: Some("0"), ..Default::default() };
     let mut rows = Vec::new();
     for &Case { name, path, message, json } in CASES {
         let desc = pool.get_message_by_name(message).expect("bench message");
@@ -69,22 +66,12 @@ fn main() {
                     _ => None,
                 }),
             ),
-            (
-                "json_to_grpc",
-                "dynamic_message",
-                count(|| baseline_request(&desc, json)),
-            ),
+            ("json_to_grpc", "dynamic_message", count(|| baseline_request(&desc, json))),
             ("grpc_to_json", "engine", {
-                let RequestOutcome::Transcode(plan) = engine.route_request("POST", path) else {
-                    panic!("no route")
-                };
+                let RequestOutcome::Transcode(plan) = engine.route_request("POST", path) else { panic!("no route") };
                 count(|| engine.unary_response(&plan, &framed, ok))
             }),
-            (
-                "grpc_to_json",
-                "dynamic_message",
-                count(|| baseline_response(&desc, &options, &framed)),
-            ),
+            ("grpc_to_json", "dynamic_message", count(|| baseline_response(&desc, &options, &framed))),
         ];
         for (direction, who, (allocations, bytes)) in measured {
             println!("alloc {direction:12} {who:15} {name}: {allocations:5} allocations, {bytes:7} bytes");
@@ -97,10 +84,9 @@ fn main() {
         // The large set of bench/footprint.py, if it was built: what loading it costs natively,
         // in parts (no Wasm, no V8), to tell what bounds the filter's load time in each VM.
         let large = std::path::Path::new(&out).join("large.pb");
-        if let (Ok(set), Ok(services)) = (
-            std::fs::read(&large),
-            std::fs::read_to_string(std::path::Path::new(&out).join("large-services.json")),
-        ) {
+        if let (Ok(set), Ok(services)) =
+            (std::fs::read(&large), std::fs::read_to_string(std::path::Path::new(&out).join("large-services.json")))
+        {
             let encoded = base64::engine::general_purpose::STANDARD.encode(&set);
             let config = format!(r#"{{"services":{services},"proto_descriptor_bin":"{encoded}"}}"#);
             let time = |f: &mut dyn FnMut()| {

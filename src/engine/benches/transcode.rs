@@ -16,10 +16,7 @@ use common::{baseline_request, baseline_response, CASES};
 fn benches(c: &mut Criterion) {
     let (pool, engine) = common::load();
     let options = SerializeOptions::new().stringify_64_bit_integers(true);
-    let ok = GrpcStatusHeaders {
-        status: Some("0"),
-        ..Default::default()
-    };
+    let ok = GrpcStatusHeaders { status: Some("0"), ..Default::default() };
 
     let mut request = c.benchmark_group("json_to_grpc");
     for case in CASES {
@@ -28,9 +25,7 @@ fn benches(c: &mut Criterion) {
             panic!("no route for POST {}", case.path)
         };
         // Same bytes both ways: the comparison is only fair if both produce the same frame.
-        let ours = engine
-            .request_frame(&plan, Some("application/json"), case.json)
-            .expect("engine transcodes");
+        let ours = engine.request_frame(&plan, Some("application/json"), case.json).expect("engine transcodes");
         assert_eq!(
             DynamicMessage::decode(desc.clone(), &ours[5..]).expect("decodes"),
             DynamicMessage::decode(desc.clone(), &baseline_request(&desc, case.json)[5..]).expect("decodes"),
@@ -60,13 +55,7 @@ fn benches(c: &mut Criterion) {
         };
         let framed = baseline_request(&desc, case.json);
         let ours = engine.unary_response(&plan, &framed, ok);
-        assert_eq!(
-            ours.status,
-            200,
-            "{}: {}",
-            case.name,
-            String::from_utf8_lossy(&ours.body)
-        );
+        assert_eq!(ours.status, 200, "{}: {}", case.name, String::from_utf8_lossy(&ours.body));
         let theirs = baseline_response(&desc, &options, &framed);
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&ours.body).expect("engine JSON"),

@@ -127,12 +127,8 @@ impl TranscoderConfig {
             return Err(ConfigError::Empty);
         }
         let mut de = serde_json::Deserializer::from_str(text);
-        let config: TranscoderConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            ConfigError::Invalid {
-                field: e.path().to_string(),
-                message: e.inner().to_string(),
-            }
-        })?;
+        let config: TranscoderConfig = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ConfigError::Invalid { field: e.path().to_string(), message: e.inner().to_string() })?;
         config.validate()?;
         Ok(config)
     }
@@ -162,13 +158,22 @@ impl TranscoderConfig {
         }
         match (&self.descriptor_url, &self.descriptor_reflection) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::field("descriptor_reflection", "only one of descriptor_url and descriptor_reflection may be set"))
+                return Err(ConfigError::field(
+                    "descriptor_reflection",
+                    "only one of descriptor_url and descriptor_reflection may be set",
+                ))
             }
             (None, Some(r)) if r.cluster.is_empty() => {
-                return Err(ConfigError::field("descriptor_reflection.cluster", "must name the cluster of the gRPC server"))
+                return Err(ConfigError::field(
+                    "descriptor_reflection.cluster",
+                    "must name the cluster of the gRPC server",
+                ))
             }
             (None, None) if self.refresh_interval.is_some() => {
-                return Err(ConfigError::field("refresh_interval", "needs descriptor_url or descriptor_reflection: there is nothing to re-fetch"))
+                return Err(ConfigError::field(
+                    "refresh_interval",
+                    "needs descriptor_url or descriptor_reflection: there is nothing to re-fetch",
+                ))
             }
             _ => {}
         }

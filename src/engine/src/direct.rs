@@ -152,11 +152,7 @@ impl Schema {
         for (i, f) in fields.iter().enumerate() {
             by_key.insert(f.json_name.clone(), i as u16);
         }
-        self.messages[id as usize] = Message {
-            supported,
-            fields,
-            by_key,
-        };
+        self.messages[id as usize] = Message { supported, fields, by_key };
         id
     }
 
@@ -413,15 +409,7 @@ impl Schema {
                 if number < last_number {
                     return None;
                 }
-                self.close_field(
-                    message,
-                    last_number,
-                    &mut open_list,
-                    &mut map_entries,
-                    style,
-                    out,
-                    depth,
-                )?;
+                self.close_field(message, last_number, &mut open_list, &mut map_entries, style, out, depth)?;
                 last_number = number;
                 if field.map_value.is_none() && !field.repeated {
                     // Singular: print now unless it is the default value.
@@ -463,15 +451,7 @@ impl Schema {
                 self.push_list_item(field, wire_type, value, style, out, depth, &mut open_list)?;
             }
         }
-        self.close_field(
-            message,
-            last_number,
-            &mut open_list,
-            &mut map_entries,
-            style,
-            out,
-            depth,
-        )?;
+        self.close_field(message, last_number, &mut open_list, &mut map_entries, style, out, depth)?;
         out.push(b'}');
         Some(())
     }
@@ -646,14 +626,7 @@ fn comma(out: &mut Vec<u8>) {
 }
 
 fn write_key(out: &mut Vec<u8>, field: &Field, style: PrintStyle) {
-    write_str(
-        out,
-        if style.proto_names {
-            &field.name
-        } else {
-            &field.json_name
-        },
-    );
+    write_str(out, if style.proto_names { &field.name } else { &field.json_name });
     out.push(b':');
 }
 
@@ -867,9 +840,7 @@ fn parse_timestamp(text: &str) -> Option<(i64, i32)> {
     }
     let num = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = b.get(range)?;
-        part.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);

@@ -25,9 +25,6 @@ pub enum ConfigError {
 impl ConfigError {
     /// A problem with one named field.
     pub fn field(field: &str, message: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            field: field.to_string(),
-            message: message.into(),
-        }
+        ConfigError::Invalid { field: field.to_string(), message: message.into() }
     }
 }

@@ -57,10 +57,7 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     /// A decoder refusing messages larger than `max_message` bytes (no limit with None).
     pub fn new(max_message: Option<usize>) -> Self {
-        FrameDecoder {
-            buffer: Vec::new(),
-            max_message,
-        }
+        FrameDecoder { buffer: Vec::new(), max_message }
     }
 
     /// Adds bytes and returns every frame completed by them.
@@ -83,10 +80,7 @@ impl FrameDecoder {
             let Some(data) = self.buffer.get(body..body + len) else {
                 break;
             };
-            frames.push(Frame {
-                compressed: flag & 1 == 1,
-                data: data.to_vec(),
-            });
+            frames.push(Frame { compressed: flag & 1 == 1, data: data.to_vec() });
             start = body + len;
         }
         self.buffer.drain(..start);

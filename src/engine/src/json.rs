@@ -18,7 +18,8 @@ use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter};
 pub fn value_to_vec<T: Serialize + ?Sized>(pretty: bool, value: &T) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::with_capacity(128);
     if pretty {
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, ProtoFormatter(PrettyFormatter::with_indent(b" ")));
+        let mut ser =
+            serde_json::Serializer::with_formatter(&mut out, ProtoFormatter(PrettyFormatter::with_indent(b" ")));
         value.serialize(NonFinite(&mut ser))?;
         out.push(b'\n');
     } else {
@@ -452,7 +453,14 @@ mod tests {
         ] {
             assert_eq!(format_double(value), text, "{value:e}");
         }
-        for (value, text) in [(1.0f32, "1"), (0.1, "0.1"), (123456789.125, "123456792"), (3.3, "3.3"), (1e-7, "1e-07"), (f32::MAX, "3.40282347e+38")] {
+        for (value, text) in [
+            (1.0f32, "1"),
+            (0.1, "0.1"),
+            (123456789.125, "123456792"),
+            (3.3, "3.3"),
+            (1e-7, "1e-07"),
+            (f32::MAX, "3.40282347e+38"),
+        ] {
             assert_eq!(format_float(value), text, "{value:e}");
         }
     }

@@ -9,18 +9,18 @@
 //! becomes ([`Transcoder::unary_response`]).
 
 pub mod config;
-pub mod error;
 pub mod direct;
+pub mod error;
 pub mod frame;
 pub mod json;
 pub mod path_matcher;
 pub mod path_template;
 pub mod percent;
+pub mod reflection;
 pub mod request;
 pub mod request_stream;
 pub mod response;
 pub mod routes;
-pub mod reflection;
 pub mod source;
 pub mod status;
 pub mod stream;
@@ -202,7 +202,8 @@ impl Transcoder {
                     binding.field_path.join(".")
                 )));
             }
-            let Some((_, fields)) = route.variables.iter().find(|(names, _)| names.as_slice() == binding.field_path) else {
+            let Some((_, fields)) = route.variables.iter().find(|(names, _)| names.as_slice() == binding.field_path)
+            else {
                 continue;
             };
             bindings.push(FieldBinding {
@@ -271,7 +272,12 @@ impl Transcoder {
     }
 
     /// The request message (unframed) for a plan and its body.
-    pub fn request_message(&self, plan: &RequestPlan, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Status> {
+    pub fn request_message(
+        &self,
+        plan: &RequestPlan,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Vec<u8>, Status> {
         let mut out = Vec::with_capacity(body.len());
         if self.direct_request(plan, body, &mut out) {
             return Ok(out);
@@ -280,13 +286,23 @@ impl Transcoder {
     }
 
     /// The request message by way of a `DynamicMessage`: everything the fast path leaves.
-    fn general_request_message(&self, plan: &RequestPlan, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Status> {
+    fn general_request_message(
+        &self,
+        plan: &RequestPlan,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Vec<u8>, Status> {
         let route = self.route(plan).ok_or_else(|| Status::internal("the route of this request vanished"))?;
         request::build_request(route, &plan.bindings, content_type, body, self.parse)
     }
 
     /// The gRPC request body (one frame) for a plan and its HTTP body.
-    pub fn request_frame(&self, plan: &RequestPlan, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, Status> {
+    pub fn request_frame(
+        &self,
+        plan: &RequestPlan,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Vec<u8>, Status> {
         // The fast path writes the message after room for the frame header, filled
         // in afterwards: one buffer, no copy.
         let mut out = Vec::with_capacity(body.len() + frame::HEADER_LEN);
@@ -442,20 +458,35 @@ impl Transcoder {
 
     /// Feeds a chunk of the gRPC response body (framed) to a stream; returns
     /// the HTTP body bytes of the messages it completed.
-    pub fn stream_chunk(&self, plan: &RequestPlan, stream: &mut ResponseStream, chunk: &[u8]) -> Result<Vec<u8>, Status> {
+    pub fn stream_chunk(
+        &self,
+        plan: &RequestPlan,
+        stream: &mut ResponseStream,
+        chunk: &[u8],
+    ) -> Result<Vec<u8>, Status> {
         let route = self.route(plan).ok_or_else(|| Status::internal("the route of this request vanished"))?;
         stream.push(route, &self.printer, chunk)
     }
 
     /// Feeds one unframed message to a stream.
-    pub fn stream_message(&self, plan: &RequestPlan, stream: &mut ResponseStream, message: &[u8]) -> Result<Vec<u8>, Status> {
+    pub fn stream_message(
+        &self,
+        plan: &RequestPlan,
+        stream: &mut ResponseStream,
+        message: &[u8],
+    ) -> Result<Vec<u8>, Status> {
         let route = self.route(plan).ok_or_else(|| Status::internal("the route of this request vanished"))?;
         stream.push_message(route, &self.printer, message)
     }
 
     /// The complete HTTP answer of a stream whose transcoded body so far is
     /// `body`, once its gRPC status is known (for a stream answered at its end).
-    pub fn stream_reply(&self, stream: &mut ResponseStream, mut body: Vec<u8>, grpc: GrpcStatusHeaders<'_>) -> HttpReply {
+    pub fn stream_reply(
+        &self,
+        stream: &mut ResponseStream,
+        mut body: Vec<u8>,
+        grpc: GrpcStatusHeaders<'_>,
+    ) -> HttpReply {
         match self.stream_end(stream, grpc) {
             Err(reply) => reply,
             Ok(StreamTail { bytes, status }) => {
@@ -470,7 +501,11 @@ impl Transcoder {
     /// Ends a stream with its gRPC status: the bytes that close the body sent so
     /// far, or (no message was sent and the stream failed) the error answer
     /// that must replace the whole response.
-    pub fn stream_end(&self, stream: &mut ResponseStream, grpc: GrpcStatusHeaders<'_>) -> Result<StreamTail, HttpReply> {
+    pub fn stream_end(
+        &self,
+        stream: &mut ResponseStream,
+        grpc: GrpcStatusHeaders<'_>,
+    ) -> Result<StreamTail, HttpReply> {
         let status = match grpc.status.map(Code::from_header) {
             Some(Code::Ok) => Status::new(Code::Ok, ""),
             Some(_) => Status::from_grpc(grpc.status, grpc.message, grpc.details_bin),
@@ -504,22 +539,16 @@ impl Transcoder {
             };
             let mut body = Vec::with_capacity(message.len() * 2 + 16);
             if self.direct.wire_to_json(id, message, style, &mut body).is_some() {
-                return HttpReply {
-                    status: 200,
-                    headers: vec![("content-type".into(), JSON.into())],
-                    body,
-                };
+                return HttpReply { status: 200, headers: vec![("content-type".into(), JSON.into())], body };
             }
         }
         let Some(route) = self.route(plan) else {
             return self.local_error(&Status::internal("the route of this request vanished"));
         };
         match response::message_to_http(route, message, &self.printer) {
-            Ok(HttpPayload { content_type, body }) => HttpReply {
-                status: 200,
-                headers: vec![("content-type".into(), content_type)],
-                body,
-            },
+            Ok(HttpPayload { content_type, body }) => {
+                HttpReply { status: 200, headers: vec![("content-type".into(), content_type)], body }
+            }
             Err(status) => self.local_error(&status),
         }
     }
@@ -556,11 +585,7 @@ impl Transcoder {
             }
             None => {}
         }
-        HttpReply {
-            status: status.http_status(),
-            headers,
-            body: Vec::new(),
-        }
+        HttpReply { status: status.http_status(), headers, body: Vec::new() }
     }
 
     /// The HTTP answer for an error found by the filter itself: always a JSON
@@ -618,9 +643,7 @@ fn compile_direct(routes: &[Route]) -> (direct::Schema, Vec<DirectRoute>) {
 /// `application/grpc+<subtype>`. `application/grpc-web` is not gRPC, and the
 /// native transcoder transcodes such requests like any other.
 pub fn is_grpc_content_type(content_type: &str) -> bool {
-    content_type
-        .strip_prefix("application/grpc")
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
+    content_type.strip_prefix("application/grpc").is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
 }
 
 /// Decodes a `FileDescriptorSet` into a descriptor pool, as the filter and `rgp` load it.

@@ -121,12 +121,7 @@ impl<T> PathMatcher<T> {
     /// Err when the same HTTP method + (structurally same) template is already registered;
     /// the first registration stays. (Envoy accepts such duplicates silently and then
     /// matches neither, which is never what was meant.)
-    pub fn insert(
-        &mut self,
-        http_method: &str,
-        template: &PathTemplate,
-        value: T,
-    ) -> Result<(), DuplicateRoute> {
+    pub fn insert(&mut self, http_method: &str, template: &PathTemplate, value: T) -> Result<(), DuplicateRoute> {
         let mut node = match self.roots.get(http_method) {
             Some(&root) => root,
             None => {
@@ -143,22 +138,14 @@ impl<T> PathMatcher<T> {
             return Err(DuplicateRoute {
                 http_method: http_method.to_string(),
                 template: template.to_string(),
-                existing: self
-                    .routes
-                    .get(existing)
-                    .map(|r| r.template.clone())
-                    .unwrap_or_default(),
+                existing: self.routes.get(existing).map(|r| r.template.clone()).unwrap_or_default(),
             });
         }
         let index = self.routes.len();
         self.routes.push(Route {
             value,
             template: template.to_string(),
-            multi_segment: template
-                .variables
-                .iter()
-                .map(|v| template.is_multi_segment(v))
-                .collect(),
+            multi_segment: template.variables.iter().map(|v| template.is_multi_segment(v)).collect(),
             variables: template.variables.clone(),
             segment_count: template.segments.len(),
             double_wildcard: template.double_wildcard_index(),
@@ -188,32 +175,21 @@ impl<T> PathMatcher<T> {
         while parts.last() == Some(&"") {
             parts.pop();
         }
-        let found = self
-            .roots
-            .get(http_method)
-            .and_then(|&root| self.search(root, &parts, verb));
+        let found = self.roots.get(http_method).and_then(|&root| self.search(root, &parts, verb));
         let found = found.or_else(|| {
             // Envoy's library falls back to routes registered for method "*".
             if http_method == ANY_METHOD {
                 return None;
             }
-            self.roots
-                .get(ANY_METHOD)
-                .and_then(|&root| self.search(root, &parts, verb))
+            self.roots.get(ANY_METHOD).and_then(|&root| self.search(root, &parts, verb))
         })?;
         let route = self.routes.get(found)?;
         let bindings = route.bind(&parts, self.options.url_unescape_spec)?;
-        Some(PathMatch {
-            value: &route.value,
-            bindings,
-        })
+        Some(PathMatch { value: &route.value, bindings })
     }
 
     fn push_node(&mut self, is_double_wildcard: bool) -> usize {
-        self.nodes.push(Node {
-            is_double_wildcard,
-            ..Node::default()
-        });
+        self.nodes.push(Node { is_double_wildcard, ..Node::default() });
         self.nodes.len() - 1
     }
 
@@ -325,11 +301,7 @@ impl<T> Route<T> {
                     Ok(value) => (value, None),
                     Err(e) => (e.lossless.clone(), Some(e)),
                 };
-                Some(Binding {
-                    field_path: &variable.field_path,
-                    value,
-                    invalid_utf8,
-                })
+                Some(Binding { field_path: &variable.field_path, value, invalid_utf8 })
             })
             .collect()
     }
@@ -363,11 +335,7 @@ mod tests {
     /// The index of the matched route and its bindings as `field.path=value`.
     fn find(m: &PathMatcher<usize>, method: &str, path: &str) -> Option<(usize, Vec<String>)> {
         m.lookup(method, path).map(|found| {
-            let bindings = found
-                .bindings
-                .iter()
-                .map(|b| format!("{}={}", b.field_path.join("."), b.value))
-                .collect();
+            let bindings = found.bindings.iter().map(|b| format!("{}={}", b.field_path.join("."), b.value)).collect();
             (*found.value, bindings)
         })
     }
@@ -393,43 +361,22 @@ mod tests {
             ("GET", "/v1/types/{string_value}/{nested.name}"),
             ("POST", "/bookstore.v1.Bookstore/Unannotated"),
         ]);
-        assert_eq!(
-            find(&m, "POST", "/v1/shelves/1/books/2:archive"),
-            Some((0, vec!["name=shelves/1/books/2".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/v1/shelves/1/books/2"),
-            Some((1, vec!["book.name=shelves/1/books/2".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/v1/archive/a/b/c"),
-            Some((2, vec!["name=a/b/c".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/v1/archive"),
-            Some((2, vec!["name=".into()]))
-        );
+        assert_eq!(find(&m, "POST", "/v1/shelves/1/books/2:archive"), Some((0, vec!["name=shelves/1/books/2".into()])));
+        assert_eq!(find(&m, "GET", "/v1/shelves/1/books/2"), Some((1, vec!["book.name=shelves/1/books/2".into()])));
+        assert_eq!(find(&m, "GET", "/v1/archive/a/b/c"), Some((2, vec!["name=a/b/c".into()])));
+        assert_eq!(find(&m, "GET", "/v1/archive"), Some((2, vec!["name=".into()])));
         assert_eq!(
             find(&m, "GET", "/v1/types/hello/world"),
-            Some((
-                3,
-                vec!["string_value=hello".into(), "nested.name=world".into()]
-            ))
+            Some((3, vec!["string_value=hello".into(), "nested.name=world".into()]))
         );
-        assert_eq!(
-            find(&m, "POST", "/bookstore.v1.Bookstore/Unannotated"),
-            Some((4, vec![]))
-        );
+        assert_eq!(find(&m, "POST", "/bookstore.v1.Bookstore/Unannotated"), Some((4, vec![])));
         // Must fail: wrong method, wrong verb, too short, too long.
         assert_eq!(route(&m, "GET", "/v1/shelves/1/books/2:archive"), None);
         assert_eq!(route(&m, "POST", "/v1/shelves/1/books/2"), None);
         assert_eq!(route(&m, "POST", "/v1/shelves/1/books:archive"), None);
         assert_eq!(route(&m, "GET", "/v1/types/hello"), None);
         assert_eq!(route(&m, "GET", "/v1/types/a/b/c"), None);
-        assert_eq!(
-            route(&m, "POST", "/bookstore.v1.Bookstore/Unannotated/x"),
-            None
-        );
+        assert_eq!(route(&m, "POST", "/bookstore.v1.Bookstore/Unannotated/x"), None);
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -467,14 +414,8 @@ mod tests {
             ("GET", "/v1/{rest=**}"),
         ]);
         assert_eq!(route(&m, "GET", "/v1/shelves/special/books"), Some(0));
-        assert_eq!(
-            find(&m, "GET", "/v1/shelves/special"),
-            Some((1, vec!["shelf=special".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/v1/shelves/7/books"),
-            Some((2, vec!["shelf=7".into()]))
-        );
+        assert_eq!(find(&m, "GET", "/v1/shelves/special"), Some((1, vec!["shelf=special".into()])));
+        assert_eq!(find(&m, "GET", "/v1/shelves/7/books"), Some((2, vec!["shelf=7".into()])));
         // The literal branch `special` dead-ends on `authors`, `*` too; `**` takes it.
         assert_eq!(
             find(&m, "GET", "/v1/shelves/special/authors"),
@@ -520,30 +461,15 @@ mod tests {
             ("GET", "/a/b/c/{x=**}"),
             ("GET", "/{x=*}/d/e/f/{y=**}"),
         ]);
-        assert_eq!(
-            find(&m, "GET", "/a/book/c/d/e"),
-            Some((0, vec!["x=book".into()]))
-        );
-        assert_eq!(
-            bindings(&m, "GET", "/a/hello/b/world/c"),
-            ["x=a/hello", "y=world"]
-        );
-        assert_eq!(
-            bindings(&m, "GET", "/a/b/zoo/d/animal/tiger"),
-            ["x=b/zoo", "y=d/animal/tiger"]
-        );
-        assert_eq!(
-            bindings(&m, "GET", "/alpha/dog/beta/eat/bones/gamma"),
-            ["x=dog", "y=eat/bones"]
-        );
+        assert_eq!(find(&m, "GET", "/a/book/c/d/e"), Some((0, vec!["x=book".into()])));
+        assert_eq!(bindings(&m, "GET", "/a/hello/b/world/c"), ["x=a/hello", "y=world"]);
+        assert_eq!(bindings(&m, "GET", "/a/b/zoo/d/animal/tiger"), ["x=b/zoo", "y=d/animal/tiger"]);
+        assert_eq!(bindings(&m, "GET", "/alpha/dog/beta/eat/bones/gamma"), ["x=dog", "y=eat/bones"]);
         assert_eq!(bindings(&m, "GET", "/foo/a"), ["x=foo"]);
         assert_eq!(bindings(&m, "GET", "/foo/bar/a/b"), ["x=foo/bar"]);
         assert_eq!(bindings(&m, "GET", "/a/b/foo"), ["x=foo"]);
         assert_eq!(bindings(&m, "GET", "/a/b/c/foo/bar/baz"), ["x=foo/bar/baz"]);
-        assert_eq!(
-            bindings(&m, "GET", "/foo/d/e/f/bar/baz"),
-            ["x=foo", "y=bar/baz"]
-        );
+        assert_eq!(bindings(&m, "GET", "/foo/d/e/f/bar/baz"), ["x=foo", "y=bar/baz"]);
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -563,26 +489,11 @@ mod tests {
             ("GET", "/a/{x=b/*/**/y/z}/foo"),
             ("GET", "/m/**/{x=lit}/n"),
         ]);
-        assert_eq!(
-            find(&m, "GET", "/a/b/hello/world/c"),
-            Some((0, vec!["x=b/hello/world/c".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/a/b/world/c/z"),
-            Some((1, vec!["x=b/world/c".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/a/b/world/c/y/z"),
-            Some((2, vec!["x=b/world/c".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/a/b/world/c:verb"),
-            Some((3, vec!["x=b/world/c".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/a/hello/b/world/c"),
-            Some((4, vec!["x=hello/b/world/c".into()]))
-        );
+        assert_eq!(find(&m, "GET", "/a/b/hello/world/c"), Some((0, vec!["x=b/hello/world/c".into()])));
+        assert_eq!(find(&m, "GET", "/a/b/world/c/z"), Some((1, vec!["x=b/world/c".into()])));
+        assert_eq!(find(&m, "GET", "/a/b/world/c/y/z"), Some((2, vec!["x=b/world/c".into()])));
+        assert_eq!(find(&m, "GET", "/a/b/world/c:verb"), Some((3, vec!["x=b/world/c".into()])));
+        assert_eq!(find(&m, "GET", "/a/hello/b/world/c"), Some((4, vec!["x=hello/b/world/c".into()])));
         assert_eq!(
             find(&m, "GET", "/c/hello/d/esp/world/e"),
             Some((5, vec!["x=hello".into(), "y=d/esp/world".into()]))
@@ -591,68 +502,34 @@ mod tests {
             find(&m, "GET", "/c/hola/d/esp/mundo/e:verb"),
             Some((6, vec!["x=hola".into(), "y=d/esp/mundo".into()]))
         );
-        assert_eq!(
-            find(&m, "GET", "/f/foo/bar/baz/g"),
-            Some((7, vec!["x=foo".into(), "y=bar/baz".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/f/foo/bar/baz/g:verb"),
-            Some((8, vec!["x=foo".into(), "y=bar/baz".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/a/b/foo/y/z/bar/baz/foo"),
-            Some((9, vec!["x=b/foo/y/z/bar/baz".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/a/b/foo/bar/baz/y/z/foo"),
-            Some((10, vec!["x=b/foo/bar/baz/y/z".into()]))
-        );
+        assert_eq!(find(&m, "GET", "/f/foo/bar/baz/g"), Some((7, vec!["x=foo".into(), "y=bar/baz".into()])));
+        assert_eq!(find(&m, "GET", "/f/foo/bar/baz/g:verb"), Some((8, vec!["x=foo".into(), "y=bar/baz".into()])));
+        assert_eq!(find(&m, "GET", "/a/b/foo/y/z/bar/baz/foo"), Some((9, vec!["x=b/foo/y/z/bar/baz".into()])));
+        assert_eq!(find(&m, "GET", "/a/b/foo/bar/baz/y/z/foo"), Some((10, vec!["x=b/foo/bar/baz/y/z".into()])));
         // A literal-only variable after `**` binds the segment it really matched.
-        assert_eq!(
-            find(&m, "GET", "/m/1/2/lit/n"),
-            Some((11, vec!["x=lit".into()]))
-        );
+        assert_eq!(find(&m, "GET", "/m/1/2/lit/n"), Some((11, vec!["x=lit".into()])));
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn registered_verbs() {
-        let m = matcher(&[
-            ("GET", "/person"),
-            ("GET", "/person/{id=*}"),
-            ("GET", "/{x=**}:verb"),
-        ]);
-        assert_eq!(
-            find(&m, "GET", "/person:verb"),
-            Some((2, vec!["x=person".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/person/jason:verb"),
-            Some((2, vec!["x=person/jason".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/animal/cat:verb"),
-            Some((2, vec!["x=animal/cat".into()]))
-        );
+        let m = matcher(&[("GET", "/person"), ("GET", "/person/{id=*}"), ("GET", "/{x=**}:verb")]);
+        assert_eq!(find(&m, "GET", "/person:verb"), Some((2, vec!["x=person".into()])));
+        assert_eq!(find(&m, "GET", "/person/jason:verb"), Some((2, vec!["x=person/jason".into()])));
+        assert_eq!(find(&m, "GET", "/animal/cat:verb"), Some((2, vec!["x=animal/cat".into()])));
         assert_eq!(route(&m, "GET", "/person"), Some(0));
         assert_eq!(route(&m, "GET", "/person/jason"), Some(1));
         assert_eq!(route(&m, "GET", "/animal"), None);
         // An unregistered verb stays part of the segment.
         assert_eq!(route(&m, "GET", "/person:other"), None);
-        assert_eq!(
-            find(&m, "GET", "/person/jason:other"),
-            Some((1, vec!["id=jason:other".into()]))
-        );
+        assert_eq!(find(&m, "GET", "/person/jason:other"), Some((1, vec!["id=jason:other".into()])));
         assert_eq!(route(&m, "GET", "/animal:other"), None);
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn unregistered_verbs_when_option_is_set() {
-        let options = MatchOptions {
-            match_unregistered_custom_verb: true,
-            ..MatchOptions::default()
-        };
+        let options = MatchOptions { match_unregistered_custom_verb: true, ..MatchOptions::default() };
         let m = matcher_with(
             options,
             &[
@@ -662,20 +539,11 @@ mod tests {
                 ("GET", "/{x=**}:verb"),
             ],
         );
-        assert_eq!(
-            find(&m, "GET", "/person:verb"),
-            Some((3, vec!["x=person".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/person/jason:verb"),
-            Some((3, vec!["x=person/jason".into()]))
-        );
+        assert_eq!(find(&m, "GET", "/person:verb"), Some((3, vec!["x=person".into()])));
+        assert_eq!(find(&m, "GET", "/person/jason:verb"), Some((3, vec!["x=person/jason".into()])));
         assert_eq!(route(&m, "GET", "/person/jason/name"), Some(2));
         // A colon before the last '/' is never a verb.
-        assert_eq!(
-            find(&m, "GET", "/person/jason:verb/name"),
-            Some((2, vec!["id=jason:verb".into()]))
-        );
+        assert_eq!(find(&m, "GET", "/person/jason:verb/name"), Some((2, vec!["id=jason:verb".into()])));
         // Any verb is split off now, so templates without it do not match.
         assert_eq!(route(&m, "GET", "/person:other"), None);
         assert_eq!(route(&m, "GET", "/person/jason:other"), None);
@@ -683,10 +551,7 @@ mod tests {
 
         // Without the option, the same unregistered verb is part of the value.
         let m = matcher(&[("GET", "/foo/{a=*}")]);
-        assert_eq!(
-            find(&m, "GET", "/foo/other:verb"),
-            Some((0, vec!["a=other:verb".into()]))
-        );
+        assert_eq!(find(&m, "GET", "/foo/other:verb"), Some((0, vec!["a=other:verb".into()])));
         let m = matcher_with(options, &[("GET", "/foo/{a=*}")]);
         assert_eq!(route(&m, "GET", "/foo/other:verb"), None);
     }
@@ -711,24 +576,12 @@ mod tests {
         assert_eq!(route(&m, "GET", "/other/bar/foo/const:verb"), Some(4));
 
         let m = matcher(&[("GET", "/{a=*}/{b=*}:verb")]);
-        assert_eq!(
-            bindings(&m, "GET", "/some:verb/const:verb"),
-            ["a=some:verb", "b=const"]
-        );
+        assert_eq!(bindings(&m, "GET", "/some:verb/const:verb"), ["a=some:verb", "b=const"]);
 
         let m = matcher(&[("GET", "/{a=**}:verb"), ("GET", "/{a=**}")]);
-        assert_eq!(
-            find(&m, "GET", "/some:verb/const:verb"),
-            Some((0, vec!["a=some:verb/const".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/some:verb/const"),
-            Some((1, vec!["a=some:verb/const".into()]))
-        );
-        assert_eq!(
-            find(&m, "GET", "/some:verb2/const:verb2"),
-            Some((1, vec!["a=some:verb2/const:verb2".into()]))
-        );
+        assert_eq!(find(&m, "GET", "/some:verb/const:verb"), Some((0, vec!["a=some:verb/const".into()])));
+        assert_eq!(find(&m, "GET", "/some:verb/const"), Some((1, vec!["a=some:verb/const".into()])));
+        assert_eq!(find(&m, "GET", "/some:verb2/const:verb2"), Some((1, vec!["a=some:verb2/const:verb2".into()])));
 
         let m = matcher(&[("GET", "/foo/*/hello")]);
         assert_eq!(route(&m, "GET", "/foo/other:verb/hello"), Some(0));
@@ -737,11 +590,7 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn partial_and_overlong_paths_fail() {
-        let m = matcher(&[
-            ("GET", "/prefix/middle/suffix"),
-            ("GET", "/prefix/middle"),
-            ("GET", "/prefix"),
-        ]);
+        let m = matcher(&[("GET", "/prefix/middle/suffix"), ("GET", "/prefix/middle"), ("GET", "/prefix")]);
         assert_eq!(route(&m, "GET", "/prefix/middle/suffix"), Some(0));
         assert_eq!(route(&m, "GET", "/prefix/middle"), Some(1));
         assert_eq!(route(&m, "GET", "/prefix"), Some(2));
@@ -773,23 +622,12 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn methods_are_separate_and_custom_methods_work() {
-        let m = matcher(&[
-            ("GET", "/a/b"),
-            ("SEARCH", "/a/{q}"),
-            ("search", "/a/{lower}"),
-            ("POST", "/a/b"),
-        ]);
+        let m = matcher(&[("GET", "/a/b"), ("SEARCH", "/a/{q}"), ("search", "/a/{lower}"), ("POST", "/a/b")]);
         assert_eq!(route(&m, "GET", "/a/b"), Some(0));
         assert_eq!(route(&m, "POST", "/a/b"), Some(3));
-        assert_eq!(
-            find(&m, "SEARCH", "/a/books"),
-            Some((1, vec!["q=books".into()]))
-        );
+        assert_eq!(find(&m, "SEARCH", "/a/books"), Some((1, vec!["q=books".into()])));
         // Methods are case-sensitive, like HTTP.
-        assert_eq!(
-            find(&m, "search", "/a/books"),
-            Some((2, vec!["lower=books".into()]))
-        );
+        assert_eq!(find(&m, "search", "/a/books"), Some((2, vec!["lower=books".into()])));
         assert_eq!(route(&m, "PUT", "/a/b"), None);
         assert_eq!(route(&m, "GET", "/a/c"), None);
     }
@@ -799,10 +637,7 @@ mod tests {
     fn any_method_route_is_a_fallback() {
         let m = matcher(&[("*", "/any/{x}"), ("GET", "/any/special")]);
         assert_eq!(route(&m, "GET", "/any/special"), Some(1));
-        assert_eq!(
-            find(&m, "GET", "/any/thing"),
-            Some((0, vec!["x=thing".into()]))
-        );
+        assert_eq!(find(&m, "GET", "/any/thing"), Some((0, vec!["x=thing".into()])));
         assert_eq!(route(&m, "DELETE", "/any/special"), Some(0));
         assert_eq!(route(&m, "*", "/any/x"), Some(0));
     }
@@ -815,15 +650,9 @@ mod tests {
         let err = m.insert("GET", &template("/v1/{id=*}"), 1).unwrap_err();
         assert_eq!(
             err,
-            DuplicateRoute {
-                http_method: "GET".into(),
-                template: "/v1/{id}".into(),
-                existing: "/v1/{name}".into(),
-            }
+            DuplicateRoute { http_method: "GET".into(), template: "/v1/{id}".into(), existing: "/v1/{name}".into() }
         );
-        assert!(err
-            .to_string()
-            .starts_with("GET /v1/{id} has the same method and path pattern as GET /v1/{name}"));
+        assert!(err.to_string().starts_with("GET /v1/{id} has the same method and path pattern as GET /v1/{name}"));
         assert!(m.insert("GET", &template("/v1/*"), 2).is_err());
         // A different verb, method, or shape is another route.
         assert_eq!(m.insert("GET", &template("/v1/{name}:undelete"), 3), Ok(()));
@@ -838,10 +667,7 @@ mod tests {
 
     fn decoding_matcher(spec: UrlUnescapeSpec) -> PathMatcher<usize> {
         matcher_with(
-            MatchOptions {
-                url_unescape_spec: spec,
-                ..MatchOptions::default()
-            },
+            MatchOptions { url_unescape_spec: spec, ..MatchOptions::default() },
             &[("GET", "/a/{x=*}/{y=**}/c"), ("GET", "/s/{x}/{y=p/*}")],
         )
     }
@@ -853,50 +679,29 @@ mod tests {
     fn percent_decoding_per_spec() {
         let path = format!("/a/{RESERVED_ENCODED}/{RESERVED_ENCODED}/c");
         for (spec, multi) in [
-            (
-                UrlUnescapeSpec::AllCharactersExceptReserved,
-                RESERVED_ENCODED,
-            ),
-            (
-                UrlUnescapeSpec::AllCharactersExceptSlash,
-                "!#$&'()*+,%2F:;=?@[]",
-            ),
+            (UrlUnescapeSpec::AllCharactersExceptReserved, RESERVED_ENCODED),
+            (UrlUnescapeSpec::AllCharactersExceptSlash, "!#$&'()*+,%2F:;=?@[]"),
             (UrlUnescapeSpec::AllCharacters, "!#$&'()*+,/:;=?@[]"),
         ] {
             let m = decoding_matcher(spec);
             // The single segment is always fully decoded; the `**` one follows the spec.
-            assert_eq!(
-                bindings(&m, "GET", &path),
-                ["x=!#$&'()*+,/:;=?@[]".to_string(), format!("y={multi}")]
-            );
+            assert_eq!(bindings(&m, "GET", &path), ["x=!#$&'()*+,/:;=?@[]".to_string(), format!("y={multi}")]);
         }
         let m = decoding_matcher(UrlUnescapeSpec::default());
-        assert_eq!(
-            bindings(&m, "GET", "/s/p%20q%2Fr+/p/foo%20foo%2Fbar"),
-            ["x=p q/r+", "y=p/foo foo%2Fbar"]
-        );
+        assert_eq!(bindings(&m, "GET", "/s/p%20q%2Fr+/p/foo%20foo%2Fbar"), ["x=p q/r+", "y=p/foo foo%2Fbar"]);
         // `**` over one segment still counts as multi-segment.
         assert_eq!(bindings(&m, "GET", "/a/1/x%2Fy/c"), ["x=1", "y=x%2Fy"]);
         let m = decoding_matcher(UrlUnescapeSpec::AllCharactersExceptSlash);
-        assert_eq!(
-            bindings(&m, "GET", "/s/a%2fb/p/c%2fd%3F"),
-            ["x=a/b", "y=p/c%2fd?"]
-        );
+        assert_eq!(bindings(&m, "GET", "/s/a%2fb/p/c%2fd%3F"), ["x=a/b", "y=p/c%2fd?"]);
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn utf8_and_invalid_escapes_in_bindings() {
         let m = decoding_matcher(UrlUnescapeSpec::default());
-        assert_eq!(
-            bindings(&m, "GET", "/s/%E4%BD%A0%E5%A5%BD/p/caf%C3%A9"),
-            ["x=你好", "y=p/café"]
-        );
+        assert_eq!(bindings(&m, "GET", "/s/%E4%BD%A0%E5%A5%BD/p/caf%C3%A9"), ["x=你好", "y=p/café"]);
         assert_eq!(bindings(&m, "GET", "/s/你好/p/é"), ["x=你好", "y=p/é"]);
-        assert_eq!(
-            bindings(&m, "GET", "/s/100%/p/%zz%4"),
-            ["x=100%", "y=p/%zz%4"]
-        );
+        assert_eq!(bindings(&m, "GET", "/s/100%/p/%zz%4"), ["x=100%", "y=p/%zz%4"]);
 
         let found = m.lookup("GET", "/s/ok%FF/p/fine");
         let found = found.as_ref().map(|f| &f.bindings[..]);
@@ -940,23 +745,11 @@ mod tests {
     fn hand_built_inconsistent_template_does_not_panic() {
         let mut m = PathMatcher::new(MatchOptions::default());
         let broken = PathTemplate {
-            segments: vec![
-                Segment::Wildcard,
-                Segment::DoubleWildcard,
-                Segment::DoubleWildcard,
-            ],
+            segments: vec![Segment::Wildcard, Segment::DoubleWildcard, Segment::DoubleWildcard],
             verb: Some(String::new()),
             variables: vec![
-                Variable {
-                    field_path: vec!["a".into()],
-                    start_segment: 5,
-                    end_segment: 2,
-                },
-                Variable {
-                    field_path: vec![],
-                    start_segment: 0,
-                    end_segment: 99,
-                },
+                Variable { field_path: vec!["a".into()], start_segment: 5, end_segment: 2 },
+                Variable { field_path: vec![], start_segment: 0, end_segment: 99 },
             ],
         };
         assert_eq!(m.insert("GET", &broken, 0), Ok(()));
@@ -979,9 +772,8 @@ mod tests {
             ("*", "/any/{x}"),
         ];
         let pieces = [
-            "/", "/", "/", "v1", "shelves", "books", "archive", "types", "a", "b", "z", ":",
-            ":archive", ":do", "%", "%2F", "%FF", "%E4%BD", "%A0", "?", "é", "你", "", "**", "*",
-            "any",
+            "/", "/", "/", "v1", "shelves", "books", "archive", "types", "a", "b", "z", ":", ":archive", ":do", "%",
+            "%2F", "%FF", "%E4%BD", "%A0", "?", "é", "你", "", "**", "*", "any",
         ];
         let mut next = crate::test_rng::xorshift(0xDEAD_BEEF_CAFE_F00D);
         for unregistered in [false, true] {
@@ -991,10 +783,7 @@ mod tests {
                 UrlUnescapeSpec::AllCharacters,
             ] {
                 let m = matcher_with(
-                    MatchOptions {
-                        url_unescape_spec: spec,
-                        match_unregistered_custom_verb: unregistered,
-                    },
+                    MatchOptions { url_unescape_spec: spec, match_unregistered_custom_verb: unregistered },
                     &routes,
                 );
                 let mut matched = 0;
@@ -1005,21 +794,13 @@ mod tests {
                         path.push('/');
                     }
                     for _ in 0..count {
-                        path.push_str(
-                            pieces
-                                .get((next() % pieces.len() as u64) as usize)
-                                .copied()
-                                .unwrap_or(""),
-                        );
+                        path.push_str(pieces.get((next() % pieces.len() as u64) as usize).copied().unwrap_or(""));
                     }
                     let method = if next() % 4 == 0 { "POST" } else { "GET" };
                     if let Some(found) = m.lookup(method, &path) {
                         matched += 1;
                         let template = routes.get(*found.value).map(|(_, t)| template(t));
-                        assert_eq!(
-                            template.map(|t| t.variables.len()),
-                            Some(found.bindings.len())
-                        );
+                        assert_eq!(template.map(|t| t.variables.len()), Some(found.bindings.len()));
                     }
                 }
                 assert!(matched > 0, "the generator should hit some routes");

@@ -110,9 +110,7 @@ impl TemplateErrorKind {
                 format!("; expected {expected}")
             }
             TemplateErrorKind::EmptyFieldName => "; a variable is {field} or {field.sub=pattern}".to_string(),
-            TemplateErrorKind::NestedVariable => {
-                "; a variable's pattern holds only literals, '*' and '**'".to_string()
-            }
+            TemplateErrorKind::NestedVariable => "; a variable's pattern holds only literals, '*' and '**'".to_string(),
             TemplateErrorKind::EmptyVerb => "; write the verb after ':', e.g. \"/v1/{name}:cancel\"".to_string(),
             TemplateErrorKind::DuplicateVariable(_) => "; each field may appear in one variable only".to_string(),
             TemplateErrorKind::WildcardAfterDoubleWildcard => {
@@ -139,11 +137,7 @@ impl PathTemplate {
     pub fn parse(template: &str) -> Result<PathTemplate, TemplateError> {
         // Envoy's library special-cases "/" the same way: no segments at all.
         if template == "/" {
-            return Ok(PathTemplate {
-                segments: Vec::new(),
-                verb: None,
-                variables: Vec::new(),
-            });
+            return Ok(PathTemplate { segments: Vec::new(), verb: None, variables: Vec::new() });
         }
         let mut parser = Parser {
             text: template,
@@ -180,26 +174,17 @@ impl PathTemplate {
         }
         parser.check_double_wildcard()?;
         parser.check_duplicates()?;
-        Ok(PathTemplate {
-            segments: parser.segments,
-            verb,
-            variables: parser.variables,
-        })
+        Ok(PathTemplate { segments: parser.segments, verb, variables: parser.variables })
     }
 
     /// Index of the `**` segment, if the template has one.
     pub fn double_wildcard_index(&self) -> Option<usize> {
-        self.segments
-            .iter()
-            .position(|s| *s == Segment::DoubleWildcard)
+        self.segments.iter().position(|s| *s == Segment::DoubleWildcard)
     }
 
     /// Whether `variable` binds several segments (or holds `**`), which decides how Envoy percent-decodes it.
     pub fn is_multi_segment(&self, variable: &Variable) -> bool {
-        let covered = self
-            .segments
-            .get(variable.start_segment..variable.end_segment)
-            .unwrap_or_default();
+        let covered = self.segments.get(variable.start_segment..variable.end_segment).unwrap_or_default();
         covered.len() > 1 || covered.contains(&Segment::DoubleWildcard)
     }
 }
@@ -220,19 +205,11 @@ impl<'a> Parser<'a> {
     }
 
     fn error(&self, kind: TemplateErrorKind, offset: usize) -> TemplateError {
-        TemplateError {
-            kind,
-            offset,
-            template: self.text.to_string(),
-        }
+        TemplateError { kind, offset, template: self.text.to_string() }
     }
 
     fn unexpected(&self, expected: &'static str) -> TemplateError {
-        let kind = match self
-            .text
-            .get(self.pos..)
-            .and_then(|rest| rest.chars().next())
-        {
+        let kind = match self.text.get(self.pos..).and_then(|rest| rest.chars().next()) {
             Some(found) => TemplateErrorKind::Unexpected { found, expected },
             None => TemplateErrorKind::UnexpectedEnd { expected },
         };
@@ -335,28 +312,16 @@ impl<'a> Parser<'a> {
             return Err(self.unexpected("'/' or '}' to close the variable"));
         }
         self.pos += 1;
-        self.variables.push(Variable {
-            field_path,
-            start_segment,
-            end_segment: self.segments.len(),
-        });
+        self.variables.push(Variable { field_path, start_segment, end_segment: self.segments.len() });
         self.variable_offsets.push(open);
         Ok(())
     }
 
     fn check_double_wildcard(&self) -> Result<(), TemplateError> {
-        let Some(first) = self
-            .segments
-            .iter()
-            .position(|s| *s == Segment::DoubleWildcard)
-        else {
+        let Some(first) = self.segments.iter().position(|s| *s == Segment::DoubleWildcard) else {
             return Ok(());
         };
-        let after = self
-            .segments
-            .iter()
-            .zip(&self.segment_offsets)
-            .skip(first + 1);
+        let after = self.segments.iter().zip(&self.segment_offsets).skip(first + 1);
         for (segment, &offset) in after {
             if !matches!(segment, Segment::Literal(_)) {
                 return Err(self.error(TemplateErrorKind::WildcardAfterDoubleWildcard, offset));
@@ -366,18 +331,10 @@ impl<'a> Parser<'a> {
     }
 
     fn check_duplicates(&self) -> Result<(), TemplateError> {
-        for (index, (variable, &offset)) in self
-            .variables
-            .iter()
-            .zip(&self.variable_offsets)
-            .enumerate()
-        {
+        for (index, (variable, &offset)) in self.variables.iter().zip(&self.variable_offsets).enumerate() {
             let earlier = self.variables.get(..index).unwrap_or_default();
             if earlier.iter().any(|v| v.field_path == variable.field_path) {
-                return Err(self.error(
-                    TemplateErrorKind::DuplicateVariable(variable.field_path.join(".")),
-                    offset,
-                ));
+                return Err(self.error(TemplateErrorKind::DuplicateVariable(variable.field_path.join(".")), offset));
             }
         }
         Ok(())
@@ -403,17 +360,11 @@ impl fmt::Display for PathTemplate {
         let mut index = 0;
         while let Some(segment) = self.segments.get(index) {
             f.write_str("/")?;
-            let variable = self
-                .variables
-                .iter()
-                .find(|v| v.start_segment == index && v.end_segment > index);
+            let variable = self.variables.iter().find(|v| v.start_segment == index && v.end_segment > index);
             match variable {
                 Some(variable) => {
                     write!(f, "{{{}", variable.field_path.join("."))?;
-                    let pattern = self
-                        .segments
-                        .get(variable.start_segment..variable.end_segment)
-                        .unwrap_or_default();
+                    let pattern = self.segments.get(variable.start_segment..variable.end_segment).unwrap_or_default();
                     if pattern != [Segment::Wildcard] {
                         f.write_str("=")?;
                         for (i, part) in pattern.iter().enumerate() {
@@ -449,11 +400,7 @@ mod tests {
     }
 
     fn var(path: &str, start: usize, end: usize) -> Variable {
-        Variable {
-            field_path: path.split('.').map(str::to_string).collect(),
-            start_segment: start,
-            end_segment: end,
-        }
+        Variable { field_path: path.split('.').map(str::to_string).collect(), start_segment: start, end_segment: end }
     }
 
     fn parse(t: &str) -> PathTemplate {
@@ -503,61 +450,16 @@ mod tests {
             None,
             vec![var("shelf", 1, 2), var("book", 3, 4)],
         );
-        check(
-            "/a/{a.b.c}",
-            vec![lit("a"), W],
-            None,
-            vec![var("a.b.c", 1, 2)],
-        );
-        check(
-            "/a/{a.b.c=*}",
-            vec![lit("a"), W],
-            None,
-            vec![var("a.b.c", 1, 2)],
-        );
+        check("/a/{a.b.c}", vec![lit("a"), W], None, vec![var("a.b.c", 1, 2)]);
+        check("/a/{a.b.c=*}", vec![lit("a"), W], None, vec![var("a.b.c", 1, 2)]);
         check("/a/{b=**}", vec![lit("a"), DW], None, vec![var("b", 1, 2)]);
-        check(
-            "/a/{b=c/*}",
-            vec![lit("a"), lit("c"), W],
-            None,
-            vec![var("b", 1, 3)],
-        );
-        check(
-            "/a/{b=c/*/d}",
-            vec![lit("a"), lit("c"), W, lit("d")],
-            None,
-            vec![var("b", 1, 4)],
-        );
-        check(
-            "/a/{b=c/**}",
-            vec![lit("a"), lit("c"), DW],
-            None,
-            vec![var("b", 1, 3)],
-        );
-        check(
-            "/a/{b=c/**}/d/e",
-            vec![lit("a"), lit("c"), DW, lit("d"), lit("e")],
-            None,
-            vec![var("b", 1, 3)],
-        );
-        check(
-            "/{x.y.z=*/a/b}/c",
-            vec![W, lit("a"), lit("b"), lit("c")],
-            None,
-            vec![var("x.y.z", 0, 3)],
-        );
-        check(
-            "/{x=a/**/b}",
-            vec![lit("a"), DW, lit("b")],
-            None,
-            vec![var("x", 0, 3)],
-        );
-        check(
-            "/v1/{name=a}",
-            vec![lit("v1"), lit("a")],
-            None,
-            vec![var("name", 1, 2)],
-        );
+        check("/a/{b=c/*}", vec![lit("a"), lit("c"), W], None, vec![var("b", 1, 3)]);
+        check("/a/{b=c/*/d}", vec![lit("a"), lit("c"), W, lit("d")], None, vec![var("b", 1, 4)]);
+        check("/a/{b=c/**}", vec![lit("a"), lit("c"), DW], None, vec![var("b", 1, 3)]);
+        check("/a/{b=c/**}/d/e", vec![lit("a"), lit("c"), DW, lit("d"), lit("e")], None, vec![var("b", 1, 3)]);
+        check("/{x.y.z=*/a/b}/c", vec![W, lit("a"), lit("b"), lit("c")], None, vec![var("x.y.z", 0, 3)]);
+        check("/{x=a/**/b}", vec![lit("a"), DW, lit("b")], None, vec![var("x", 0, 3)]);
+        check("/v1/{name=a}", vec![lit("v1"), lit("a")], None, vec![var("name", 1, 2)]);
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -575,12 +477,7 @@ mod tests {
             None,
             vec![var("book.name", 1, 5)],
         );
-        check(
-            "/v1/archive/{name=**}",
-            vec![lit("v1"), lit("archive"), DW],
-            None,
-            vec![var("name", 2, 3)],
-        );
+        check("/v1/archive/{name=**}", vec![lit("v1"), lit("archive"), DW], None, vec![var("name", 2, 3)]);
         check(
             "/v1/types/{string_value}/{nested.name}",
             vec![lit("v1"), lit("types"), W, W],
@@ -593,57 +490,27 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn verbs() {
         check("/a:foo", vec![lit("a")], Some("foo"), vec![]);
-        check(
-            "/a/b/c:foo",
-            vec![lit("a"), lit("b"), lit("c")],
-            Some("foo"),
-            vec![],
-        );
+        check("/a/b/c:foo", vec![lit("a"), lit("b"), lit("c")], Some("foo"), vec![]);
         check("/*:verb", vec![W], Some("verb"), vec![]);
         check("/**:verb", vec![DW], Some("verb"), vec![]);
         check("/{a}:verb", vec![W], Some("verb"), vec![var("a", 0, 1)]);
-        check(
-            "/a/{b=*}/**:verb",
-            vec![lit("a"), W, DW],
-            Some("verb"),
-            vec![var("b", 1, 2)],
-        );
-        check(
-            "/{x=**}:myverb",
-            vec![DW],
-            Some("myverb"),
-            vec![var("x", 0, 1)],
-        );
+        check("/a/{b=*}/**:verb", vec![lit("a"), W, DW], Some("verb"), vec![var("b", 1, 2)]);
+        check("/{x=**}:myverb", vec![DW], Some("myverb"), vec![var("x", 0, 1)]);
         check(
             "/{x.y.z=a/**/b}/c/d:custom",
             vec![lit("a"), DW, lit("b"), lit("c"), lit("d")],
             Some("custom"),
             vec![var("x.y.z", 0, 3)],
         );
-        check(
-            "/{x.y.z=*/*}:verb",
-            vec![W, W],
-            Some("verb"),
-            vec![var("x.y.z", 0, 2)],
-        );
+        check("/{x.y.z=*/*}:verb", vec![W, W], Some("verb"), vec![var("x.y.z", 0, 2)]);
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn library_literal_and_identifier_rules() {
         // Envoy's parser takes any text up to '/', ':' or '}' as a literal.
-        check(
-            "/a=b/c.d/e{f/g*h",
-            vec![lit("a=b"), lit("c.d"), lit("e{f"), lit("g*h")],
-            None,
-            vec![],
-        );
-        check(
-            "/v1/caf\u{e9}/%41",
-            vec![lit("v1"), lit("caf\u{e9}"), lit("%41")],
-            None,
-            vec![],
-        );
+        check("/a=b/c.d/e{f/g*h", vec![lit("a=b"), lit("c.d"), lit("e{f"), lit("g*h")], None, vec![]);
+        check("/v1/caf\u{e9}/%41", vec![lit("v1"), lit("caf\u{e9}"), lit("%41")], None, vec![]);
         // ... and any text up to '.', '=' or '}' as a field name; the message check comes later.
         check("/{a-b}", vec![W], None, vec![var("a-b", 0, 1)]);
     }
@@ -652,18 +519,8 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn literals_may_follow_double_wildcard() {
         check("/a/**/b", vec![lit("a"), DW, lit("b")], None, vec![]);
-        check(
-            "/{x=**}/a/b",
-            vec![DW, lit("a"), lit("b")],
-            None,
-            vec![var("x", 0, 1)],
-        );
-        check(
-            "/**/{x=lit}",
-            vec![DW, lit("lit")],
-            None,
-            vec![var("x", 1, 2)],
-        );
+        check("/{x=**}/a/b", vec![DW, lit("a"), lit("b")], None, vec![var("x", 0, 1)]);
+        check("/**/{x=lit}", vec![DW, lit("lit")], None, vec![var("x", 1, 2)]);
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -750,33 +607,17 @@ mod tests {
             "empty template at 0 in \"\"; a template starts with '/', e.g. \"/v1/{name}\""
         );
         let e = error("v1/a");
-        assert_eq!(
-            (e.kind, e.offset),
-            (TemplateErrorKind::MissingLeadingSlash, 0)
-        );
+        assert_eq!((e.kind, e.offset), (TemplateErrorKind::MissingLeadingSlash, 0));
         let e = error("/v1//a");
         assert_eq!((e.kind, e.offset), (TemplateErrorKind::EmptySegment, 4));
         let e = error("/v1/");
         assert_eq!((e.kind, e.offset), (TemplateErrorKind::EmptySegment, 4));
         let e = error("/v1/{name");
-        assert_eq!(
-            (e.kind, e.offset),
-            (
-                TemplateErrorKind::UnexpectedEnd {
-                    expected: "'.', '=' or '}'"
-                },
-                9
-            )
-        );
+        assert_eq!((e.kind, e.offset), (TemplateErrorKind::UnexpectedEnd { expected: "'.', '=' or '}'" }, 9));
         let e = error("/v1/{name=a/b");
         assert_eq!(
             (e.kind, e.offset),
-            (
-                TemplateErrorKind::UnexpectedEnd {
-                    expected: "'/' or '}' to close the variable"
-                },
-                13
-            )
+            (TemplateErrorKind::UnexpectedEnd { expected: "'/' or '}' to close the variable" }, 13)
         );
         let e = error("/v1/{name=a/{id}}");
         assert_eq!((e.kind, e.offset), (TemplateErrorKind::NestedVariable, 12));
@@ -789,25 +630,13 @@ mod tests {
         let e = error("/v1/x:a:b");
         assert_eq!(
             (e.kind, e.offset),
-            (
-                TemplateErrorKind::Unexpected {
-                    found: ':',
-                    expected: "the end of the template after the verb"
-                },
-                7
-            )
+            (TemplateErrorKind::Unexpected { found: ':', expected: "the end of the template after the verb" }, 7)
         );
         let e = error("/v1/**/{id}");
-        assert_eq!(
-            (e.kind.clone(), e.offset),
-            (TemplateErrorKind::WildcardAfterDoubleWildcard, 7)
-        );
+        assert_eq!((e.kind.clone(), e.offset), (TemplateErrorKind::WildcardAfterDoubleWildcard, 7));
         assert!(e.to_string().contains("only literal segments"), "{e}");
         let e = error("/v1/{a.b}/x/{a.b=**}");
-        assert_eq!(
-            (e.kind.clone(), e.offset),
-            (TemplateErrorKind::DuplicateVariable("a.b".into()), 12)
-        );
+        assert_eq!((e.kind.clone(), e.offset), (TemplateErrorKind::DuplicateVariable("a.b".into()), 12));
         assert_eq!(
             e.to_string(),
             "field path \"a.b\" is bound a second time at 12 in \"/v1/{a.b}/x/{a.b=**}\"; \
@@ -817,25 +646,14 @@ mod tests {
         let e = error("/v1/*\u{e9}");
         assert_eq!(
             (e.kind, e.offset),
-            (
-                TemplateErrorKind::Unexpected {
-                    found: '\u{e9}',
-                    expected: "'/', ':' or the end of the template"
-                },
-                5
-            )
+            (TemplateErrorKind::Unexpected { found: '\u{e9}', expected: "'/', ':' or the end of the template" }, 5)
         );
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn distinct_field_paths_with_common_prefix_are_fine() {
-        check(
-            "/{a}/{a.b}",
-            vec![W, W],
-            None,
-            vec![var("a", 0, 1), var("a.b", 1, 2)],
-        );
+        check("/{a}/{a.b}", vec![W, W], None, vec![var("a", 0, 1), var("a.b", 1, 2)]);
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -843,20 +661,14 @@ mod tests {
     fn display_is_canonical_and_round_trips() {
         for (input, canonical) in [
             ("/", "/"),
-            (
-                "/v1/{name=shelves/*/books/*}:archive",
-                "/v1/{name=shelves/*/books/*}:archive",
-            ),
+            ("/v1/{name=shelves/*/books/*}:archive", "/v1/{name=shelves/*/books/*}:archive"),
             ("/v1/{name=*}", "/v1/{name}"),
             ("/v1/{book.name}", "/v1/{book.name}"),
             ("/v1/archive/{name=**}", "/v1/archive/{name=**}"),
             ("/{x=a/**/b}/c:do", "/{x=a/**/b}/c:do"),
             ("/a/*/**", "/a/*/**"),
             ("/v1/{name=a}", "/v1/{name=a}"),
-            (
-                "/bookstore.v1.Bookstore/Unannotated",
-                "/bookstore.v1.Bookstore/Unannotated",
-            ),
+            ("/bookstore.v1.Bookstore/Unannotated", "/bookstore.v1.Bookstore/Unannotated"),
         ] {
             let parsed = parse(input);
             assert_eq!(parsed.to_string(), canonical);
@@ -892,8 +704,8 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn pseudo_random_templates_never_panic() {
         let pieces = [
-            "/", "/", "/", "{", "}", "*", "**", ":", "=", ".", "a", "bc", "x.y", "é", "你", "%2F",
-            "{a}", "{b=*}", "{c=**}", "verb", "",
+            "/", "/", "/", "{", "}", "*", "**", ":", "=", ".", "a", "bc", "x.y", "é", "你", "%2F", "{a}", "{b=*}",
+            "{c=**}", "verb", "",
         ];
         let mut next = crate::test_rng::xorshift(0x2545_F491_4F6C_DD1D);
         let mut parsed = 0;
@@ -904,27 +716,15 @@ mod tests {
                 t.push('/');
             }
             for _ in 0..count {
-                t.push_str(
-                    pieces
-                        .get((next() % pieces.len() as u64) as usize)
-                        .copied()
-                        .unwrap_or(""),
-                );
+                t.push_str(pieces.get((next() % pieces.len() as u64) as usize).copied().unwrap_or(""));
             }
             if let Ok(p) = PathTemplate::parse(&t) {
                 parsed += 1;
                 // Whatever parses prints to something that parses back to the same thing.
                 let printed = p.to_string();
-                assert_eq!(
-                    PathTemplate::parse(&printed).as_ref(),
-                    Ok(&p),
-                    "{t:?} printed as {printed:?}"
-                );
+                assert_eq!(PathTemplate::parse(&printed).as_ref(), Ok(&p), "{t:?} printed as {printed:?}");
             }
         }
-        assert!(
-            parsed > 100,
-            "the generator should produce valid templates too ({parsed})"
-        );
+        assert!(parsed > 100, "the generator should produce valid templates too ({parsed})");
     }
 }

@@ -89,11 +89,7 @@ fn escaped_byte(bytes: &[u8], i: usize, spec: UrlUnescapeSpec) -> Option<u8> {
 /// Decodes into bytes plus, for each output byte, the input offset it came from.
 ///
 /// The offsets let a UTF-8 failure point at the escape the user wrote.
-fn decode_with_sources(
-    input: &str,
-    spec: UrlUnescapeSpec,
-    unescape_plus: bool,
-) -> (Vec<u8>, Vec<usize>) {
+fn decode_with_sources(input: &str, spec: UrlUnescapeSpec, unescape_plus: bool) -> (Vec<u8>, Vec<usize>) {
     let bytes = input.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut sources = Vec::with_capacity(bytes.len());
@@ -127,16 +123,10 @@ pub fn unescape_bytes(input: &str, spec: UrlUnescapeSpec, unescape_plus: bool) -
 }
 
 fn needs_decoding(input: &str, unescape_plus: bool) -> bool {
-    input
-        .bytes()
-        .any(|b| b == b'%' || (unescape_plus && b == b'+'))
+    input.bytes().any(|b| b == b'%' || (unescape_plus && b == b'+'))
 }
 
-fn unescape_string(
-    input: &str,
-    spec: UrlUnescapeSpec,
-    unescape_plus: bool,
-) -> Result<String, InvalidUtf8> {
+fn unescape_string(input: &str, spec: UrlUnescapeSpec, unescape_plus: bool) -> Result<String, InvalidUtf8> {
     if !needs_decoding(input, unescape_plus) {
         return Ok(input.to_string());
     }
@@ -163,27 +153,15 @@ fn unescape_string(
             index += 1;
         }
     }
-    Err(InvalidUtf8 {
-        input: input.to_string(),
-        offset: first_bad.unwrap_or(0),
-        lossless,
-    })
+    Err(InvalidUtf8 { input: input.to_string(), offset: first_bad.unwrap_or(0), lossless })
 }
 
 /// Decodes what a path variable matched (its segments joined with `/`), as Envoy does.
 ///
 /// A single-segment variable is fully decoded (`%2F` becomes `/`); a multi-segment one
 /// (several segments, or any `**`) decodes only what `spec` allows. `+` stays `+`.
-pub fn decode_path_variable(
-    raw: &str,
-    multi_segment: bool,
-    spec: UrlUnescapeSpec,
-) -> Result<String, InvalidUtf8> {
-    let spec = if multi_segment {
-        spec
-    } else {
-        UrlUnescapeSpec::AllCharacters
-    };
+pub fn decode_path_variable(raw: &str, multi_segment: bool, spec: UrlUnescapeSpec) -> Result<String, InvalidUtf8> {
+    let spec = if multi_segment { spec } else { UrlUnescapeSpec::AllCharacters };
     unescape_string(raw, spec, false)
 }
 
@@ -218,11 +196,7 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn single_segment_always_fully_decoded() {
-        for spec in [
-            AllCharactersExceptReserved,
-            AllCharactersExceptSlash,
-            AllCharacters,
-        ] {
+        for spec in [AllCharactersExceptReserved, AllCharactersExceptSlash, AllCharacters] {
             assert_eq!(path(ALL_RESERVED_ENCODED, false, spec), ALL_RESERVED);
             assert_eq!(path("p%20q%2Fr+", false, spec), "p q/r+");
             assert_eq!(path("a%2fb", false, spec), "a/b");
@@ -232,18 +206,8 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn multi_segment_except_reserved_keeps_reserved() {
-        assert_eq!(
-            path(ALL_RESERVED_ENCODED, true, AllCharactersExceptReserved),
-            ALL_RESERVED_ENCODED
-        );
-        assert_eq!(
-            path(
-                "p/foo%20foo/q/bar%2Fbar+",
-                true,
-                AllCharactersExceptReserved
-            ),
-            "p/foo foo/q/bar%2Fbar+"
-        );
+        assert_eq!(path(ALL_RESERVED_ENCODED, true, AllCharactersExceptReserved), ALL_RESERVED_ENCODED);
+        assert_eq!(path("p/foo%20foo/q/bar%2Fbar+", true, AllCharactersExceptReserved), "p/foo foo/q/bar%2Fbar+");
         // '%' and '~' are not reserved, so they are decoded.
         assert_eq!(path("a%25b%7E", true, AllCharactersExceptReserved), "a%b~");
     }
@@ -251,23 +215,14 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn multi_segment_except_slash_keeps_only_slash() {
-        assert_eq!(
-            path(ALL_RESERVED_ENCODED, true, AllCharactersExceptSlash),
-            "!#$&'()*+,%2F:;=?@[]"
-        );
-        assert_eq!(
-            path("a%2fb%2Fc", true, AllCharactersExceptSlash),
-            "a%2fb%2Fc"
-        );
+        assert_eq!(path(ALL_RESERVED_ENCODED, true, AllCharactersExceptSlash), "!#$&'()*+,%2F:;=?@[]");
+        assert_eq!(path("a%2fb%2Fc", true, AllCharactersExceptSlash), "a%2fb%2Fc");
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn multi_segment_all_characters_decodes_everything() {
-        assert_eq!(
-            path(ALL_RESERVED_ENCODED, true, AllCharacters),
-            ALL_RESERVED
-        );
+        assert_eq!(path(ALL_RESERVED_ENCODED, true, AllCharacters), ALL_RESERVED);
         assert_eq!(path("a%2Fb/c", true, AllCharacters), "a/b/c");
     }
 
@@ -286,14 +241,8 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn multi_byte_utf8() {
-        assert_eq!(
-            path("%E4%BD%A0%E5%A5%BD", false, AllCharactersExceptReserved),
-            "你好"
-        );
-        assert_eq!(
-            path("%e4%bd%a0/x", true, AllCharactersExceptReserved),
-            "你/x"
-        );
+        assert_eq!(path("%E4%BD%A0%E5%A5%BD", false, AllCharactersExceptReserved), "你好");
+        assert_eq!(path("%e4%bd%a0/x", true, AllCharactersExceptReserved), "你/x");
         assert_eq!(path("caf%C3%A9", false, AllCharacters), "café");
         // Raw non-ASCII text passes through untouched.
         assert_eq!(path("你好%20é", false, AllCharacters), "你好 é");
@@ -302,11 +251,7 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn invalid_and_truncated_escapes_are_kept() {
-        for spec in [
-            AllCharactersExceptReserved,
-            AllCharactersExceptSlash,
-            AllCharacters,
-        ] {
+        for spec in [AllCharactersExceptReserved, AllCharactersExceptSlash, AllCharacters] {
             assert_eq!(path("%", false, spec), "%");
             assert_eq!(path("%4", false, spec), "%4");
             assert_eq!(path("a%4", false, spec), "a%4");
@@ -352,46 +297,22 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn query_components() {
-        assert_eq!(
-            decode_query_component("Hello%20world", false).unwrap(),
-            "Hello world"
-        );
-        assert_eq!(
-            decode_query_component("%24%25%2F%20%0A", false).unwrap(),
-            "$%/ \n"
-        );
-        assert_eq!(
-            decode_query_component("Hello+world", false).unwrap(),
-            "Hello+world"
-        );
+        assert_eq!(decode_query_component("Hello%20world", false).unwrap(), "Hello world");
+        assert_eq!(decode_query_component("%24%25%2F%20%0A", false).unwrap(), "$%/ \n");
+        assert_eq!(decode_query_component("Hello+world", false).unwrap(), "Hello+world");
         assert_eq!(decode_query_component("%2B+%20", false).unwrap(), "++ ");
-        assert_eq!(
-            decode_query_component("Hello+world", true).unwrap(),
-            "Hello world"
-        );
+        assert_eq!(decode_query_component("Hello+world", true).unwrap(), "Hello world");
         assert_eq!(decode_query_component("%2B+%20", true).unwrap(), "+  ");
-        assert_eq!(
-            decode_query_component("search%5Bfield%5D", false).unwrap(),
-            "search[field]"
-        );
+        assert_eq!(decode_query_component("search%5Bfield%5D", false).unwrap(), "search[field]");
         assert_eq!(decode_query_component("", true).unwrap(), "");
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn bytes_are_kept_raw() {
-        assert_eq!(
-            &*unescape_bytes("a%FF%00", AllCharacters, false),
-            b"a\xff\x00"
-        );
-        assert_eq!(
-            &*unescape_bytes("a+b%2F", AllCharactersExceptSlash, true),
-            b"a b%2F"
-        );
-        assert!(matches!(
-            unescape_bytes("plain", AllCharacters, true),
-            Cow::Borrowed(_)
-        ));
+        assert_eq!(&*unescape_bytes("a%FF%00", AllCharacters, false), b"a\xff\x00");
+        assert_eq!(&*unescape_bytes("a+b%2F", AllCharactersExceptSlash, true), b"a b%2F");
+        assert!(matches!(unescape_bytes("plain", AllCharacters, true), Cow::Borrowed(_)));
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -402,18 +323,9 @@ mod tests {
         for _ in 0..3000 {
             let len = (next() % 12) as usize;
             let input: String = (0..len)
-                .map(|_| {
-                    alphabet
-                        .get((next() % alphabet.len() as u64) as usize)
-                        .copied()
-                        .unwrap_or('a')
-                })
+                .map(|_| alphabet.get((next() % alphabet.len() as u64) as usize).copied().unwrap_or('a'))
                 .collect();
-            for spec in [
-                AllCharactersExceptReserved,
-                AllCharactersExceptSlash,
-                AllCharacters,
-            ] {
+            for spec in [AllCharactersExceptReserved, AllCharactersExceptSlash, AllCharacters] {
                 for multi in [false, true] {
                     match decode_path_variable(&input, multi, spec) {
                         Ok(s) => assert!(s.len() <= input.len()),

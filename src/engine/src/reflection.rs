@@ -103,10 +103,8 @@ impl ReflectionFetch {
             let fetch = ReflectionFetch { outstanding: 1, ..Default::default() };
             return (fetch, vec![request(MessageRequest::ListServices(String::new()))]);
         }
-        let requests: Vec<Vec<u8>> = services
-            .iter()
-            .map(|s| request(MessageRequest::FileContainingSymbol(s.clone())))
-            .collect();
+        let requests: Vec<Vec<u8>> =
+            services.iter().map(|s| request(MessageRequest::FileContainingSymbol(s.clone()))).collect();
         let fetch = ReflectionFetch { outstanding: requests.len(), services: services.to_vec(), ..Default::default() };
         (fetch, requests)
     }
@@ -164,10 +162,8 @@ impl ReflectionFetch {
                 if all.is_empty() { "nothing".to_string() } else { all.join(", ") }
             ));
         }
-        let more: Vec<Vec<u8>> = services
-            .iter()
-            .map(|s| request(MessageRequest::FileContainingSymbol(s.clone())))
-            .collect();
+        let more: Vec<Vec<u8>> =
+            services.iter().map(|s| request(MessageRequest::FileContainingSymbol(s.clone()))).collect();
         self.outstanding += more.len();
         self.services = services;
         Ok(more)
@@ -204,7 +200,9 @@ mod tests {
 
     fn files_response(files: Vec<Vec<u8>>) -> Vec<u8> {
         ServerReflectionResponse {
-            message_response: Some(MessageResponse::FileDescriptorResponse(FileDescriptorResponse { file_descriptor_proto: files })),
+            message_response: Some(MessageResponse::FileDescriptorResponse(FileDescriptorResponse {
+                file_descriptor_proto: files,
+            })),
         }
         .encode_to_vec()
     }
@@ -216,14 +214,21 @@ mod tests {
         assert_eq!(asked.message_request, Some(MessageRequest::FileContainingSymbol("a.A".into())));
         // Like grpcio: only the file itself.
         let more = fetch.on_response(&files_response(vec![file("a.proto", &["b.proto", "c.proto"])])).unwrap();
-        let names: Vec<_> = more
-            .iter()
-            .map(|m| ServerReflectionRequest::decode(m.as_slice()).unwrap().message_request)
-            .collect();
-        assert_eq!(names, [Some(MessageRequest::FileByFilename("b.proto".into())), Some(MessageRequest::FileByFilename("c.proto".into()))]);
+        let names: Vec<_> =
+            more.iter().map(|m| ServerReflectionRequest::decode(m.as_slice()).unwrap().message_request).collect();
+        assert_eq!(
+            names,
+            [
+                Some(MessageRequest::FileByFilename("b.proto".into())),
+                Some(MessageRequest::FileByFilename("c.proto".into()))
+            ]
+        );
         assert!(!fetch.is_complete());
         // Like tonic: a file with its import at once; c.proto is not asked twice.
-        assert!(fetch.on_response(&files_response(vec![file("b.proto", &["c.proto"]), file("c.proto", &[])])).unwrap().is_empty());
+        assert!(fetch
+            .on_response(&files_response(vec![file("b.proto", &["c.proto"]), file("c.proto", &[])]))
+            .unwrap()
+            .is_empty());
         assert!(!fetch.is_complete());
         assert!(fetch.on_response(&files_response(vec![file("c.proto", &[])])).unwrap().is_empty());
         assert!(fetch.is_complete());
@@ -248,13 +253,22 @@ mod tests {
         assert_eq!(asked.message_request, Some(MessageRequest::ListServices(String::new())));
         assert!(fetch.services().is_empty());
         let more = fetch
-            .on_response(&list_response(&["shop.v1.Shop", "grpc.reflection.v1alpha.ServerReflection", "grpc.health.v1.Health", "a.v1.Admin"]))
+            .on_response(&list_response(&[
+                "shop.v1.Shop",
+                "grpc.reflection.v1alpha.ServerReflection",
+                "grpc.health.v1.Health",
+                "a.v1.Admin",
+            ]))
             .unwrap();
         assert_eq!(fetch.services(), ["a.v1.Admin", "shop.v1.Shop"]);
-        let names: Vec<_> = more.iter().map(|m| ServerReflectionRequest::decode(m.as_slice()).unwrap().message_request).collect();
+        let names: Vec<_> =
+            more.iter().map(|m| ServerReflectionRequest::decode(m.as_slice()).unwrap().message_request).collect();
         assert_eq!(
             names,
-            [Some(MessageRequest::FileContainingSymbol("a.v1.Admin".into())), Some(MessageRequest::FileContainingSymbol("shop.v1.Shop".into()))]
+            [
+                Some(MessageRequest::FileContainingSymbol("a.v1.Admin".into())),
+                Some(MessageRequest::FileContainingSymbol("shop.v1.Shop".into()))
+            ]
         );
         assert!(!fetch.is_complete());
         assert!(fetch.on_response(&files_response(vec![file("a.proto", &[])])).unwrap().is_empty());
@@ -272,7 +286,10 @@ mod tests {
     fn errors_and_garbage_are_reported() {
         let (mut fetch, _) = ReflectionFetch::new(&["a.A".to_string()]);
         let error = ServerReflectionResponse {
-            message_response: Some(MessageResponse::ErrorResponse(ErrorResponse { error_code: 5, error_message: "symbol not found".into() })),
+            message_response: Some(MessageResponse::ErrorResponse(ErrorResponse {
+                error_code: 5,
+                error_message: "symbol not found".into(),
+            })),
         }
         .encode_to_vec();
         let e = fetch.on_response(&error).unwrap_err();

@@ -89,13 +89,7 @@ pub fn resolve_query_param(input: &MessageDescriptor, name: String, value: Strin
     let names: Vec<&str> = path.split('.').collect();
     match resolve_query_field_path(input, &names) {
         Ok(fields) => {
-            let binding = FieldBinding {
-                fields,
-                map_key,
-                value,
-                source: Source::Query,
-                name: name.clone(),
-            };
+            let binding = FieldBinding { fields, map_key, value, source: Source::Query, name: name.clone() };
             QueryParam::Bound(binding)
         }
         Err(reason) => QueryParam::Unknown { name, reason },
@@ -118,7 +112,9 @@ pub fn build_request(
     let input = &route.method.input;
     let BodyParts { bytes: mut out, parsed } = match &route.body {
         BodyRule::None => BodyParts { bytes: Vec::new(), parsed: None },
-        BodyRule::Whole if input.full_name() == HTTP_BODY => BodyParts { bytes: http_body(content_type, body), parsed: None },
+        BodyRule::Whole if input.full_name() == HTTP_BODY => {
+            BodyParts { bytes: http_body(content_type, body), parsed: None }
+        }
         BodyRule::Whole => {
             let (message, json) = parse_json_body(input, body, options)?;
             BodyParts { bytes: message.encode_to_vec(), parsed: Some(ParsedBody { prefix: &[], message, json }) }
@@ -278,12 +274,8 @@ fn body_field<'a>(
 }
 
 fn http_body(content_type: Option<&str>, body: &[u8]) -> Vec<u8> {
-    HttpBody {
-        content_type: content_type.unwrap_or_default().to_string(),
-        data: body.to_vec(),
-        extensions: Vec::new(),
-    }
-    .encode_to_vec()
+    HttpBody { content_type: content_type.unwrap_or_default().to_string(), data: body.to_vec(), extensions: Vec::new() }
+        .encode_to_vec()
 }
 
 /// Strict: [`conform`] has already dropped the unknown keys Envoy ignores, so
@@ -306,16 +298,20 @@ pub fn json_to_message(desc: &MessageDescriptor, body: &[u8], options: ParseOpti
 }
 
 /// [`json_to_message`], also returning the body's JSON (unknown keys dropped).
-fn parse_json_body(desc: &MessageDescriptor, body: &[u8], options: ParseOptions) -> Result<(DynamicMessage, Json), Status> {
+fn parse_json_body(
+    desc: &MessageDescriptor,
+    body: &[u8],
+    options: ParseOptions,
+) -> Result<(DynamicMessage, Json), Status> {
     if body.is_empty() {
         return Ok((DynamicMessage::new(desc.clone()), Json::Object(Map::new())));
     }
     let mut value: Json = serde_json::from_slice(body)
         .map_err(|e| Status::invalid_argument(format!("the request body is not valid JSON: {e}")))?;
-    conform(desc, &mut value, options, "").map_err(|e| Status::invalid_argument(format!("invalid request body: {e}")))?;
-    let message = value_to_message(desc, &value, options, |path, e| {
-        format!("invalid request body: {}{e}", field_prefix(path))
-    })?;
+    conform(desc, &mut value, options, "")
+        .map_err(|e| Status::invalid_argument(format!("invalid request body: {e}")))?;
+    let message =
+        value_to_message(desc, &value, options, |path, e| format!("invalid request body: {}{e}", field_prefix(path)))?;
     Ok((message, value))
 }
 
@@ -378,7 +374,9 @@ fn conform(desc: &MessageDescriptor, value: &mut Json, options: ParseOptions, pa
 
 fn conform_value(kind: &Kind, value: &mut Json, options: ParseOptions, path: &str) -> Result<(), String> {
     match (kind, value) {
-        (Kind::Enum(e), Json::String(name)) if options.case_insensitive_enums && e.get_value_by_name(name).is_none() => {
+        (Kind::Enum(e), Json::String(name))
+            if options.case_insensitive_enums && e.get_value_by_name(name).is_none() =>
+        {
             if let Some(v) = e.values().find(|v| v.name().eq_ignore_ascii_case(name)) {
                 *name = v.name().to_string();
             }
@@ -423,14 +421,17 @@ fn bindings_to_message(
 ) -> Result<DynamicMessage, Status> {
     let mut root = Map::new();
     for binding in bindings {
-        insert_binding(&mut root, binding, options).map_err(|reason| Status::invalid_argument(describe_binding(binding, &reason)))?;
+        insert_binding(&mut root, binding, options)
+            .map_err(|reason| Status::invalid_argument(describe_binding(binding, &reason)))?;
     }
     value_to_message(input, &Json::Object(root), options, |path, e| {
         // Name the binding the failing field came from, with its value.
         let culprit = bindings.iter().find(|b| {
             let json_path: Vec<&str> = b.fields.iter().map(|f| f.json_name()).collect();
             let json_path = json_path.join(".");
-            path == json_path || path.starts_with(&format!("{json_path}.")) || path.starts_with(&format!("{json_path}["))
+            path == json_path
+                || path.starts_with(&format!("{json_path}."))
+                || path.starts_with(&format!("{json_path}["))
         });
         match culprit {
             Some(binding) => describe_binding(binding, &e.to_string()),
@@ -489,11 +490,9 @@ fn insert_binding(root: &mut Map<String, Json>, binding: &FieldBinding, options:
             }
         }
         (Some(_), false) => Err(format!("field `{}` is not a map, so `[key]` cannot follow it", leaf.name())),
-        (None, true) => Err(format!(
-            "field `{}` is a map: set its entries as `{}[key]=value`",
-            leaf.name(),
-            binding.name
-        )),
+        (None, true) => {
+            Err(format!("field `{}` is a map: set its entries as `{}[key]=value`", leaf.name(), binding.name))
+        }
         (None, false) => {
             let value = scalar_json(&leaf.kind(), &binding.value, options)?;
             if leaf.is_list() {
@@ -514,7 +513,9 @@ fn insert_binding(root: &mut Map<String, Json>, binding: &FieldBinding, options:
 /// proto3 JSON parser checks and converts it exactly as it would in a body.
 fn scalar_json(kind: &Kind, raw: &str, options: ParseOptions) -> Result<Json, String> {
     Ok(match kind {
-        Kind::Bool => Json::Bool(parse_bool(raw).ok_or_else(|| format!("{raw:?} is not a boolean (true/false, t/f, yes/no, y/n or 1/0)"))?),
+        Kind::Bool => Json::Bool(
+            parse_bool(raw).ok_or_else(|| format!("{raw:?} is not a boolean (true/false, t/f, yes/no, y/n or 1/0)"))?,
+        ),
         Kind::Enum(e) => match raw.parse::<i32>() {
             // In a URL only declared numbers are accepted, as in Envoy (a body
             // may carry any number: proto3 enums are open).
@@ -533,9 +534,9 @@ fn scalar_json(kind: &Kind, raw: &str, options: ParseOptions) -> Result<Json, St
         },
         Kind::Double => url_float_json(raw, false)?,
         Kind::Float => url_float_json(raw, true)?,
-        Kind::Message(m) if m.full_name() == "google.protobuf.BoolValue" => {
-            Json::Bool(parse_bool(raw).ok_or_else(|| format!("{raw:?} is not a boolean (true/false, t/f, yes/no, y/n or 1/0)"))?)
-        }
+        Kind::Message(m) if m.full_name() == "google.protobuf.BoolValue" => Json::Bool(
+            parse_bool(raw).ok_or_else(|| format!("{raw:?} is not a boolean (true/false, t/f, yes/no, y/n or 1/0)"))?,
+        ),
         Kind::Message(m) if m.full_name() == "google.protobuf.DoubleValue" => url_float_json(raw, false)?,
         Kind::Message(m) if m.full_name() == "google.protobuf.FloatValue" => url_float_json(raw, true)?,
         Kind::Message(m) if !is_scalar_like(m) => {
@@ -576,13 +577,9 @@ fn url_float_json(raw: &str, float: bool) -> Result<Json, String> {
     let value = parse_strtod(raw).ok_or_else(|| format!("{raw:?} is not a number"))?;
     let type_name = if float { "float" } else { "double" };
     if !value.is_finite() || (float && value.abs() > f64::from(f32::MAX)) {
-        return Err(format!(
-            "{raw:?} is not a finite {type_name} (use NaN, Infinity or -Infinity for those values)"
-        ));
+        return Err(format!("{raw:?} is not a finite {type_name} (use NaN, Infinity or -Infinity for those values)"));
     }
-    serde_json::Number::from_f64(value)
-        .map(Json::Number)
-        .ok_or_else(|| format!("{raw:?} is not a finite {type_name}"))
+    serde_json::Number::from_f64(value).map(Json::Number).ok_or_else(|| format!("{raw:?} is not a finite {type_name}"))
 }
 
 /// `strtod` over the whole string: decimal via Rust's parser, `0x` hexadecimal

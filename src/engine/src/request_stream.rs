@@ -143,9 +143,9 @@ impl ElementSplitter {
                     self.start(b);
                     Ok(())
                 }
-                (ArrayState::Closed, _) => Err(Status::invalid_argument(
-                    "the request body has data after the closing `]` of its JSON array",
-                )),
+                (ArrayState::Closed, _) => {
+                    Err(Status::invalid_argument("the request body has data after the closing `]` of its JSON array"))
+                }
                 _ => Err(Status::invalid_argument(format!(
                     "the request body's JSON array is malformed after element {}: unexpected `{}`",
                     self.count,

@@ -48,10 +48,7 @@ impl Printer {
 
     /// The same options without `add_whitespace` (records that must fit on one line).
     pub fn compact(&self) -> Printer {
-        Printer {
-            pretty: false,
-            ..self.clone()
-        }
+        Printer { pretty: false, ..self.clone() }
     }
 
     /// Whether `add_whitespace` is on.
@@ -104,24 +101,22 @@ pub fn message_to_http(route: &Route, message: &[u8], printer: &Printer) -> Resu
 }
 
 fn json_payload(body: Vec<u8>) -> HttpPayload {
-    HttpPayload {
-        content_type: JSON.to_string(),
-        body,
-    }
+    HttpPayload { content_type: JSON.to_string(), body }
 }
 
 fn http_body_payload(message: &[u8]) -> Result<HttpPayload, Status> {
     let body = HttpBody::decode(message)
         .map_err(|e| Status::internal(format!("the gRPC response is not a valid google.api.HttpBody: {e}")))?;
-    Ok(HttpPayload {
-        content_type: body.content_type,
-        body: body.data,
-    })
+    Ok(HttpPayload { content_type: body.content_type, body: body.data })
 }
 
 /// Prints one field of the response (`response_body`): grpc-gateway allows any
 /// field, Envoy only `HttpBody` ones.
-fn response_field(message: &DynamicMessage, path: &[FieldDescriptor], printer: &Printer) -> Result<HttpPayload, Status> {
+fn response_field(
+    message: &DynamicMessage,
+    path: &[FieldDescriptor],
+    printer: &Printer,
+) -> Result<HttpPayload, Status> {
     let Some((leaf, parents)) = path.split_last() else {
         return Ok(json_payload(printer.message(message)?));
     };

@@ -177,11 +177,8 @@ impl RouteTable {
                         }
                     }
                     None if config.auto_mapping => {
-                        let auto = HttpRule {
-                            post: Some(info.grpc_path.clone()),
-                            body: "*".into(),
-                            ..Default::default()
-                        };
+                        let auto =
+                            HttpRule { post: Some(info.grpc_path.clone()), body: "*".into(), ..Default::default() };
                         table.add_rule(&info, &auto)?;
                     }
                     None => {}
@@ -197,8 +194,8 @@ impl RouteTable {
             return Ok(());
         };
         let where_ = || format!("{} {http_method} {template:?}", info.grpc_path);
-        let parsed = PathTemplate::parse(template)
-            .map_err(|e| ConfigError::field("services", format!("{}: {e}", where_())))?;
+        let parsed =
+            PathTemplate::parse(template).map_err(|e| ConfigError::field("services", format!("{}: {e}", where_())))?;
         let mut problems = Vec::new();
         let mut variables = Vec::with_capacity(parsed.variables.len());
         for v in &parsed.variables {
@@ -330,11 +327,9 @@ fn check_binding_target(fields: &[FieldDescriptor]) -> Result<(), String> {
         return Err(format!("field {:?} is a map; a path variable cannot set it", leaf.name()));
     }
     match leaf.kind() {
-        Kind::Message(m) if !crate::request::is_scalar_like(&m) => Err(format!(
-            "field {:?} is a message ({}); bind one of its fields instead",
-            leaf.name(),
-            m.full_name()
-        )),
+        Kind::Message(m) if !crate::request::is_scalar_like(&m) => {
+            Err(format!("field {:?} is a message ({}); bind one of its fields instead", leaf.name(), m.full_name()))
+        }
         _ => Ok(()),
     }
 }

@@ -55,11 +55,12 @@ impl DescriptorUrl {
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.cluster.is_empty() {
-            return Err(ConfigError::field("descriptor_url.cluster", "must name the Envoy cluster that serves the set"));
+            return Err(ConfigError::field(
+                "descriptor_url.cluster",
+                "must name the Envoy cluster that serves the set",
+            ));
         }
-        self.authority_and_path()
-            .map(|_| ())
-            .map_err(|e| ConfigError::field("descriptor_url.url", e))
+        self.authority_and_path().map(|_| ()).map_err(|e| ConfigError::field("descriptor_url.url", e))
     }
 }
 
@@ -93,10 +94,9 @@ pub(crate) fn duration_field<'de, D: serde::Deserializer<'de>>(de: D) -> Result<
     let seconds = match Option::<Raw>::deserialize(de)? {
         None => return Ok(None),
         Some(Raw::Seconds(s)) => s,
-        Some(Raw::Text(text)) => text
-            .strip_suffix('s')
-            .and_then(|n| n.parse::<f64>().ok())
-            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a duration such as \"30s\" or \"0.5s\"")))?,
+        Some(Raw::Text(text)) => text.strip_suffix('s').and_then(|n| n.parse::<f64>().ok()).ok_or_else(|| {
+            serde::de::Error::custom(format!("{text:?} is not a duration such as \"30s\" or \"0.5s\""))
+        })?,
     };
     if !seconds.is_finite() || seconds <= 0.0 || seconds > 86_400.0 * 365.0 {
         return Err(serde::de::Error::custom(format!("{seconds} s is not a duration above 0 and below a year")));
@@ -166,7 +166,8 @@ pub fn descriptor_set_from_files(files: &[Vec<u8>]) -> Result<Vec<u8>, String> {
     use std::collections::BTreeMap;
     let mut by_name: BTreeMap<String, (FileHeader, &[u8])> = BTreeMap::new();
     for bytes in files {
-        let header = FileHeader::decode(bytes.as_slice()).map_err(|e| format!("a FileDescriptorProto does not decode: {e}"))?;
+        let header =
+            FileHeader::decode(bytes.as_slice()).map_err(|e| format!("a FileDescriptorProto does not decode: {e}"))?;
         by_name.entry(header.name.clone().unwrap_or_default()).or_insert((header, bytes));
     }
     // Depth-first, dependencies first; `state` also stops cycles.
@@ -183,7 +184,8 @@ pub fn descriptor_set_from_files(files: &[Vec<u8>]) -> Result<Vec<u8>, String> {
             Some(false) => return Err(format!("import cycle through {name:?}")),
             None => {}
         }
-        let (header, bytes) = by_name.get(name).ok_or_else(|| format!("missing file {name:?} (a dependency nobody sent)"))?;
+        let (header, bytes) =
+            by_name.get(name).ok_or_else(|| format!("missing file {name:?} (a dependency nobody sent)"))?;
         state.insert(name, false);
         for dep in &header.dependency {
             visit(dep, by_name, state, ordered)?;
@@ -220,7 +222,13 @@ mod tests {
 
     #[test]
     fn reflection_files_are_ordered_after_their_dependencies_and_deduplicated() {
-        let set = descriptor_set_from_files(&[file("a.proto", &["b.proto"]), file("b.proto", &["c.proto"]), file("c.proto", &[]), file("b.proto", &["c.proto"])]).unwrap();
+        let set = descriptor_set_from_files(&[
+            file("a.proto", &["b.proto"]),
+            file("b.proto", &["c.proto"]),
+            file("c.proto", &[]),
+            file("b.proto", &["c.proto"]),
+        ])
+        .unwrap();
         let set = prost_types::FileDescriptorSet::decode(set.as_slice()).unwrap();
         let names: Vec<_> = set.file.iter().map(|f| f.name().to_string()).collect();
         assert_eq!(names, ["c.proto", "b.proto", "a.proto"]);
@@ -298,11 +306,17 @@ mod config_tests {
         assert!(c.pass_through_until_loaded);
         let e = TranscoderConfig::from_json(br#"{"services":["a.B"],"refresh_interval":"1s"}"#).unwrap_err();
         assert!(e.to_string().contains("descriptor_url"), "{e}");
-        let e = TranscoderConfig::from_json(br#"{"services":["a.B"],"descriptor_url":{"cluster":"d","url":"d/x"}}"#).unwrap_err();
+        let e = TranscoderConfig::from_json(br#"{"services":["a.B"],"descriptor_url":{"cluster":"d","url":"d/x"}}"#)
+            .unwrap_err();
         assert!(e.to_string().contains("descriptor_url.url"), "{e}");
-        let e = TranscoderConfig::from_json(br#"{"services":["a.B"],"descriptor_url":{"cluster":"d","url":"http://d/x"},"refresh_interval":"-1s"}"#).unwrap_err();
+        let e = TranscoderConfig::from_json(
+            br#"{"services":["a.B"],"descriptor_url":{"cluster":"d","url":"http://d/x"},"refresh_interval":"-1s"}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("refresh_interval"), "{e}");
-        let c = TranscoderConfig::from_json(br#"{"services":["a.B"],"descriptor_reflection":{"cluster":"grpc_backend"}}"#).unwrap();
+        let c =
+            TranscoderConfig::from_json(br#"{"services":["a.B"],"descriptor_reflection":{"cluster":"grpc_backend"}}"#)
+                .unwrap();
         assert_eq!(c.descriptor_reflection.unwrap().timeout(), super::DEFAULT_FETCH_TIMEOUT);
         let e = TranscoderConfig::from_json(
             br#"{"services":["a.B"],"descriptor_reflection":{"cluster":"g"},"descriptor_url":{"cluster":"d","url":"http://d/x"}}"#,
@@ -312,11 +326,15 @@ mod config_tests {
         // Still required when nothing else names a source.
         assert!(TranscoderConfig::from_json(br#"{"services":["a.B"]}"#).is_err());
         // No services: only with reflection alone (the server lists them).
-        let c = TranscoderConfig::from_json(br#"{"descriptor_reflection":{"cluster":"app"},"refresh_interval":"60s"}"#).unwrap();
+        let c = TranscoderConfig::from_json(br#"{"descriptor_reflection":{"cluster":"app"},"refresh_interval":"60s"}"#)
+            .unwrap();
         assert!(c.services.is_empty());
         let e = TranscoderConfig::from_json(br#"{"descriptor_url":{"cluster":"d","url":"http://d/x"}}"#).unwrap_err();
         assert!(e.to_string().contains("services"), "{e}");
-        let e = TranscoderConfig::from_json(br#"{"descriptor_reflection":{"cluster":"app"},"proto_descriptor_bin":"AA=="}"#).unwrap_err();
+        let e = TranscoderConfig::from_json(
+            br#"{"descriptor_reflection":{"cluster":"app"},"proto_descriptor_bin":"AA=="}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("services"), "{e}");
     }
 }

@@ -147,12 +147,7 @@ pub struct Status {
 impl Status {
     /// A status without details.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Status {
-            code,
-            number: code as i32,
-            message: message.into(),
-            details: Vec::new(),
-        }
+        Status { code, number: code as i32, message: message.into(), details: Vec::new() }
     }
 
     /// INVALID_ARGUMENT: the client's request is wrong.
@@ -310,11 +305,8 @@ impl Serialize for DetailJson<'_> {
                 Nested { type_url, value: MessageJson(&message, self.options) }.serialize(serializer)
             }
             Some(message) => Inline { type_url, message: MessageJson(&message, self.options) }.serialize(serializer),
-            None => Nested {
-                type_url,
-                value: base64::engine::general_purpose::STANDARD.encode(&self.any.value),
-            }
-            .serialize(serializer),
+            None => Nested { type_url, value: base64::engine::general_purpose::STANDARD.encode(&self.any.value) }
+                .serialize(serializer),
         }
     }
 }

@@ -255,9 +255,10 @@ fn add_rule(surface: &mut Surface, matcher: &mut PathMatcher<usize>, base: &Bind
         None => {
             // The main rule may hold only additional_bindings; an empty additional binding is a mistake.
             if !primary || rule.additional_bindings.is_empty() {
-                surface
-                    .problems
-                    .push(problem(ProblemKind::EmptyRule, "a google.api.http rule without a pattern (get, post, ...) binds nothing".into()));
+                surface.problems.push(problem(
+                    ProblemKind::EmptyRule,
+                    "a google.api.http rule without a pattern (get, post, ...) binds nothing".into(),
+                ));
             }
             return;
         }
@@ -281,9 +282,7 @@ fn add_rule(surface: &mut Surface, matcher: &mut PathMatcher<usize>, base: &Bind
     let parsed = match PathTemplate::parse(template) {
         Ok(parsed) => parsed,
         Err(e) => {
-            surface
-                .problems
-                .push(problem(ProblemKind::TemplateSyntax, format!("{at}: template does not parse: {e}")));
+            surface.problems.push(problem(ProblemKind::TemplateSyntax, format!("{at}: template does not parse: {e}")));
             surface.bindings.push(binding);
             return;
         }
@@ -293,10 +292,9 @@ fn add_rule(surface: &mut Surface, matcher: &mut PathMatcher<usize>, base: &Bind
     for v in &parsed.variables {
         let name = v.field_path.join(".");
         match resolve_field_path(&base.input, &v.field_path) {
-            Err(e) => surface.problems.push(problem(
-                field_error_kind(&e),
-                format!("{at}: path variable {name:?}: {e}"),
-            )),
+            Err(e) => {
+                surface.problems.push(problem(field_error_kind(&e), format!("{at}: path variable {name:?}: {e}")))
+            }
             Ok(fields) => {
                 let Some(leaf) = fields.last() else { continue };
                 if leaf.is_map() || leaf.is_list() {
@@ -326,17 +324,13 @@ fn add_rule(surface: &mut Surface, matcher: &mut PathMatcher<usize>, base: &Bind
     if let Body::Field(path) = &binding.body {
         let names: Vec<&str> = path.split('.').collect();
         if let Err(e) = resolve_field_path(&base.input, &names) {
-            surface
-                .problems
-                .push(problem(field_error_kind(&e), format!("{at}: body {path:?}: {e}")));
+            surface.problems.push(problem(field_error_kind(&e), format!("{at}: body {path:?}: {e}")));
         }
     }
     if let Some(path) = &binding.response_body {
         let names: Vec<&str> = path.split('.').collect();
         if let Err(e) = resolve_field_path(&base.output, &names) {
-            surface
-                .problems
-                .push(problem(field_error_kind(&e), format!("{at}: response_body {path:?}: {e}")));
+            surface.problems.push(problem(field_error_kind(&e), format!("{at}: response_body {path:?}: {e}")));
         }
     }
     let index = surface.bindings.len();

@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::json;
-use support::{try_transcoder, transcoder};
+use support::{transcoder, try_transcoder};
 
 test! { fn every_envoy_field_loads() {
     let t = transcoder(json!({

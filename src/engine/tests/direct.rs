@@ -40,9 +40,7 @@ fn pools() -> Vec<DescriptorPool> {
     resolver.add(GoogleFileResolver::new());
     let mut compiler = protox::Compiler::with_file_resolver(resolver);
     compiler.include_imports(true);
-    compiler
-        .open_files(["bench/v1/bench.proto"])
-        .expect("bench.proto compiles");
+    compiler.open_files(["bench/v1/bench.proto"]).expect("bench.proto compiles");
     let bench = DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice()).expect("pool");
     vec![bench, support::pool()]
 }
@@ -61,30 +59,8 @@ impl Rng {
     }
 }
 
-const STRINGS: &[&str] = &[
-    "",
-    "a",
-    "République",
-    "quote \" here",
-    "back\\slash",
-    "line\nbreak",
-    "<tag>&",
-    "😀",
-    "x y",
-];
-const DOUBLES: &[f64] = &[
-    0.0,
-    1.0,
-    -2.5,
-    0.1,
-    1e21,
-    1e-7,
-    123456.789,
-    3.4028235e38,
-    f64::NAN,
-    -0.0,
-    1e300,
-];
+const STRINGS: &[&str] = &["", "a", "République", "quote \" here", "back\\slash", "line\nbreak", "<tag>&", "😀", "x y"];
+const DOUBLES: &[f64] = &[0.0, 1.0, -2.5, 0.1, 1e21, 1e-7, 123456.789, 3.4028235e38, f64::NAN, -0.0, 1e300];
 
 fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
     match kind {
@@ -104,18 +80,11 @@ fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
         Kind::Enum(e) => {
             let values: Vec<i32> = e.values().map(|v| v.number()).collect();
             // Now and then a number the enum does not declare (proto3 enums are open).
-            Value::EnumNumber(if rng.below(8) == 0 {
-                99
-            } else {
-                values[rng.below(values.len() as u64) as usize]
-            })
+            Value::EnumNumber(if rng.below(8) == 0 { 99 } else { values[rng.below(values.len() as u64) as usize] })
         }
         Kind::Message(m) if m.full_name() == "google.protobuf.Timestamp" => {
             let mut t = DynamicMessage::new(m.clone());
-            t.set_field_by_name(
-                "seconds",
-                Value::I64([0, 1_767_225_600, -86_400][rng.below(3) as usize]),
-            );
+            t.set_field_by_name("seconds", Value::I64([0, 1_767_225_600, -86_400][rng.below(3) as usize]));
             t.set_field_by_name("nanos", Value::I32([0, 500_000_000, 123_000, 7][rng.below(4) as usize]));
             Value::Message(t)
         }
@@ -145,11 +114,7 @@ fn random_message(desc: &MessageDescriptor, rng: &mut Rng, depth: usize) -> Dyna
             }
             Value::Map(map)
         } else if field.is_list() {
-            Value::List(
-                (0..rng.below(4))
-                    .map(|_| random_value(&field.kind(), rng, depth))
-                    .collect(),
-            )
+            Value::List((0..rng.below(4)).map(|_| random_value(&field.kind(), rng, depth)).collect())
         } else {
             random_value(&field.kind(), rng, depth)
         };

@@ -63,11 +63,18 @@ impl Gen {
             5 => f64::from_bits((self.next)() & !(0x7ff << 52) | (0x3ff_u64 + self.below(600) - 300) << 52),
             _ => f64::from_bits((self.next)()),
         };
-        if x.is_nan() { 0.5 } else { x }
+        if x.is_nan() {
+            0.5
+        } else {
+            x
+        }
     }
 
     fn string(&mut self) -> String {
-        const PIECES: &[&str] = &["a", "Z", " ", "\"", "\\", "/", "\u{0}", "\n", "\u{1f}", "é", "€", "😀", "\u{2028}", "<", "&", "\u{7f}", "\u{ffff}"];
+        const PIECES: &[&str] = &[
+            "a", "Z", " ", "\"", "\\", "/", "\u{0}", "\n", "\u{1f}", "é", "€", "😀", "\u{2028}", "<", "&", "\u{7f}",
+            "\u{ffff}",
+        ];
         let len = self.below(8);
         (0..len).map(|_| PIECES[self.below(PIECES.len() as u64) as usize]).collect()
     }
@@ -98,7 +105,9 @@ fn well_known(g: &mut Gen, full_name: &str) -> Option<serde_json::Value> {
         ],
         "google.protobuf.FieldMask" => vec![json!(""), json!("a"), json!("fooBar,x.yZ"), json!("a.b.c")],
         "google.protobuf.Struct" => vec![json!({}), json!({"a": null, "b": [1.5, "x", true, {"c": {}}], "": -0.25})],
-        "google.protobuf.Value" => vec![json!(null), json!(1e300), json!("s"), json!(false), json!([[], {}]), json!({"k": [null]})],
+        "google.protobuf.Value" => {
+            vec![json!(null), json!(1e300), json!("s"), json!(false), json!([[], {}]), json!({"k": [null]})]
+        }
         "google.protobuf.ListValue" => vec![json!([]), json!([1, "two", null, [3], {"four": 4}])],
         "google.protobuf.Any" => vec![
             json!({"@type": "type.googleapis.com/bookstore.v1.Nested", "name": "in any", "count": -3}),

@@ -12,7 +12,8 @@ use transcoder::frame::encode_frame;
 use transcoder::status::RpcStatus;
 use transcoder::{Code, GrpcStatusHeaders, HttpReply};
 
-const OK: GrpcStatusHeaders<'static> = GrpcStatusHeaders { status: Some("0"), message: None, details_bin: None, trailers_only: false };
+const OK: GrpcStatusHeaders<'static> =
+    GrpcStatusHeaders { status: Some("0"), message: None, details_bin: None, trailers_only: false };
 
 fn header<'a>(reply: &'a HttpReply, name: &str) -> Option<&'a str> {
     reply.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())

@@ -4,10 +4,10 @@
 //! in front of two instances of this backend give comparable answers.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -58,9 +58,7 @@ fn version_metadata() -> MetadataMap {
 /// An OK answer carrying the version header.
 fn reply<T>(message: T) -> Result<Response<T>, Status> {
     let mut response = Response::new(message);
-    response
-        .metadata_mut()
-        .insert(VERSION_HEADER, MetadataValue::from_static("1"));
+    response.metadata_mut().insert(VERSION_HEADER, MetadataValue::from_static("1"));
     Ok(response)
 }
 
@@ -73,16 +71,10 @@ fn sample_book(name: String) -> bs::Book {
     bs::Book {
         title: format!("Title of {name}"),
         name,
-        author: Some(bs::Author {
-            name: "Anon".to_owned(),
-            born: 1900,
-        }),
+        author: Some(bs::Author { name: "Anon".to_owned(), born: 1900 }),
         genre: bs::Genre::Fiction as i32,
         tags: vec!["a".to_owned(), "b".to_owned()],
-        published: Some(prost_types::Timestamp {
-            seconds: PUBLISHED_SECONDS,
-            nanos: 0,
-        }),
+        published: Some(prost_types::Timestamp { seconds: PUBLISHED_SECONDS, nanos: 0 }),
         pages: 300,
     }
 }
@@ -96,10 +88,7 @@ fn get_book(name: String) -> Result<Response<bs::Book>, Status> {
 
 /// The `google.rpc.Status` (encoded) that `Fail` puts in `grpc-status-details-bin`.
 pub fn fail_details(code: i32, message: &str) -> Bytes {
-    let failure = bs::FailureDetail {
-        reason: "requested".to_owned(),
-        code,
-    };
+    let failure = bs::FailureDetail { reason: "requested".to_owned(), code };
     let info = google::rpc::ErrorInfo {
         reason: "FAIL_REQUESTED".to_owned(),
         domain: "bookstore.example.com".to_owned(),
@@ -128,28 +117,16 @@ pub struct BookstoreImpl;
 
 #[tonic::async_trait]
 impl Bookstore for BookstoreImpl {
-    async fn list_shelves(
-        &self,
-        _: Request<()>,
-    ) -> Result<Response<bs::ListShelvesResponse>, Status> {
+    async fn list_shelves(&self, _: Request<()>) -> Result<Response<bs::ListShelvesResponse>, Status> {
         reply(bs::ListShelvesResponse {
             shelves: vec![
-                bs::Shelf {
-                    id: 1,
-                    theme: "Fiction".to_owned(),
-                },
-                bs::Shelf {
-                    id: 2,
-                    theme: "History".to_owned(),
-                },
+                bs::Shelf { id: 1, theme: "Fiction".to_owned() },
+                bs::Shelf { id: 2, theme: "History".to_owned() },
             ],
         })
     }
 
-    async fn create_shelf(
-        &self,
-        request: Request<bs::CreateShelfRequest>,
-    ) -> Result<Response<bs::Shelf>, Status> {
+    async fn create_shelf(&self, request: Request<bs::CreateShelfRequest>) -> Result<Response<bs::Shelf>, Status> {
         let mut shelf = request.into_inner().shelf.unwrap_or_default();
         if shelf.id == 0 {
             shelf.id = 3;
@@ -157,24 +134,15 @@ impl Bookstore for BookstoreImpl {
         reply(shelf)
     }
 
-    async fn get_shelf(
-        &self,
-        request: Request<bs::GetShelfRequest>,
-    ) -> Result<Response<bs::Shelf>, Status> {
+    async fn get_shelf(&self, request: Request<bs::GetShelfRequest>) -> Result<Response<bs::Shelf>, Status> {
         let n = request.into_inner().shelf;
         if n > 100 {
             return error(Code::NotFound, format!("shelf {n} not found"));
         }
-        reply(bs::Shelf {
-            id: n,
-            theme: format!("Shelf {n}"),
-        })
+        reply(bs::Shelf { id: n, theme: format!("Shelf {n}") })
     }
 
-    async fn delete_shelf(
-        &self,
-        request: Request<bs::DeleteShelfRequest>,
-    ) -> Result<Response<()>, Status> {
+    async fn delete_shelf(&self, request: Request<bs::DeleteShelfRequest>) -> Result<Response<()>, Status> {
         let n = request.into_inner().shelf;
         if n > 100 {
             return error(Code::NotFound, format!("shelf {n} not found"));
@@ -197,10 +165,7 @@ impl Bookstore for BookstoreImpl {
         })
     }
 
-    async fn create_book(
-        &self,
-        request: Request<bs::CreateBookRequest>,
-    ) -> Result<Response<bs::Book>, Status> {
+    async fn create_book(&self, request: Request<bs::CreateBookRequest>) -> Result<Response<bs::Book>, Status> {
         let request = request.into_inner();
         let mut book = request.book.unwrap_or_default();
         if book.name.is_empty() {
@@ -209,17 +174,11 @@ impl Bookstore for BookstoreImpl {
         reply(book)
     }
 
-    async fn get_book(
-        &self,
-        request: Request<bs::GetBookRequest>,
-    ) -> Result<Response<bs::Book>, Status> {
+    async fn get_book(&self, request: Request<bs::GetBookRequest>) -> Result<Response<bs::Book>, Status> {
         get_book(request.into_inner().name)
     }
 
-    async fn update_book(
-        &self,
-        request: Request<bs::UpdateBookRequest>,
-    ) -> Result<Response<bs::Book>, Status> {
+    async fn update_book(&self, request: Request<bs::UpdateBookRequest>) -> Result<Response<bs::Book>, Status> {
         let request = request.into_inner();
         let mut book = request.book.unwrap_or_default();
         for path in request.update_mask.map(|m| m.paths).unwrap_or_default() {
@@ -228,16 +187,9 @@ impl Bookstore for BookstoreImpl {
         reply(book)
     }
 
-    async fn archive_book(
-        &self,
-        request: Request<bs::ArchiveBookRequest>,
-    ) -> Result<Response<bs::Book>, Status> {
+    async fn archive_book(&self, request: Request<bs::ArchiveBookRequest>) -> Result<Response<bs::Book>, Status> {
         let request = request.into_inner();
-        reply(bs::Book {
-            name: request.name,
-            title: format!("archived: {}", request.reason),
-            ..Default::default()
-        })
+        reply(bs::Book { name: request.name, title: format!("archived: {}", request.reason), ..Default::default() })
     }
 
     async fn get_book_cover(
@@ -247,11 +199,7 @@ impl Bookstore for BookstoreImpl {
         let name = request.into_inner().name;
         let mut data = b"\x89PNG cover of ".to_vec();
         data.extend_from_slice(name.as_bytes());
-        reply(google::api::HttpBody {
-            content_type: "image/png".to_owned(),
-            data,
-            extensions: Vec::new(),
-        })
+        reply(google::api::HttpBody { content_type: "image/png".to_owned(), data, extensions: Vec::new() })
     }
 
     async fn upload_book_cover(
@@ -267,17 +215,11 @@ impl Bookstore for BookstoreImpl {
         })
     }
 
-    async fn get_book_title(
-        &self,
-        request: Request<bs::GetBookRequest>,
-    ) -> Result<Response<bs::Book>, Status> {
+    async fn get_book_title(&self, request: Request<bs::GetBookRequest>) -> Result<Response<bs::Book>, Status> {
         get_book(request.into_inner().name)
     }
 
-    async fn echo_types(
-        &self,
-        request: Request<bs::AllTypes>,
-    ) -> Result<Response<bs::AllTypes>, Status> {
+    async fn echo_types(&self, request: Request<bs::AllTypes>) -> Result<Response<bs::AllTypes>, Status> {
         reply(request.into_inner())
     }
 
@@ -286,28 +228,16 @@ impl Bookstore for BookstoreImpl {
         if request.code == 0 {
             return reply(());
         }
-        let message = if request.message.is_empty() {
-            "failure requested".to_owned()
-        } else {
-            request.message
-        };
+        let message = if request.message.is_empty() { "failure requested".to_owned() } else { request.message };
         let details = fail_details(request.code, &message);
         let mut metadata = version_metadata();
         if !request.trailers_only {
             metadata.insert(MOVE_TO_TRAILERS_HEADER, MetadataValue::from_static("1"));
         }
-        Err(Status::with_details_and_metadata(
-            Code::from_i32(request.code),
-            message,
-            details,
-            metadata,
-        ))
+        Err(Status::with_details_and_metadata(Code::from_i32(request.code), message, details, metadata))
     }
 
-    async fn get_metadata(
-        &self,
-        request: Request<()>,
-    ) -> Result<Response<bs::MetadataResponse>, Status> {
+    async fn get_metadata(&self, request: Request<()>) -> Result<Response<bs::MetadataResponse>, Status> {
         let received = request.metadata();
         let mut metadata = BTreeMap::new();
         for key in received.keys() {
@@ -325,10 +255,7 @@ impl Bookstore for BookstoreImpl {
         reply(bs::MetadataResponse { metadata })
     }
 
-    async fn unannotated(
-        &self,
-        request: Request<bs::Shelf>,
-    ) -> Result<Response<bs::Shelf>, Status> {
+    async fn unannotated(&self, request: Request<bs::Shelf>) -> Result<Response<bs::Shelf>, Status> {
         reply(request.into_inner())
     }
 
@@ -376,7 +303,7 @@ impl Bookstore for BookstoreImpl {
             }
         });
         Ok(Response::new(
-            Box::pin(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)) as Self::StreamCoverStream,
+            Box::pin(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)) as Self::StreamCoverStream
         ))
     }
 
@@ -405,7 +332,7 @@ impl Bookstore for BookstoreImpl {
             }
         });
         Ok(Response::new(
-            Box::pin(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)) as Self::EchoBooksStream,
+            Box::pin(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)) as Self::EchoBooksStream
         ))
     }
 
@@ -429,11 +356,8 @@ impl Bookstore for BookstoreImpl {
                 let mut title = format!("Book {i}");
                 let pad = (request.title_bytes.max(0) as usize).saturating_sub(title.len());
                 title.extend(std::iter::repeat_n('x', pad));
-                let book = bs::Book {
-                    name: format!("shelves/{}/books/{i}", request.shelf),
-                    title,
-                    ..Default::default()
-                };
+                let book =
+                    bs::Book { name: format!("shelves/{}/books/{i}", request.shelf), title, ..Default::default() };
                 if tx.send(Ok(book)).await.is_err() {
                     return;
                 }
@@ -444,11 +368,9 @@ impl Bookstore for BookstoreImpl {
             }
         });
         let mut response = Response::new(
-            Box::pin(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)) as Self::StreamBooksStream,
+            Box::pin(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)) as Self::StreamBooksStream
         );
-        response
-            .metadata_mut()
-            .insert(VERSION_HEADER, MetadataValue::from_static("1"));
+        response.metadata_mut().insert(VERSION_HEADER, MetadataValue::from_static("1"));
         Ok(response)
     }
 }
@@ -466,51 +388,28 @@ fn stream_fail_message(request: &bs::StreamBooksRequest) -> String {
 pub struct EchoImpl;
 
 fn echo(verb: &str, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
-    let hello = request
-        .metadata()
-        .get("md-hello")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let hello = request.metadata().get("md-hello").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let request = request.into_inner();
     Ok(Response::new(EchoResponse {
-        response: format!(
-            "{verb} md-hello={hello} request={} query={}",
-            request.request, request.query
-        ),
+        response: format!("{verb} md-hello={hello} request={} query={}", request.request, request.query),
     }))
 }
 
 #[tonic::async_trait]
 impl EchoService for EchoImpl {
-    async fn echo_get(
-        &self,
-        request: Request<EchoRequest>,
-    ) -> Result<Response<EchoResponse>, Status> {
+    async fn echo_get(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
         echo("GET", request)
     }
-    async fn echo_post(
-        &self,
-        request: Request<EchoRequest>,
-    ) -> Result<Response<EchoResponse>, Status> {
+    async fn echo_post(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
         echo("POST", request)
     }
-    async fn echo_put(
-        &self,
-        request: Request<EchoRequest>,
-    ) -> Result<Response<EchoResponse>, Status> {
+    async fn echo_put(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
         echo("PUT", request)
     }
-    async fn echo_delete(
-        &self,
-        request: Request<EchoRequest>,
-    ) -> Result<Response<EchoResponse>, Status> {
+    async fn echo_delete(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
         echo("DELETE", request)
     }
-    async fn echo_patch(
-        &self,
-        request: Request<EchoRequest>,
-    ) -> Result<Response<EchoResponse>, Status> {
+    async fn echo_patch(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
         echo("PATCH", request)
     }
 }
@@ -523,10 +422,7 @@ impl http_body::Body for TrailersBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         Poll::Ready(self.0.take().map(|trailers| Ok(Frame::trailers(trailers))))
     }
 
@@ -545,12 +441,7 @@ pub fn move_status_to_trailers(
     path: &str,
     mut response: http::Response<tonic::body::Body>,
 ) -> http::Response<tonic::body::Body> {
-    if response
-        .headers_mut()
-        .remove(MOVE_TO_TRAILERS_HEADER)
-        .is_none()
-        || path != FAIL_PATH
-    {
+    if response.headers_mut().remove(MOVE_TO_TRAILERS_HEADER).is_none() || path != FAIL_PATH {
         return response;
     }
     let mut trailers = HeaderMap::new();
@@ -584,10 +475,7 @@ impl http_body::Body for SlicedBody {
     type Data = Bytes;
     type Error = Status;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
         if this.pending.is_empty() {
             match Pin::new(&mut this.inner).poll_frame(cx) {
@@ -619,7 +507,9 @@ pub struct Routes {
     bookstore: BookstoreServer<BookstoreImpl>,
     echo: EchoServiceServer<EchoImpl>,
     /// `grpc.reflection.v1alpha.ServerReflection`, when serving with reflection.
-    reflection: Option<Arc<dyn Fn(http::Request<tonic::body::Body>) -> BoxFuture<http::Response<tonic::body::Body>> + Send + Sync>>,
+    reflection: Option<
+        Arc<dyn Fn(http::Request<tonic::body::Body>) -> BoxFuture<http::Response<tonic::body::Body>> + Send + Sync>,
+    >,
 }
 
 impl std::fmt::Debug for Routes {
@@ -685,12 +575,12 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Routes {
             Box::pin(async move { Ok(slice_body(slices, move_status_to_trailers(&path, fut.await?))) })
         } else if path.starts_with("/echo.v1.EchoService/") {
             Box::pin(self.echo.call(request))
-        } else if let Some(reflection) = self.reflection.as_ref().filter(|_| path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")) {
+        } else if let Some(reflection) =
+            self.reflection.as_ref().filter(|_| path.starts_with("/grpc.reflection.v1alpha.ServerReflection/"))
+        {
             reflection(request)
         } else {
-            Box::pin(async move {
-                Ok(Status::unimplemented(format!("unknown service for {path}")).into_http())
-            })
+            Box::pin(async move { Ok(Status::unimplemented(format!("unknown service for {path}")).into_http()) })
         }
     }
 }
@@ -710,7 +600,5 @@ pub async fn serve_routes(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .serve_with_incoming_shutdown(routes, incoming, shutdown)
-        .await
+    tonic::transport::Server::builder().serve_with_incoming_shutdown(routes, incoming, shutdown).await
 }

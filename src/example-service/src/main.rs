@@ -46,10 +46,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 if arg == "-h" || arg == "--help" {
                     return Ok(Command::Help);
                 } else if arg == "--listen" {
-                    listen = rest
-                        .next()
-                        .ok_or("--listen needs a value (e.g. --listen 127.0.0.1:50051)")?
-                        .clone();
+                    listen = rest.next().ok_or("--listen needs a value (e.g. --listen 127.0.0.1:50051)")?.clone();
                 } else if arg == "--reflection" {
                     reflection = true;
                 } else if let Some(value) = arg.strip_prefix("--listen=") {
@@ -58,9 +55,8 @@ fn parse(args: &[String]) -> Result<Command, String> {
                     return Err(format!("serve: unexpected argument `{arg}`"));
                 }
             }
-            let listen = listen.parse().map_err(|e| {
-                format!("--listen `{listen}` is not an IP:PORT socket address: {e}")
-            })?;
+            let listen =
+                listen.parse().map_err(|e| format!("--listen `{listen}` is not an IP:PORT socket address: {e}"))?;
             Ok(Command::Serve { listen, reflection })
         }
         "descriptor-set" => match rest {
@@ -87,15 +83,13 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Command::DescriptorSet { out } => {
-            match std::fs::write(&out, example_service::DESCRIPTOR_SET) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("example-service: cannot write {out}: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::DescriptorSet { out } => match std::fs::write(&out, example_service::DESCRIPTOR_SET) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("example-service: cannot write {out}: {e}");
+                ExitCode::FAILURE
             }
-        }
+        },
         Command::Serve { listen, reflection } => match serve(listen, reflection) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -107,22 +101,19 @@ fn main() -> ExitCode {
 }
 
 fn serve(listen: SocketAddr, reflection: bool) -> Result<(), String> {
-    let routes = if reflection { example_service::Routes::with_reflection()? } else { example_service::Routes::default() };
+    let routes =
+        if reflection { example_service::Routes::with_reflection()? } else { example_service::Routes::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
         // Install the signal handlers before announcing readiness.
-        let shutdown =
-            shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let shutdown = shutdown_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "listening on {local}");

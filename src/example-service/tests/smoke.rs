@@ -31,9 +31,7 @@ impl Server {
             .spawn()
             .expect("spawn example-service");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the listening line");
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the listening line");
         let addr = line
             .trim()
             .strip_prefix("listening on ")
@@ -44,11 +42,7 @@ impl Server {
     }
 
     async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect")
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect")
     }
 }
 
@@ -76,76 +70,31 @@ async fn bookstore_and_echo() {
     let shelves = response.into_inner().shelves;
     assert_eq!(
         shelves,
-        vec![
-            bs::Shelf {
-                id: 1,
-                theme: "Fiction".into()
-            },
-            bs::Shelf {
-                id: 2,
-                theme: "History".into()
-            },
-        ]
+        vec![bs::Shelf { id: 1, theme: "Fiction".into() }, bs::Shelf { id: 2, theme: "History".into() },]
     );
 
     // GetShelf / not found.
-    let shelf = bookstore
-        .get_shelf(bs::GetShelfRequest { shelf: 7 })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        shelf,
-        bs::Shelf {
-            id: 7,
-            theme: "Shelf 7".into()
-        }
-    );
-    let err = bookstore
-        .get_shelf(bs::GetShelfRequest { shelf: 101 })
-        .await
-        .unwrap_err();
+    let shelf = bookstore.get_shelf(bs::GetShelfRequest { shelf: 7 }).await.unwrap().into_inner();
+    assert_eq!(shelf, bs::Shelf { id: 7, theme: "Shelf 7".into() });
+    let err = bookstore.get_shelf(bs::GetShelfRequest { shelf: 101 }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(err.message(), "shelf 101 not found");
     assert_eq!(version(err.metadata()), Some("1"));
 
     // GetBook.
-    let book = bookstore
-        .get_book(bs::GetBookRequest {
-            name: "shelves/1/books/2".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let book = bookstore.get_book(bs::GetBookRequest { name: "shelves/1/books/2".into() }).await.unwrap().into_inner();
     assert_eq!(book.title, "Title of shelves/1/books/2");
     assert_eq!(book.genre, bs::Genre::Fiction as i32);
-    assert_eq!(
-        book.published,
-        Some(prost_types::Timestamp {
-            seconds: 1_577_934_245,
-            nanos: 0
-        })
-    );
-    let err = bookstore
-        .get_book(bs::GetBookRequest {
-            name: "shelves/1/books/missing".into(),
-        })
-        .await
-        .unwrap_err();
+    assert_eq!(book.published, Some(prost_types::Timestamp { seconds: 1_577_934_245, nanos: 0 }));
+    let err = bookstore.get_book(bs::GetBookRequest { name: "shelves/1/books/missing".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(err.message(), "book shelves/1/books/missing not found");
 
     // UpdateBook appends one tag per mask path.
     let book = bookstore
         .update_book(bs::UpdateBookRequest {
-            book: Some(bs::Book {
-                name: "shelves/1/books/1".into(),
-                tags: vec!["x".into()],
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["title".into(), "author.name".into()],
-            }),
+            book: Some(bs::Book { name: "shelves/1/books/1".into(), tags: vec!["x".into()], ..Default::default() }),
+            update_mask: Some(prost_types::FieldMask { paths: vec!["title".into(), "author.name".into()] }),
         })
         .await
         .unwrap()
@@ -153,26 +102,14 @@ async fn bookstore_and_echo() {
     assert_eq!(book.tags, ["x", "mask:title", "mask:author.name"]);
 
     // GetBookCover.
-    let cover = bookstore
-        .get_book_cover(bs::GetBookRequest {
-            name: "shelves/1/books/1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let cover =
+        bookstore.get_book_cover(bs::GetBookRequest { name: "shelves/1/books/1".into() }).await.unwrap().into_inner();
     assert_eq!(cover.content_type, "image/png");
     assert_eq!(cover.data, b"\x89PNG cover of shelves/1/books/1");
 
     // Fail: trailers-only and normal, both with details.
     for trailers_only in [true, false] {
-        let err = bookstore
-            .fail(bs::FailRequest {
-                code: 5,
-                message: String::new(),
-                trailers_only,
-            })
-            .await
-            .unwrap_err();
+        let err = bookstore.fail(bs::FailRequest { code: 5, message: String::new(), trailers_only }).await.unwrap_err();
         assert_eq!(err.code(), Code::NotFound, "trailers_only={trailers_only}");
         assert_eq!(err.message(), "failure requested");
         assert_eq!(version(err.metadata()), Some("1"));
@@ -181,78 +118,35 @@ async fn bookstore_and_echo() {
         assert_eq!(status.code, 5);
         assert_eq!(status.message, "failure requested");
         assert_eq!(status.details.len(), 2);
-        assert_eq!(
-            status.details[0].type_url,
-            "type.googleapis.com/bookstore.v1.FailureDetail"
-        );
+        assert_eq!(status.details[0].type_url, "type.googleapis.com/bookstore.v1.FailureDetail");
         let detail = bs::FailureDetail::decode(status.details[0].value.as_slice()).unwrap();
-        assert_eq!(
-            detail,
-            bs::FailureDetail {
-                reason: "requested".into(),
-                code: 5
-            }
-        );
-        assert_eq!(
-            status.details[1].type_url,
-            "type.googleapis.com/google.rpc.ErrorInfo"
-        );
+        assert_eq!(detail, bs::FailureDetail { reason: "requested".into(), code: 5 });
+        assert_eq!(status.details[1].type_url, "type.googleapis.com/google.rpc.ErrorInfo");
         let info = google::rpc::ErrorInfo::decode(status.details[1].value.as_slice()).unwrap();
         assert_eq!(info.reason, "FAIL_REQUESTED");
         assert_eq!(info.domain, "bookstore.example.com");
         assert_eq!(info.metadata.get("code").map(String::as_str), Some("5"));
     }
-    let err = bookstore
-        .fail(bs::FailRequest {
-            code: 3,
-            message: "bad".into(),
-            trailers_only: false,
-        })
-        .await
-        .unwrap_err();
+    let err =
+        bookstore.fail(bs::FailRequest { code: 3, message: "bad".into(), trailers_only: false }).await.unwrap_err();
     assert_eq!((err.code(), err.message()), (Code::InvalidArgument, "bad"));
     let ok = bookstore.fail(bs::FailRequest::default()).await.unwrap();
     assert_eq!(version(ok.metadata()), Some("1"));
 
     // GetMetadata.
     let mut request = tonic::Request::new(());
-    request
-        .metadata_mut()
-        .append("x-test", "one".parse().unwrap());
-    request
-        .metadata_mut()
-        .append("x-test", "two".parse().unwrap());
-    let metadata = bookstore
-        .get_metadata(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .metadata;
+    request.metadata_mut().append("x-test", "one".parse().unwrap());
+    request.metadata_mut().append("x-test", "two".parse().unwrap());
+    let metadata = bookstore.get_metadata(request).await.unwrap().into_inner().metadata;
     assert_eq!(metadata.get("x-test").map(String::as_str), Some("one,two"));
-    assert_eq!(
-        metadata.get("content-type").map(String::as_str),
-        Some("application/grpc")
-    );
+    assert_eq!(metadata.get("content-type").map(String::as_str), Some("application/grpc"));
 
     // Echo.
-    let mut request = tonic::Request::new(EchoRequest {
-        request: "hello".into(),
-        query: 666,
-    });
-    request
-        .metadata_mut()
-        .insert("md-hello", "world".parse().unwrap());
+    let mut request = tonic::Request::new(EchoRequest { request: "hello".into(), query: 666 });
+    request.metadata_mut().insert("md-hello", "world".parse().unwrap());
     let response = echo.echo_get(request).await.unwrap().into_inner().response;
     assert_eq!(response, "GET md-hello=world request=hello query=666");
-    let response = echo
-        .echo_patch(EchoRequest {
-            request: "x".into(),
-            query: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .response;
+    let response = echo.echo_patch(EchoRequest { request: "x".into(), query: 0 }).await.unwrap().into_inner().response;
     assert_eq!(response, "PATCH md-hello= request=x query=0");
 }
 
@@ -297,28 +191,14 @@ async fn fail_status_in_trailers_or_headers() {
     let server = Server::start();
 
     // trailers_only = false: headers, empty body, then trailers with the status.
-    let request = bs::FailRequest {
-        code: 9,
-        message: "nope".into(),
-        trailers_only: false,
-    };
-    let (parts, body, trailers, ended) =
-        raw_call(server.addr, "/bookstore.v1.Bookstore/Fail", &request).await;
+    let request = bs::FailRequest { code: 9, message: "nope".into(), trailers_only: false };
+    let (parts, body, trailers, ended) = raw_call(server.addr, "/bookstore.v1.Bookstore/Fail", &request).await;
     assert_eq!(parts.status, 200);
     assert!(!ended, "the headers must not end the stream");
     assert_eq!(parts.headers["content-type"], "application/grpc");
     assert_eq!(parts.headers["x-bookstore-version"], "1");
-    for name in [
-        "grpc-status",
-        "grpc-message",
-        "grpc-status-details-bin",
-        "x-move-status-to-trailers",
-    ] {
-        assert!(
-            !parts.headers.contains_key(name),
-            "{name} in the headers: {:?}",
-            parts.headers
-        );
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-move-status-to-trailers"] {
+        assert!(!parts.headers.contains_key(name), "{name} in the headers: {:?}", parts.headers);
     }
     assert!(body.is_empty());
     let trailers = trailers.expect("trailers");
@@ -328,13 +208,8 @@ async fn fail_status_in_trailers_or_headers() {
     assert!(!trailers.contains_key("x-move-status-to-trailers"));
 
     // trailers_only = true: one header block that ends the stream.
-    let request = bs::FailRequest {
-        code: 9,
-        message: "nope".into(),
-        trailers_only: true,
-    };
-    let (parts, body, trailers, ended) =
-        raw_call(server.addr, "/bookstore.v1.Bookstore/Fail", &request).await;
+    let request = bs::FailRequest { code: 9, message: "nope".into(), trailers_only: true };
+    let (parts, body, trailers, ended) = raw_call(server.addr, "/bookstore.v1.Bookstore/Fail", &request).await;
     assert_eq!(parts.status, 200);
     assert!(ended, "trailers-only: the headers end the stream");
     assert_eq!(parts.headers["grpc-status"], "9");
@@ -344,8 +219,7 @@ async fn fail_status_in_trailers_or_headers() {
     assert!(trailers.is_none());
 
     // An OK answer is unaffected: message in the body, status in trailers.
-    let (parts, mut body, trailers, _) =
-        raw_call(server.addr, "/bookstore.v1.Bookstore/ListShelves", &()).await;
+    let (parts, mut body, trailers, _) = raw_call(server.addr, "/bookstore.v1.Bookstore/ListShelves", &()).await;
     assert_eq!(parts.headers["x-bookstore-version"], "1");
     assert_eq!(body.get_u8(), 0);
     let len = body.get_u32() as usize;
@@ -362,24 +236,16 @@ async fn fail_status_in_trailers_or_headers() {
 #[test]
 fn move_status_to_trailers_unit() {
     use http_body::Body as _;
-    let status = tonic::Status::with_details_and_metadata(
-        tonic::Code::Aborted,
-        "x",
-        Bytes::from_static(b"d"),
-        {
-            let mut md = tonic::metadata::MetadataMap::new();
-            md.insert("x-move-status-to-trailers", "1".parse().unwrap());
-            md
-        },
-    );
+    let status = tonic::Status::with_details_and_metadata(tonic::Code::Aborted, "x", Bytes::from_static(b"d"), {
+        let mut md = tonic::metadata::MetadataMap::new();
+        md.insert("x-move-status-to-trailers", "1".parse().unwrap());
+        md
+    });
     let response: http::Response<tonic::body::Body> = status.clone().into_http();
     assert!(response.headers().contains_key("grpc-status"));
 
     // Another path: untouched apart from the marker.
-    let other = example_service::move_status_to_trailers(
-        "/bookstore.v1.Bookstore/GetBook",
-        status.clone().into_http(),
-    );
+    let other = example_service::move_status_to_trailers("/bookstore.v1.Bookstore/GetBook", status.clone().into_http());
     assert!(other.headers().contains_key("grpc-status"));
     assert!(!other.headers().contains_key("x-move-status-to-trailers"));
 
@@ -393,11 +259,7 @@ fn move_status_to_trailers_unit() {
 async fn cli() {
     // descriptor-set writes the embedded set, imports first.
     let out = std::env::temp_dir().join(format!("example-service-fds-{}.bin", std::process::id()));
-    let status = Command::new(BIN)
-        .arg("descriptor-set")
-        .arg(&out)
-        .status()
-        .unwrap();
+    let status = Command::new(BIN).arg("descriptor-set").arg(&out).status().unwrap();
     assert!(status.success());
     let bytes = std::fs::read(&out).unwrap();
     let _ = std::fs::remove_file(&out);
@@ -406,10 +268,7 @@ async fn cli() {
     let names: Vec<&str> = set.file.iter().map(|f| f.name()).collect();
     for (i, file) in set.file.iter().enumerate() {
         for dep in &file.dependency {
-            let at = names
-                .iter()
-                .position(|n| n == dep)
-                .unwrap_or_else(|| panic!("{dep} missing"));
+            let at = names.iter().position(|n| n == dep).unwrap_or_else(|| panic!("{dep} missing"));
             assert!(at < i, "{dep} after {}", file.name());
         }
     }
@@ -436,13 +295,7 @@ async fn cli() {
     let help = Command::new(BIN).arg("--help").output().unwrap();
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("descriptor-set OUT_FILE"));
-    for bad in [
-        &["bogus"][..],
-        &[],
-        &["serve", "--listen"],
-        &["serve", "--listen", "nope"],
-        &["descriptor-set"],
-    ] {
+    for bad in [&["bogus"][..], &[], &["serve", "--listen"], &["serve", "--listen", "nope"], &["descriptor-set"]] {
         let output = Command::new(BIN).args(bad).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{bad:?}");
         assert!(String::from_utf8_lossy(&output.stderr).starts_with("example-service: "));
@@ -452,10 +305,7 @@ async fn cli() {
     // (the client answers the GOAWAY while we wait off the runtime).
     let server = Server::start();
     let channel = server.channel().await;
-    BookstoreClient::new(channel.clone())
-        .list_shelves(())
-        .await
-        .unwrap();
+    BookstoreClient::new(channel.clone()).list_shelves(()).await.unwrap();
     let started = std::time::Instant::now();
     let status = sigterm_and_wait(server).await;
     assert!(status.success(), "{status:?}");
@@ -471,13 +321,7 @@ async fn cli() {
 }
 
 async fn sigterm_and_wait(mut server: Server) -> std::process::ExitStatus {
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.child.id().to_string())
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
     assert!(killed.success());
-    tokio::task::spawn_blocking(move || server.child.wait().unwrap())
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap()
 }

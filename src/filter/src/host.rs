@@ -42,7 +42,8 @@ extern "C" {
         buffer_data: *const u8,
         buffer_size: usize,
     ) -> u32;
-    fn proxy_get_header_map_pairs(map_type: MapType, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+    fn proxy_get_header_map_pairs(map_type: MapType, return_map_data: *mut *mut u8, return_map_size: *mut usize)
+        -> u32;
     fn proxy_get_header_map_value(
         map_type: MapType,
         key_data: *const u8,

@@ -26,7 +26,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 use transcoder::reflection::{self, ReflectionFetch};
 use transcoder::source::{self, DescriptorReflection, DescriptorUrl};
-use transcoder::{TranscoderConfig, GrpcStatusHeaders, HttpReply, RequestOutcome, RequestPlan, ResponseStream, Status, Transcoder};
+use transcoder::{
+    GrpcStatusHeaders, HttpReply, RequestOutcome, RequestPlan, ResponseStream, Status, Transcoder, TranscoderConfig,
+};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -143,7 +145,11 @@ impl Root {
                 transcoder::Code::DeadlineExceeded,
                 format!("the gRPC backend did not answer within {:?} (grpc-timeout)", d.timeout),
             );
-            if let Err(e) = host::send_response(504, &[("content-type".into(), "application/json".into())], &t.local_error(&status).body) {
+            if let Err(e) = host::send_response(
+                504,
+                &[("content-type".into(), "application/json".into())],
+                &t.local_error(&status).body,
+            ) {
                 warn!("rust_grpc_proxy: could not answer a call past its deadline: {e}");
             }
         }
@@ -181,12 +187,26 @@ impl Root {
         match &remote.source {
             Source::Url(url) => {
                 let Ok((authority, path)) = url.authority_and_path() else { return };
-                let headers = [(":method", "GET"), (":path", path), (":authority", authority), ("accept", "application/octet-stream")];
-                match proxy_wasm::hostcalls::dispatch_http_call(&url.cluster, headers.to_vec(), None, Vec::new(), url.timeout()) {
+                let headers = [
+                    (":method", "GET"),
+                    (":path", path),
+                    (":authority", authority),
+                    ("accept", "application/octet-stream"),
+                ];
+                match proxy_wasm::hostcalls::dispatch_http_call(
+                    &url.cluster,
+                    headers.to_vec(),
+                    None,
+                    Vec::new(),
+                    url.timeout(),
+                ) {
                     Ok(token) => remote.pending = Some(token),
                     Err(e) => {
                         metrics::count("descriptor.failures");
-                        warn!("rust_grpc_proxy: cannot fetch the descriptor set from {} on cluster {:?}: {e:?}", url.url, url.cluster);
+                        warn!(
+                            "rust_grpc_proxy: cannot fetch the descriptor set from {} on cluster {:?}: {e:?}",
+                            url.url, url.cluster
+                        );
                     }
                 }
             }
@@ -242,7 +262,8 @@ impl Root {
             Ok(fetched) => fetched,
             Err(e) => {
                 metrics::count("descriptor.failures");
-                let kept = if self.transcoder.is_some() { "the set in service stays" } else { "no set loaded yet, retrying" };
+                let kept =
+                    if self.transcoder.is_some() { "the set in service stays" } else { "no set loaded yet, retrying" };
                 warn!("rust_grpc_proxy: descriptor fetch from {} failed: {e}; {kept}", remote.name);
                 return;
             }
@@ -392,7 +413,9 @@ impl RootContext for Root {
         };
         let source = match (config.descriptor_url.clone(), config.descriptor_reflection.clone()) {
             (Some(url), _) => Some((url.url.clone(), Source::Url(url))),
-            (None, Some(r)) => Some((format!("gRPC server reflection on cluster {:?}", r.cluster), Source::Reflection(r))),
+            (None, Some(r)) => {
+                Some((format!("gRPC server reflection on cluster {:?}", r.cluster), Source::Reflection(r)))
+            }
             (None, None) => None,
         };
         if let Some((name, source)) = source {
@@ -599,8 +622,16 @@ fn is_connection_header(name: &str) -> bool {
     name.starts_with(':')
         || matches!(
             name,
-            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te" | "trailer"
-                | "content-length" | "content-type" | "host"
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "transfer-encoding"
+                | "upgrade"
+                | "te"
+                | "trailer"
+                | "content-length"
+                | "content-type"
+                | "host"
         )
 }
 
@@ -609,16 +640,18 @@ fn is_grpc_response_header(name: &str) -> bool {
     is_connection_header(name)
         || matches!(
             name,
-            "grpc-status" | "grpc-message" | "grpc-status-details-bin" | "grpc-encoding" | "grpc-accept-encoding"
-                | "date" | "server"
+            "grpc-status"
+                | "grpc-message"
+                | "grpc-status-details-bin"
+                | "grpc-encoding"
+                | "grpc-accept-encoding"
+                | "date"
+                | "server"
         )
 }
 
 fn text_pairs(pairs: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
-    pairs
-        .into_iter()
-        .filter_map(|(k, v)| String::from_utf8(v).ok().map(|v| (k, v)))
-        .collect()
+    pairs.into_iter().filter_map(|(k, v)| String::from_utf8(v).ok().map(|v| (k, v))).collect()
 }
 
 fn find<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -645,10 +678,8 @@ impl Context for Request {
         // the whole header block over as trailing metadata.
         self.initial_metadata = entries > 0;
         if let Ok(pairs) = host::get_map(MapType::GrpcReceiveInitialMetadata) {
-            self.response_headers = text_pairs(pairs)
-                .into_iter()
-                .filter(|(k, _)| !is_grpc_response_header(k))
-                .collect();
+            self.response_headers =
+                text_pairs(pairs).into_iter().filter(|(k, _)| !is_grpc_response_header(k)).collect();
         }
     }
 
@@ -660,7 +691,8 @@ impl Context for Request {
                 return;
             }
         };
-        let (Some(t), Some(plan), Some(stream)) = (self.transcoder.clone(), self.plan.as_ref(), self.response_stream.as_mut())
+        let (Some(t), Some(plan), Some(stream)) =
+            (self.transcoder.clone(), self.plan.as_ref(), self.response_stream.as_mut())
         else {
             self.stream_messages.push(message);
             return;
@@ -723,7 +755,8 @@ impl Context for Request {
             // own unary client fails such calls as INTERNAL too).
             t.local_error(&Status::internal("the gRPC server answered OK without a complete response message"))
         } else {
-            let framed: Vec<u8> = self.stream_messages.iter().flat_map(|m| transcoder::frame::encode_frame(m)).collect();
+            let framed: Vec<u8> =
+                self.stream_messages.iter().flat_map(|m| transcoder::frame::encode_frame(m)).collect();
             t.unary_response(&plan, &framed, grpc)
         };
         let mut headers = std::mem::take(&mut self.response_headers);
@@ -751,7 +784,13 @@ impl Request {
     }
 
     /// Rewrites the request headers into a gRPC call's.
-    fn rewrite_request_headers(&self, transcoder: &Transcoder, plan: &RequestPlan, method: &str, path: &str) -> Result<(), host::HostError> {
+    fn rewrite_request_headers(
+        &self,
+        transcoder: &Transcoder,
+        plan: &RequestPlan,
+        method: &str,
+        path: &str,
+    ) -> Result<(), host::HostError> {
         let Some(info) = transcoder.method(plan) else { return Ok(()) };
         let h = MapType::HttpRequestHeaders;
         host::set_header(h, "x-envoy-original-path", path)?;
@@ -797,8 +836,10 @@ impl Request {
         // servers (hyper/tonic) reset such streams with a protocol error.
         let authority = headers.iter().find(|(k, _)| k == ":authority").and_then(|(_, v)| std::str::from_utf8(v).ok());
         let service = grpc_service_for_cluster(&cluster, authority);
-        let token = proxy_wasm::hostcalls::open_grpc_stream(&service, &info.service, &info.name, metadata)
-            .map_err(|e| Status::new(transcoder::Code::Unavailable, format!("cannot call cluster {cluster:?}: {e:?}")))?;
+        let token =
+            proxy_wasm::hostcalls::open_grpc_stream(&service, &info.service, &info.name, metadata).map_err(|e| {
+                Status::new(transcoder::Code::Unavailable, format!("cannot call cluster {cluster:?}: {e:?}"))
+            })?;
         // The request's end goes with close_grpc_stream, not with the message: Envoy forgets
         // a gRPC stream of a Wasm context only once it was closed locally that way; a stream
         // ended by end_of_stream stays in Envoy's table (about 100 bytes per request, seen as
@@ -807,7 +848,10 @@ impl Request {
             .and_then(|()| proxy_wasm::hostcalls::close_grpc_stream(token));
         if let Err(e) = sent {
             let _ = proxy_wasm::hostcalls::cancel_grpc_stream(token);
-            return Err(Status::new(transcoder::Code::Unavailable, format!("cannot send to cluster {cluster:?}: {e:?}")));
+            return Err(Status::new(
+                transcoder::Code::Unavailable,
+                format!("cannot send to cluster {cluster:?}: {e:?}"),
+            ));
         }
         self.via_stream = Some(token);
         if let Ok(now) = proxy_wasm::hostcalls::get_current_time() {
@@ -882,9 +926,8 @@ impl Request {
         let (Some(plan), Some(stream)) = (self.plan.as_ref(), self.request_stream.as_mut()) else {
             return Action::Continue;
         };
-        let result = t
-            .request_stream_chunk(plan, stream, self.content_type.as_deref(), chunk, end)
-            .and_then(|frames| {
+        let result =
+            t.request_stream_chunk(plan, stream, self.content_type.as_deref(), chunk, end).and_then(|frames| {
                 if chunk.is_empty() && frames.is_empty() {
                     return Ok(());
                 }
@@ -1005,7 +1048,14 @@ impl Request {
     fn rewrite_stream_headers(&self) {
         let h = MapType::HttpResponseHeaders;
         let content_type = self.response_stream.as_ref().map(|s| s.content_type());
-        for name in ["content-length", "grpc-encoding", "grpc-accept-encoding", "grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        for name in [
+            "content-length",
+            "grpc-encoding",
+            "grpc-accept-encoding",
+            "grpc-status",
+            "grpc-message",
+            "grpc-status-details-bin",
+        ] {
             let _ = host::remove_header(h, name);
         }
         if let Some(content_type) = content_type {
@@ -1081,7 +1131,8 @@ impl HttpContext for Request {
             }
             RequestOutcome::Transcode(plan) => plan,
         };
-        self.metric_method = t.method(&plan).map(|info| (metrics::element(&info.service), metrics::element(&info.name)));
+        self.metric_method =
+            t.method(&plan).map(|info| (metrics::element(&info.service), metrics::element(&info.name)));
         self.content_type = content_type;
         self.response_stream = t.response_stream(&plan);
         self.request_stream = t.request_stream(&plan);
@@ -1226,9 +1277,8 @@ impl HttpContext for Request {
             if self.response_body.len() > max {
                 self.plan = None;
                 self.response_body = Vec::new();
-                let status = Status::internal(format!(
-                    "the gRPC response is larger than max_response_body_size ({max} bytes)"
-                ));
+                let status =
+                    Status::internal(format!("the gRPC response is larger than max_response_body_size ({max} bytes)"));
                 self.send(t.local_error(&status), &mut Vec::new());
                 return Action::Pause;
             }

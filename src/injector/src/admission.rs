@@ -37,16 +37,8 @@ pub fn review(body: &[u8], cfg: &InjectorConfig) -> Decision {
     };
     // Best effort, so that even a review we cannot read is answered with its uid (the API
     // server drops answers whose uid does not match).
-    let uid = value
-        .pointer("/request/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let namespace = value
-        .pointer("/request/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let uid = value.pointer("/request/uid").and_then(Value::as_str).unwrap_or_default().to_string();
+    let namespace = value.pointer("/request/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
     let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
     if kind != "AdmissionReview" || api_version != REVIEW_API_VERSION {
@@ -97,10 +89,7 @@ pub fn review(body: &[u8], cfg: &InjectorConfig) -> Decision {
             return req.name.clone();
         }
         let meta = pod.map(|p| &p.metadata);
-        match (
-            meta.and_then(|m| m.name.clone()),
-            meta.and_then(|m| m.generate_name.clone()),
-        ) {
+        match (meta.and_then(|m| m.name.clone()), meta.and_then(|m| m.generate_name.clone())) {
             (Some(n), _) if !n.is_empty() => n,
             (_, Some(g)) => format!("{g}*"),
             _ => String::new(),
@@ -126,22 +115,13 @@ pub fn review(body: &[u8], cfg: &InjectorConfig) -> Decision {
     let pod: Pod = match serde_json::from_value(raw) {
         Ok(p) => p,
         Err(e) => {
-            return error(
-                &req.uid,
-                &namespace,
-                &pod_name(None),
-                format!("the pod does not parse as a v1 Pod: {e}"),
-            )
+            return error(&req.uid, &namespace, &pod_name(None), format!("the pod does not parse as a v1 Pod: {e}"))
         }
     };
     let name = pod_name(Some(&pod));
     let base = AdmissionResponse::from(&req);
     match inject::inject(&pod, cfg) {
-        Outcome::Patch {
-            patch,
-            warnings,
-            summary,
-        } => {
+        Outcome::Patch { patch, warnings, summary } => {
             let mut resp = match base.with_patch(patch) {
                 Ok(r) => r,
                 Err(e) => return error(&req.uid, &namespace, &name, format!("internal error: {e}")),
@@ -215,10 +195,7 @@ pub fn to_json(review: AdmissionReview<DynamicObject>) -> Value {
     });
     if let Some(patch) = v.pointer_mut("/response/patch") {
         if let Value::Array(items) = patch {
-            let bytes: Option<Vec<u8>> = items
-                .iter()
-                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
-                .collect();
+            let bytes: Option<Vec<u8>> = items.iter().map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok())).collect();
             if let Some(bytes) = bytes {
                 *patch = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
             }
@@ -232,13 +209,7 @@ pub fn response_patch(review: &Value) -> Result<Option<json_patch::Patch>, Strin
     let Some(p) = review.pointer("/response/patch") else {
         return Ok(None);
     };
-    let text = p
-        .as_str()
-        .ok_or("response.patch is not a string (the API server expects base64)")?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| format!("response.patch: {e}"))?;
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| format!("response.patch is not a JSON Patch: {e}"))
+    let text = p.as_str().ok_or("response.patch is not a string (the API server expects base64)")?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("response.patch: {e}"))?;
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("response.patch is not a JSON Patch: {e}"))
 }

@@ -32,13 +32,7 @@ pub fn services(set: &[u8]) -> Result<Vec<String>, String> {
                 _ => {}
             }
         }
-        out.extend(names.into_iter().map(|n| {
-            if package.is_empty() {
-                n
-            } else {
-                format!("{package}.{n}")
-            }
-        }));
+        out.extend(names.into_iter().map(|n| if package.is_empty() { n } else { format!("{package}.{n}") }));
     }
     Ok(out)
 }
@@ -116,11 +110,7 @@ mod tests {
     fn reads_services() {
         let svc = ld(1, b"Bookstore");
         let file = [ld(1, b"b.proto"), ld(2, b"bookstore.v1"), ld(6, &svc)].concat();
-        let set = [
-            ld(1, &file),
-            ld(1, &[ld(1, b"x.proto"), ld(6, &ld(1, b"Bare"))].concat()),
-        ]
-        .concat();
+        let set = [ld(1, &file), ld(1, &[ld(1, b"x.proto"), ld(6, &ld(1, b"Bare"))].concat())].concat();
         assert_eq!(services(&set).unwrap(), vec!["bookstore.v1.Bookstore", "Bare"]);
     }
 

@@ -25,11 +25,7 @@ use crate::{
 #[derive(Debug)]
 pub enum Outcome {
     /// Inject: the patch, warnings for the user, a one-line summary for the log.
-    Patch {
-        patch: Patch,
-        warnings: Vec<String>,
-        summary: String,
-    },
+    Patch { patch: Patch, warnings: Vec<String>, summary: String },
     /// Admit unchanged; `warning` (if any) is shown to the user.
     Skip { reason: String, warning: Option<String> },
     /// Refuse the pod with this message.
@@ -43,30 +39,17 @@ pub const SIDECAR_UID: i64 = 65532;
 pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
     let labels = pod.metadata.labels.as_ref();
     if labels.and_then(|l| l.get(ENABLE_LABEL)).is_none() {
-        return Outcome::Skip {
-            reason: format!("no {ENABLE_LABEL} label"),
-            warning: None,
-        };
+        return Outcome::Skip { reason: format!("no {ENABLE_LABEL} label"), warning: None };
     }
     if options::status(pod).is_some() {
-        return Outcome::Skip {
-            reason: format!("already injected ({STATUS_ANNOTATION} is set)"),
-            warning: None,
-        };
+        return Outcome::Skip { reason: format!("already injected ({STATUS_ANNOTATION} is set)"), warning: None };
     }
     let spec = match &pod.spec {
         Some(s) => s,
-        None => {
-            return Outcome::Deny {
-                message: "the pod has no spec".into(),
-            }
-        }
+        None => return Outcome::Deny { message: "the pod has no spec".into() },
     };
-    let has_sidecar = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .any(|c| c.name == SIDECAR_NAME);
+    let has_sidecar =
+        spec.containers.iter().chain(spec.init_containers.iter().flatten()).any(|c| c.name == SIDECAR_NAME);
     if has_sidecar {
         return Outcome::Skip {
             reason: format!("a container named {SIDECAR_NAME} exists"),
@@ -87,9 +70,7 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
     let opts = match options::options(pod, cfg) {
         Ok(o) => o,
         Err(errors) => {
-            return Outcome::Deny {
-                message: format!("rust-grpc-proxy sidecar injection: {}", errors.join("; ")),
-            }
+            return Outcome::Deny { message: format!("rust-grpc-proxy sidecar injection: {}", errors.join("; ")) }
         }
     };
 
@@ -98,10 +79,7 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
         DescriptorSource::ConfigMap { name, .. } => {
             volumes.push(Volume {
                 name: DESCRIPTOR_VOLUME.into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: name.clone(),
-                    ..Default::default()
-                }),
+                config_map: Some(ConfigMapVolumeSource { name: name.clone(), ..Default::default() }),
                 ..Default::default()
             });
             Some(DESCRIPTOR_VOLUME.to_string())
@@ -112,10 +90,7 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
     };
     volumes.push(Volume {
         name: RUN_VOLUME.into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            size_limit: Some(Quantity("64Mi".into())),
-            ..Default::default()
-        }),
+        empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity("64Mi".into())), ..Default::default() }),
         ..Default::default()
     });
     let existing: Vec<&str> = spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
@@ -142,19 +117,12 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
 
     let mut ops: Vec<PatchOperation> = Vec::new();
     let add = |ops: &mut Vec<PatchOperation>, tokens: &[&str], value: Value| {
-        ops.push(PatchOperation::Add(AddOperation {
-            path: PointerBuf::from_tokens(tokens.iter().copied()),
-            value,
-        }));
+        ops.push(PatchOperation::Add(AddOperation { path: PointerBuf::from_tokens(tokens.iter().copied()), value }));
     };
 
     // Annotations: the status record, and kubectl's default container -> the app.
     let mut new_annotations = vec![(STATUS_ANNOTATION.to_string(), status.to_string())];
-    let has_default = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(DEFAULT_CONTAINER_ANNOTATION));
+    let has_default = pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(DEFAULT_CONTAINER_ANNOTATION));
     if !has_default && !opts.app_container.is_empty() {
         new_annotations.push((DEFAULT_CONTAINER_ANNOTATION.to_string(), opts.app_container.clone()));
     }
@@ -162,12 +130,7 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
         add(
             &mut ops,
             &["metadata", "annotations"],
-            Value::Object(
-                new_annotations
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::String(v)))
-                    .collect(),
-            ),
+            Value::Object(new_annotations.into_iter().map(|(k, v)| (k, Value::String(v))).collect()),
         );
     } else {
         for (k, v) in new_annotations {
@@ -176,11 +139,7 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
     }
 
     if spec.volumes.is_none() {
-        add(
-            &mut ops,
-            &["spec", "volumes"],
-            Value::Array(volumes.iter().map(to_value).collect()),
-        );
+        add(&mut ops, &["spec", "volumes"], Value::Array(volumes.iter().map(to_value).collect()));
     } else {
         for v in &volumes {
             add(&mut ops, &["spec", "volumes", "-"], to_value(v));
@@ -210,11 +169,7 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
             _ => "",
         }
     );
-    Outcome::Patch {
-        patch: Patch(ops),
-        warnings: opts.warnings.clone(),
-        summary,
-    }
+    Outcome::Patch { patch: Patch(ops), warnings: opts.warnings.clone(), summary }
 }
 
 /// The injected container; `descriptor_volume` is the volume holding the descriptor set
@@ -248,11 +203,7 @@ pub fn sidecar_container(opts: &Options, descriptor_volume: Option<&str>) -> Con
             ..Default::default()
         });
     }
-    volume_mounts.push(VolumeMount {
-        name: RUN_VOLUME.into(),
-        mount_path: RUN_MOUNT.into(),
-        ..Default::default()
-    });
+    volume_mounts.push(VolumeMount { name: RUN_VOLUME.into(), mount_path: RUN_MOUNT.into(), ..Default::default() });
     Container {
         name: SIDECAR_NAME.into(),
         image: Some(opts.image.clone()),
@@ -300,14 +251,8 @@ pub fn sidecar_container(opts: &Options, descriptor_volume: Option<&str>) -> Con
             read_only_root_filesystem: Some(true),
             allow_privilege_escalation: Some(false),
             privileged: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
             ..Default::default()
         }),
         restart_policy: opts.native_sidecar.then(|| "Always".to_string()),

@@ -5,10 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Write one log line: `ts=<unix seconds> level=<level> msg="..." k=v ...`.
 pub fn line(level: &str, msg: &str, fields: &[(&str, &str)]) {
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let mut out = format!("ts={ts:.3} level={level} msg={}", quote(msg));
     for (k, v) in fields {
         out.push(' ');

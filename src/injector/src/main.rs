@@ -142,11 +142,7 @@ fn serve(args: &[String]) -> Result<(), String> {
     };
     for (flag, value) in rest {
         match flag.as_str() {
-            "--listen" => {
-                listen = value
-                    .parse()
-                    .map_err(|_| format!("--listen: not an address: {value}"))?
-            }
+            "--listen" => listen = value.parse().map_err(|_| format!("--listen: not an address: {value}"))?,
             "--tls-cert" => cert = Some(PathBuf::from(value)),
             "--tls-key" => key = Some(PathBuf::from(value)),
             "--cert-reload-interval" => reload_every = secs(&flag, &value)?.max(Duration::from_millis(50)),
@@ -162,10 +158,7 @@ fn serve(args: &[String]) -> Result<(), String> {
         shutdown_delay,
         config,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(server::serve(args))
 }
 
@@ -183,10 +176,7 @@ fn review(args: &[String]) -> Result<(), String> {
         }
     };
     let d = admission::review(&body, &config);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&d.review).map_err(|e| e.to_string())?
-    );
+    println!("{}", serde_json::to_string_pretty(&d.review).map_err(|e| e.to_string())?);
     eprintln!("{}: {}", d.verdict, d.reason);
     Ok(())
 }

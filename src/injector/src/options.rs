@@ -170,12 +170,8 @@ pub const KNOWN_ANNOTATIONS: &[&str] = &[
     "status",
 ];
 
-const PRINT_OPTIONS: &[&str] = &[
-    "add_whitespace",
-    "always_print_primitive_fields",
-    "always_print_enums_as_ints",
-    "preserve_proto_field_names",
-];
+const PRINT_OPTIONS: &[&str] =
+    &["add_whitespace", "always_print_primitive_fields", "always_print_enums_as_ints", "preserve_proto_field_names"];
 
 /// Top-level GrpcJsonTranscoder fields `transcoder-options` may set (snake_case; the
 /// filter also accepts camelCase, and so does this check).
@@ -202,11 +198,7 @@ pub const REST_PORT_NAME: &str = "rgp-rest";
 pub const HEALTH_PORT_NAME: &str = "rgp-health";
 
 fn annotation(pod: &Pod, name: &str) -> Option<String> {
-    pod.metadata
-        .annotations
-        .as_ref()?
-        .get(&format!("{ANNOTATION_PREFIX}{name}"))
-        .cloned()
+    pod.metadata.annotations.as_ref()?.get(&format!("{ANNOTATION_PREFIX}{name}")).cloned()
 }
 
 fn app_containers(pod: &Pod) -> &[Container] {
@@ -215,23 +207,16 @@ fn app_containers(pod: &Pod) -> &[Container] {
 
 fn all_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
     let spec = pod.spec.as_ref();
-    spec.map(|s| s.containers.iter()).into_iter().flatten().chain(
-        spec.and_then(|s| s.init_containers.as_ref())
-            .map(|c| c.iter())
-            .into_iter()
-            .flatten(),
-    )
+    spec.map(|s| s.containers.iter())
+        .into_iter()
+        .flatten()
+        .chain(spec.and_then(|s| s.init_containers.as_ref()).map(|c| c.iter()).into_iter().flatten())
 }
 
 /// Ports the pod's containers declare: (container, name, containerPort).
 fn declared_ports(pod: &Pod) -> Vec<(String, Option<String>, i32)> {
     all_containers(pod)
-        .flat_map(|c| {
-            c.ports
-                .iter()
-                .flatten()
-                .map(move |p| (c.name.clone(), p.name.clone(), p.container_port))
-        })
+        .flat_map(|c| c.ports.iter().flatten().map(move |p| (c.name.clone(), p.name.clone(), p.container_port)))
         .collect()
 }
 
@@ -283,13 +268,7 @@ pub fn grpc_port(pod: &Pod, value: &str) -> Result<(u16, Option<String>, Option<
 pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> {
     let mut errors: Vec<String> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
-    let label = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(ENABLE_LABEL))
-        .cloned()
-        .unwrap_or_default();
+    let label = pod.metadata.labels.as_ref().and_then(|l| l.get(ENABLE_LABEL)).cloned().unwrap_or_default();
 
     let (grpc_port, app, warning) = match grpc_port(pod, &label) {
         Ok(v) => v,
@@ -299,9 +278,7 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         }
     };
     warnings.extend(warning);
-    let app_container = app
-        .or_else(|| app_containers(pod).first().map(|c| c.name.clone()))
-        .unwrap_or_default();
+    let app_container = app.or_else(|| app_containers(pod).first().map(|c| c.name.clone())).unwrap_or_default();
 
     // Unknown annotations with our prefix are refused: a typo must not be ignored silently.
     for key in pod.metadata.annotations.iter().flat_map(|a| a.keys()) {
@@ -309,12 +286,7 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
             if !KNOWN_ANNOTATIONS.contains(&name) {
                 errors.push(format!(
                     "unknown annotation {key} (known after {ANNOTATION_PREFIX}: {})",
-                    KNOWN_ANNOTATIONS
-                        .iter()
-                        .filter(|n| **n != "status")
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    KNOWN_ANNOTATIONS.iter().filter(|n| **n != "status").copied().collect::<Vec<_>>().join(", ")
                 ));
             }
         }
@@ -332,9 +304,8 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
                     default
                 }
                 _ => {
-                    errors.push(format!(
-                        "annotation {ANNOTATION_PREFIX}{name}=\"{v}\": not a port number (1024-65535)"
-                    ));
+                    errors
+                        .push(format!("annotation {ANNOTATION_PREFIX}{name}=\"{v}\": not a port number (1024-65535)"));
                     default
                 }
             },
@@ -345,11 +316,7 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
     let admin_port = port("admin-port", cfg.admin_port);
 
     // The sidecar shares the pod's network namespace: its ports must be free.
-    let ours = [
-        ("port", rest_port),
-        ("health-port", health_port),
-        ("admin-port", admin_port),
-    ];
+    let ours = [("port", rest_port), ("health-port", health_port), ("admin-port", admin_port)];
     for (i, (name, p)) in ours.iter().enumerate() {
         if grpc_port != 0 && *p == grpc_port {
             errors.push(format!(
@@ -372,13 +339,8 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         }
     }
     for n in [REST_PORT_NAME, HEALTH_PORT_NAME] {
-        if let Some((c, _, _)) = declared_ports(pod)
-            .iter()
-            .find(|(_, name, _)| name.as_deref() == Some(n))
-        {
-            errors.push(format!(
-                "container {c} declares a port named {n}, a name the sidecar uses"
-            ));
+        if let Some((c, _, _)) = declared_ports(pod).iter().find(|(_, name, _)| name.as_deref() == Some(n)) {
+            errors.push(format!("container {c} declares a port named {n}, a name the sidecar uses"));
         }
     }
 
@@ -460,12 +422,7 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
     }
 
     let services: Vec<String> = annotation(pod, "services")
-        .map(|s| {
-            s.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
+        .map(|s| s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
     for s in &services {
         if !s.split('.').all(|part| {
@@ -495,7 +452,11 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
                         transcoder.insert(snake, v);
                     } else if matches!(
                         snake.as_str(),
-                        "proto_descriptor" | "proto_descriptor_bin" | "descriptor_url" | "descriptor_reflection" | "refresh_interval"
+                        "proto_descriptor"
+                            | "proto_descriptor_bin"
+                            | "descriptor_url"
+                            | "descriptor_reflection"
+                            | "refresh_interval"
                     ) {
                         errors.push(format!(
                             "annotation {ANNOTATION_PREFIX}transcoder-options: {k} cannot be set here; the descriptors come from {ANNOTATION_PREFIX}descriptor-configmap, -volume, or -source: reflection (with {ANNOTATION_PREFIX}refresh-interval)"
@@ -512,12 +473,8 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
                     }
                 }
             }
-            Ok(_) => errors.push(format!(
-                "annotation {ANNOTATION_PREFIX}transcoder-options: must be a JSON object"
-            )),
-            Err(e) => errors.push(format!(
-                "annotation {ANNOTATION_PREFIX}transcoder-options: not JSON: {e}"
-            )),
+            Ok(_) => errors.push(format!("annotation {ANNOTATION_PREFIX}transcoder-options: must be a JSON object")),
+            Err(e) => errors.push(format!("annotation {ANNOTATION_PREFIX}transcoder-options: not JSON: {e}")),
         }
     }
     if let Some(text) = annotation(pod, "print-options") {
@@ -541,9 +498,7 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
 
     let image = annotation(pod, "image").unwrap_or_else(|| cfg.image.clone());
     if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        errors.push(format!(
-            "annotation {ANNOTATION_PREFIX}image=\"{image}\": not an image reference"
-        ));
+        errors.push(format!("annotation {ANNOTATION_PREFIX}image=\"{image}\": not an image reference"));
     }
     let image_pull_policy = annotation(pod, "image-pull-policy").unwrap_or_else(|| cfg.image_pull_policy.clone());
     if !["Always", "IfNotPresent", "Never"].contains(&image_pull_policy.as_str()) {
@@ -556,17 +511,11 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         Some("true") => true,
         Some("false") => false,
         Some(v) => {
-            errors.push(format!(
-                "annotation {ANNOTATION_PREFIX}native-sidecar=\"{v}\": \"true\" or \"false\""
-            ));
+            errors.push(format!("annotation {ANNOTATION_PREFIX}native-sidecar=\"{v}\": \"true\" or \"false\""));
             cfg.native_sidecar
         }
     };
-    let restart_policy = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.restart_policy.clone())
-        .unwrap_or_else(|| "Always".into());
+    let restart_policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
     if !native_sidecar && restart_policy != "Always" {
         warnings.push(format!(
             "classic sidecar layout on a pod with restartPolicy {restart_policy}: the Envoy container keeps running after the app exits, so the pod does not complete (native sidecars, Kubernetes 1.29+, do not have this problem)"
@@ -613,9 +562,7 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         Some(v) => match v.parse::<u32>() {
             Ok(n) if (1..=64).contains(&n) => n,
             _ => {
-                errors.push(format!(
-                    "annotation {ANNOTATION_PREFIX}concurrency=\"{v}\": Envoy worker threads, 1-64"
-                ));
+                errors.push(format!("annotation {ANNOTATION_PREFIX}concurrency=\"{v}\": Envoy worker threads, 1-64"));
                 cfg.concurrency
             }
         },
@@ -630,7 +577,9 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
     let descriptor = match descriptor {
         Some(descriptor) if errors.is_empty() => descriptor,
         Some(_) => return Err(errors),
-        None if errors.is_empty() => return Err(vec!["no descriptor source could be worked out from the annotations".into()]),
+        None if errors.is_empty() => {
+            return Err(vec!["no descriptor source could be worked out from the annotations".into()])
+        }
         None => return Err(errors),
     };
     Ok(Options {
@@ -679,11 +628,8 @@ fn mounted_source(
             Some(DescriptorSource::ConfigMap { name, key })
         }
         (None, Some(name)) => {
-            let exists = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.volumes.as_ref())
-                .is_some_and(|v| v.iter().any(|v| v.name == name));
+            let exists =
+                pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.name == name));
             if !exists {
                 errors.push(format!(
                     "annotation {ANNOTATION_PREFIX}descriptor-volume=\"{name}\": the pod has no volume named {name}"
@@ -746,9 +692,7 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -766,9 +710,7 @@ fn is_relative_file(s: &str) -> bool {
 /// when it does not parse the way the API server reads quantities. Negative values are
 /// refused (the API server refuses them for resources).
 pub fn quantity(s: &str) -> Option<f64> {
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+')).unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     let num = num.strip_prefix('+').unwrap_or(num);
     if num.is_empty() || num.matches('.').count() > 1 || num == "." {

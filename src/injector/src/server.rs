@@ -47,14 +47,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let cert = tls::ReloadingCert::load(&args.cert, &args.key)?;
     cert.watch(args.reload_every);
     let acceptor = TlsAcceptor::from(tls::server_config(Arc::clone(&cert))?);
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listener =
+        TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let state = Arc::new(State {
-        config: args.config,
-        ready: AtomicBool::new(true),
-    });
+    let state = Arc::new(State { config: args.config, ready: AtomicBool::new(true) });
     log::info(&format!("listening on {addr}"), &[("version", crate::VERSION)]);
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -62,10 +58,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let stop = async {
         signals.recv().await;
         state.ready.store(false, Ordering::SeqCst);
-        log::info(
-            "shutting down: not ready",
-            &[("delay", &format!("{:?}", args.shutdown_delay))],
-        );
+        log::info("shutting down: not ready", &[("delay", &format!("{:?}", args.shutdown_delay))]);
         tokio::time::sleep(args.shutdown_delay).await;
     };
     tokio::pin!(stop);
@@ -88,10 +81,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    log::warn(
-                        "TLS handshake failed",
-                        &[("peer", &peer.to_string()), ("error", &e.to_string())],
-                    );
+                    log::warn("TLS handshake failed", &[("peer", &peer.to_string()), ("error", &e.to_string())]);
                     return;
                 }
                 Err(_) => return,
@@ -103,19 +93,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
                 .serve_connection(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn).await {
                 if !e.is_incomplete_message() {
-                    log::warn(
-                        "connection error",
-                        &[("peer", &peer.to_string()), ("error", &e.to_string())],
-                    );
+                    log::warn("connection error", &[("peer", &peer.to_string()), ("error", &e.to_string())]);
                 }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
         log::warn("open connections did not finish within 10s", &[]);
     }
     log::info("stopped", &[]);
@@ -126,10 +110,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
     let text = |status: StatusCode, body: &str| {
         let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
         *r.status_mut() = status;
-        r.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("text/plain"),
-        );
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
         r
     };
     let resp = match (req.method(), req.uri().path()) {
@@ -144,11 +125,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         (&Method::POST, "/mutate") => match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(body) => {
                 let d = admission::review(&body.to_bytes(), &state.config);
-                let reason = if d.verdict == "denied" {
-                    "reason sent to the user"
-                } else {
-                    d.reason.as_str()
-                };
+                let reason = if d.verdict == "denied" { "reason sent to the user" } else { d.reason.as_str() };
                 log::info(
                     "admission",
                     &[
@@ -161,18 +138,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
                 );
                 let body = serde_json::to_vec(&d.review).unwrap_or_default();
                 let mut r = Response::new(Full::new(Bytes::from(body)));
-                r.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static("application/json"),
-                );
+                r.headers_mut()
+                    .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
                 r
             }
             Err(e) => {
                 if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    text(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        &format!("AdmissionReview larger than {MAX_BODY} bytes"),
-                    )
+                    text(StatusCode::PAYLOAD_TOO_LARGE, &format!("AdmissionReview larger than {MAX_BODY} bytes"))
                 } else {
                     text(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}"))
                 }
@@ -180,10 +152,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         },
         (_, "/mutate") => text(StatusCode::METHOD_NOT_ALLOWED, "POST an AdmissionReview to /mutate"),
         (_, "/healthz" | "/readyz") => text(StatusCode::METHOD_NOT_ALLOWED, "GET only"),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found: POST /mutate, GET /healthz, GET /readyz",
-        ),
+        _ => text(StatusCode::NOT_FOUND, "not found: POST /mutate, GET /healthz, GET /readyz"),
     };
     Ok(resp)
 }

@@ -248,7 +248,8 @@ mod tests {
     }
 
     fn options_of(config: &Value) -> Value {
-        let v = config.pointer("/static_resources/listeners/0/filters/0/typed_config/config/configuration/value").unwrap();
+        let v =
+            config.pointer("/static_resources/listeners/0/filters/0/typed_config/config/configuration/value").unwrap();
         serde_json::from_str(v.as_str().unwrap()).unwrap()
     }
 

@@ -47,10 +47,7 @@ impl ReloadingCert {
         let (cert_pem, key_pem) = match read_pair(&self.cert_path, &self.key_path) {
             Ok(p) => p,
             Err(e) => {
-                log::warn(
-                    "certificate files unreadable, keeping the current certificate",
-                    &[("error", &e)],
-                );
+                log::warn("certificate files unreadable, keeping the current certificate", &[("error", &e)]);
                 return false;
             }
         };
@@ -64,17 +61,11 @@ impl ReloadingCert {
             Ok(key) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
                 *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = (cert_pem, key_pem);
-                log::info(
-                    "certificate reloaded",
-                    &[("cert", &self.cert_path.display().to_string())],
-                );
+                log::info("certificate reloaded", &[("cert", &self.cert_path.display().to_string())]);
                 true
             }
             Err(e) => {
-                log::warn(
-                    "new certificate files do not load, keeping the current certificate",
-                    &[("error", &e)],
-                );
+                log::warn("new certificate files do not load, keeping the current certificate", &[("error", &e)]);
                 false
             }
         }
@@ -107,17 +98,15 @@ fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
 }
 
 fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("certificate: {e}"))?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert_pem).collect::<Result<_, _>>().map_err(|e| format!("certificate: {e}"))?;
     if chain.is_empty() {
         return Err("certificate file holds no CERTIFICATE".into());
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key: {e}"))?;
     let signer = ring::sign::any_supported_type(&key).map_err(|e| format!("private key: {e}"))?;
     let ck = CertifiedKey::new(chain, signer);
-    ck.keys_match()
-        .map_err(|e| format!("certificate and key do not match: {e}"))?;
+    ck.keys_match().map_err(|e| format!("certificate and key do not match: {e}"))?;
     Ok(ck)
 }
 

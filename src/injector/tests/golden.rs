@@ -140,9 +140,8 @@ fn golden(name: &str, actual: &str, failures: &mut Vec<String>) {
     }
     match std::fs::read_to_string(&path) {
         Ok(expected) if expected == actual => {}
-        Ok(_) => failures.push(format!(
-            "{name}: differs from the golden file (UPDATE_GOLDEN=1 to rewrite, then review the diff)"
-        )),
+        Ok(_) => failures
+            .push(format!("{name}: differs from the golden file (UPDATE_GOLDEN=1 to rewrite, then review the diff)")),
         Err(_) => failures.push(format!("{name}: golden file missing (UPDATE_GOLDEN=1 writes it)")),
     }
 }
@@ -156,15 +155,9 @@ fn golden_cases() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     cases.sort();
-    let names: BTreeSet<String> = cases
-        .iter()
-        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let names: BTreeSet<String> = cases.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
     let expected_names: BTreeSet<String> = expect.keys().map(|s| s.to_string()).collect();
-    assert_eq!(
-        names, expected_names,
-        "every case needs an expectation and every expectation a case"
-    );
+    assert_eq!(names, expected_names, "every case needs an expectation and every expectation a case");
 
     let mut failures = Vec::new();
     for path in &cases {
@@ -179,20 +172,9 @@ fn golden_cases() {
         assert_eq!(resp["apiVersion"], "admission.k8s.io/v1", "{name}");
         assert_eq!(resp["kind"], "AdmissionReview", "{name}");
         let input: Option<Value> = serde_json::from_slice(&body).ok();
-        let uid = input
-            .as_ref()
-            .and_then(|v| v.pointer("/request/uid"))
-            .cloned()
-            .unwrap_or(json!(""));
-        assert_eq!(
-            resp["response"]["uid"], uid,
-            "{name}: the uid must be copied from the request"
-        );
-        assert_eq!(
-            resp["response"]["allowed"],
-            json!(matches!(*verdict, "injected" | "skipped")),
-            "{name}"
-        );
+        let uid = input.as_ref().and_then(|v| v.pointer("/request/uid")).cloned().unwrap_or(json!(""));
+        assert_eq!(resp["response"]["uid"], uid, "{name}: the uid must be copied from the request");
+        assert_eq!(resp["response"]["allowed"], json!(matches!(*verdict, "injected" | "skipped")), "{name}");
         if matches!(*verdict, "denied" | "error") {
             assert_eq!(resp["response"]["status"]["code"], 400, "{name}");
             assert!(resp["response"].get("patch").is_none(), "{name}");
@@ -204,22 +186,11 @@ fn golden_cases() {
         golden(&format!("{name}.response.json"), &pretty(resp), &mut failures);
 
         let patch = response_patch(resp).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(
-            patch.is_some(),
-            *verdict == "injected",
-            "{name}: a patch exactly when injected"
-        );
+        assert_eq!(patch.is_some(), *verdict == "injected", "{name}: a patch exactly when injected");
         if let Some(patch) = patch {
             assert_eq!(resp["response"]["patchType"], "JSONPatch", "{name}");
-            assert!(
-                resp["response"]["patch"].is_string(),
-                "{name}: patch must be base64 text"
-            );
-            golden(
-                &format!("{name}.patch.json"),
-                &pretty(&serde_json::to_value(&patch).unwrap()),
-                &mut failures,
-            );
+            assert!(resp["response"]["patch"].is_string(), "{name}: patch must be base64 text");
+            golden(&format!("{name}.patch.json"), &pretty(&serde_json::to_value(&patch).unwrap()), &mut failures);
             let mut pod = input.as_ref().unwrap()["request"]["object"].clone();
             json_patch::patch(&mut pod, &patch).unwrap_or_else(|e| panic!("{name}: patch does not apply: {e}"));
             api_server_checks(&name, &pod);
@@ -232,10 +203,7 @@ fn golden_cases() {
             let d2 = review(&serde_json::to_vec(&again).unwrap(), &config_for(&name));
             assert_eq!(d2.verdict, "skipped", "{name}: re-injection: {}", d2.reason);
             assert!(d2.reason.contains("already injected"), "{name}: {}", d2.reason);
-            assert!(
-                d2.review["response"].get("patch").is_none(),
-                "{name}: re-injection patched again"
-            );
+            assert!(d2.review["response"].get("patch").is_none(), "{name}: re-injection patched again");
             assert_eq!(d2.review["response"]["uid"], "second-pass");
         }
     }
@@ -249,34 +217,20 @@ fn api_server_checks(name: &str, pod: &Value) {
     let spec = &pod["spec"];
     let containers = spec["containers"].as_array().cloned().unwrap_or_default();
     let inits = spec["initContainers"].as_array().cloned().unwrap_or_default();
-    let volumes: Vec<String> = spec["volumes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| v["name"].as_str().unwrap().to_string())
-        .collect();
+    let volumes: Vec<String> =
+        spec["volumes"].as_array().into_iter().flatten().map(|v| v["name"].as_str().unwrap().to_string()).collect();
     let unique_volumes: BTreeSet<&String> = volumes.iter().collect();
     assert_eq!(unique_volumes.len(), volumes.len(), "{name}: duplicate volume names");
 
     let mut names = BTreeSet::new();
     let mut port_names = BTreeSet::new();
     let mut ports = BTreeSet::new();
-    for (c, is_init) in containers
-        .iter()
-        .map(|c| (c, false))
-        .chain(inits.iter().map(|c| (c, true)))
-    {
+    for (c, is_init) in containers.iter().map(|c| (c, false)).chain(inits.iter().map(|c| (c, true))) {
         let cname = c["name"].as_str().unwrap();
-        assert!(
-            names.insert(cname.to_string()),
-            "{name}: duplicate container name {cname}"
-        );
+        assert!(names.insert(cname.to_string()), "{name}: duplicate container name {cname}");
         for m in c["volumeMounts"].as_array().into_iter().flatten() {
             let v = m["name"].as_str().unwrap();
-            assert!(
-                volumes.iter().any(|x| x == v),
-                "{name}: {cname} mounts unknown volume {v}"
-            );
+            assert!(volumes.iter().any(|x| x == v), "{name}: {cname} mounts unknown volume {v}");
         }
         for p in c["ports"].as_array().into_iter().flatten() {
             if let Some(pn) = p["name"].as_str() {
@@ -288,17 +242,11 @@ fn api_server_checks(name: &str, pod: &Value) {
         }
         let restart_always = c["restartPolicy"] == "Always";
         if !is_init {
-            assert!(
-                c.get("restartPolicy").is_none(),
-                "{name}: restartPolicy on a regular container"
-            );
+            assert!(c.get("restartPolicy").is_none(), "{name}: restartPolicy on a regular container");
         }
         if is_init && !restart_always {
             for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
-                assert!(
-                    c.get(probe).is_none(),
-                    "{name}: {probe} on a (non-sidecar) init container {cname}"
-                );
+                assert!(c.get(probe).is_none(), "{name}: {probe} on a (non-sidecar) init container {cname}");
             }
         }
         if let Some(limits) = c["resources"]["limits"].as_object() {
@@ -329,18 +277,10 @@ fn api_server_checks(name: &str, pod: &Value) {
         .find(|c| c["name"] == "rust-grpc-proxy")
         .unwrap_or_else(|| panic!("{name}: no sidecar"));
     let native = status["layout"] == "native";
-    assert_eq!(
-        native,
-        inits.iter().any(|c| c["name"] == "rust-grpc-proxy"),
-        "{name}: layout"
-    );
+    assert_eq!(native, inits.iter().any(|c| c["name"] == "rust-grpc-proxy"), "{name}: layout");
     assert_eq!(native, sidecar["restartPolicy"] == "Always", "{name}: restartPolicy");
     if native {
-        assert_eq!(
-            inits.last().unwrap()["name"],
-            "rust-grpc-proxy",
-            "{name}: the sidecar is the last init container"
-        );
+        assert_eq!(inits.last().unwrap()["name"], "rust-grpc-proxy", "{name}: the sidecar is the last init container");
     }
     let sc = &sidecar["securityContext"];
     assert_eq!(sc["runAsNonRoot"], true);
@@ -353,11 +293,8 @@ fn api_server_checks(name: &str, pod: &Value) {
     // The descriptors: a mounted set handed to the sidecar step, or (and only then
     // nothing mounted) the app's reflection service read by the filter through `app`.
     let args: Vec<&str> = sidecar["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    let mounted = sidecar["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|m| m["mountPath"] == "/etc/rust-grpc-proxy/descriptor");
+    let mounted =
+        sidecar["volumeMounts"].as_array().unwrap().iter().any(|m| m["mountPath"] == "/etc/rust-grpc-proxy/descriptor");
     assert_eq!(args.contains(&"--descriptor"), mounted, "{name}: --descriptor without its mount or the reverse");
     let bootstrap: Value = serde_json::from_str(sidecar["env"][0]["value"].as_str().unwrap()).unwrap();
     let filter_config = bootstrap
@@ -379,14 +316,8 @@ fn api_server_checks(name: &str, pod: &Value) {
         );
     }
     // No descriptor bytes anywhere in the pod: it must stay small.
-    assert!(
-        pod.to_string().len() < 32 * 1024,
-        "{name}: patched pod unexpectedly large"
-    );
-    assert!(
-        !pod.to_string().contains("proto_descriptor_bin"),
-        "{name}: descriptor in the pod spec"
-    );
+    assert!(pod.to_string().len() < 32 * 1024, "{name}: patched pod unexpectedly large");
+    assert!(!pod.to_string().contains("proto_descriptor_bin"), "{name}: descriptor in the pod spec");
 }
 
 /// The patch serialization issue, pinned: kube-core writes `patch` as an array of numbers,
@@ -395,10 +326,7 @@ fn api_server_checks(name: &str, pod: &Value) {
 fn patch_is_base64_not_number_array() {
     use kube_core::admission::AdmissionResponse;
     let raw = serde_json::to_value(
-        AdmissionResponse::invalid("x")
-            .with_patch(json_patch::Patch(vec![]))
-            .unwrap()
-            .into_review(),
+        AdmissionResponse::invalid("x").with_patch(json_patch::Patch(vec![])).unwrap().into_review(),
     )
     .unwrap();
     assert!(
@@ -407,10 +335,7 @@ fn patch_is_base64_not_number_array() {
         raw["response"]["patch"]
     );
     let fixed = rgp_injector::admission::to_json(
-        AdmissionResponse::invalid("x")
-            .with_patch(json_patch::Patch(vec![]))
-            .unwrap()
-            .into_review(),
+        AdmissionResponse::invalid("x").with_patch(json_patch::Patch(vec![])).unwrap().into_review(),
     );
     assert_eq!(fixed["response"]["patch"], "W10="); // base64("[]")
 }

@@ -39,9 +39,7 @@ fn pki(cn: &str) -> (String, String, String) {
 fn pki_valid(cn: &str, years: Option<(i32, i32)>) -> (String, String, String) {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("{cn} test CA"));
+    ca_params.distinguished_name.push(DnType::CommonName, format!("{cn} test CA"));
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
@@ -63,15 +61,7 @@ fn write_atomic(path: &Path, text: &str) {
 
 fn start(dir: &Path, shutdown_delay: &str) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rgp-injector"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--cert-reload-interval",
-            "0.1",
-            "--shutdown-delay",
-            shutdown_delay,
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--cert-reload-interval", "0.1", "--shutdown-delay", shutdown_delay])
         .arg("--tls-cert")
         .arg(dir.join("tls.crt"))
         .arg("--tls-key")
@@ -90,27 +80,12 @@ fn start(dir: &Path, shutdown_delay: &str) -> Server {
             }
         }
     });
-    let mut server = Server {
-        child,
-        port: 0,
-        log: rx,
-    }; // killed on drop, even if this panics
-    let first = server
-        .log
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the server logs its address");
+    let mut server = Server { child, port: 0, log: rx }; // killed on drop, even if this panics
+    let first = server.log.recv_timeout(Duration::from_secs(10)).expect("the server logs its address");
     // msg="listening on 127.0.0.1:PORT" version=...
-    let addr = first
-        .split("listening on ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    let addr = first.split("listening on ").nth(1).unwrap_or_else(|| panic!("unexpected first line: {first}"));
     let addr = addr.split(['"', ' ']).next().unwrap();
-    server.port = addr
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("no port in {first}"));
+    server.port = addr.rsplit(':').next().unwrap().parse().unwrap_or_else(|_| panic!("no port in {first}"));
     server
 }
 
@@ -126,11 +101,7 @@ fn curl(ca: &Path, url: &str, extra: &[&str]) -> (u16, String, String) {
         .expect("curl runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-    (
-        code.trim().parse().unwrap_or(0),
-        body.to_string(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (code.trim().parse().unwrap_or(0), body.to_string(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -164,11 +135,8 @@ fn https_mutate_health_and_certificate_swap() {
     // A review through HTTPS, as the API server sends it.
     let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases/deployment-generatename.json");
     let data = format!("@{}", case.display());
-    let (code, body, err) = curl(
-        &ca1p,
-        &format!("{base}/mutate"),
-        &["-H", "Content-Type: application/json", "--data-binary", &data],
-    );
+    let (code, body, err) =
+        curl(&ca1p, &format!("{base}/mutate"), &["-H", "Content-Type: application/json", "--data-binary", &data]);
     assert_eq!(code, 200, "{err}");
     let review: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(review["response"]["uid"], "4b1c2f7e-9d0a-4c55-8f0e-1a2b3c4d5e01");
@@ -179,10 +147,7 @@ fn https_mutate_health_and_certificate_swap() {
     assert_eq!(code, 200);
     let review: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(review["response"]["allowed"], false);
-    assert!(review["response"]["status"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("not JSON"));
+    assert!(review["response"]["status"]["message"].as_str().unwrap().contains("not JSON"));
     // The log names the pod (generateName*) and namespace, nothing of the spec.
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut logged = Vec::new();
@@ -191,14 +156,8 @@ fn https_mutate_health_and_certificate_swap() {
             logged.push(l);
         }
     }
-    let line = logged
-        .iter()
-        .find(|l| l.contains("verdict=injected"))
-        .expect("an admission log line");
-    assert!(
-        line.contains("namespace=shop") && line.contains("pod=bookstore-7c9f8d6b5-*"),
-        "{line}"
-    );
+    let line = logged.iter().find(|l| l.contains("verdict=injected")).expect("an admission log line");
+    assert!(line.contains("namespace=shop") && line.contains("pod=bookstore-7c9f8d6b5-*"), "{line}");
     assert!(
         !line.contains("registry.example") && !line.contains("50051/") && !line.contains("kube-api-access"),
         "{line}"
@@ -212,11 +171,7 @@ fn https_mutate_health_and_certificate_swap() {
         assert!(Instant::now() < deadline, "the new certificate was not picked up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(
-        curl(&ca1p, &format!("{base}/healthz"), &[]).0,
-        0,
-        "the old certificate is still served"
-    );
+    assert_eq!(curl(&ca1p, &format!("{base}/healthz"), &[]).0, 0, "the old certificate is still served");
 
     // A broken pair (say, caught half-written) does not replace the good certificate.
     write_atomic(&dir.join("tls.crt"), &cert1); // cert1 with key2: mismatch
@@ -255,11 +210,7 @@ fn sigterm_turns_readiness_off_then_stops() {
         saw_503 = curl(&cap, &format!("{base}/readyz"), &[]).0 == 503;
     }
     assert!(saw_503, "readiness did not turn 503 during the shutdown delay");
-    assert_eq!(
-        curl(&cap, &format!("{base}/healthz"), &[]).0,
-        200,
-        "still serving during the delay"
-    );
+    assert_eq!(curl(&cap, &format!("{base}/healthz"), &[]).0, 200, "still serving during the delay");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -352,11 +303,7 @@ fn curl_parallel(ca: &Path, url: &str, bodies: &[PathBuf], out: &Path) -> Vec<(u
         report.lines().count(),
         bodies.len(),
         report.lines().take(5).collect::<Vec<_>>().join("\n"),
-        String::from_utf8_lossy(&result.stderr)
-            .lines()
-            .take(10)
-            .collect::<Vec<_>>()
-            .join("\n")
+        String::from_utf8_lossy(&result.stderr).lines().take(10).collect::<Vec<_>>().join("\n")
     );
     for line in report.lines() {
         let mut parts = line.splitn(3, ' ');
@@ -417,26 +364,14 @@ fn invalid_reviews_at_a_high_rate_then_a_load_of_valid_ones() {
     let mut invalid: Vec<(String, Vec<u8>)> = vec![
         ("not JSON".into(), b"{not json".to_vec()),
         ("empty".into(), Vec::new()),
-        (
-            "nested 100000 deep".into(),
-            [b"[".repeat(100_000), b"]".repeat(100_000)].concat(),
-        ),
-        (
-            "1 MB string".into(),
-            format!("{{\"kind\": \"{}\"}}", "x".repeat(1 << 20)).into_bytes(),
-        ),
+        ("nested 100000 deep".into(), [b"[".repeat(100_000), b"]".repeat(100_000)].concat()),
+        ("1 MB string".into(), format!("{{\"kind\": \"{}\"}}", "x".repeat(1 << 20)).into_bytes()),
         ("binary".into(), (0..=255u8).cycle().take(50_000).collect()),
         ("a JSON number".into(), b"12345678901234567890123456789".to_vec()),
         ("an object".into(), b"{}".to_vec()),
         ("invalid UTF-8".into(), b"{\"kind\": \"\xff\xfe\"}".to_vec()),
     ];
-    for case in [
-        "malformed-no-request",
-        "malformed-not-json",
-        "malformed-pod",
-        "malformed-v1beta1",
-        "not-a-pod",
-    ] {
+    for case in ["malformed-no-request", "malformed-not-json", "malformed-pod", "malformed-v1beta1", "not-a-pod"] {
         invalid.push((case.into(), std::fs::read(cases.join(format!("{case}.json"))).unwrap()));
     }
     let mut bodies = Vec::new();
@@ -458,12 +393,7 @@ fn invalid_reviews_at_a_high_rate_then_a_load_of_valid_ones() {
         let review: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{name}: {e}: {body}"));
         assert_eq!(review["response"]["allowed"], false, "{name}: {body}");
         assert_eq!(review["response"]["status"]["code"], 400, "{name}: {body}");
-        assert!(
-            review["response"]["status"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{name}: {body}"
-        );
+        assert!(review["response"]["status"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}: {body}");
     }
 
     let valid = cases.join("deployment-generatename.json");
@@ -477,10 +407,7 @@ fn invalid_reviews_at_a_high_rate_then_a_load_of_valid_ones() {
         assert_eq!(*code, 200, "{body}");
         let review: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(review["response"]["allowed"], true, "{body}");
-        assert!(
-            rgp_injector::admission::response_patch(&review).unwrap().is_some(),
-            "{body}"
-        );
+        assert!(rgp_injector::admission::response_patch(&review).unwrap().is_some(), "{body}");
     }
     let mut latencies: Vec<f64> = answers.iter().map(|a| a.1).collect();
     latencies.sort_by(f64::total_cmp);
@@ -497,12 +424,6 @@ fn invalid_reviews_at_a_high_rate_then_a_load_of_valid_ones() {
         names.len(),
         rss_after
     );
-    assert_eq!(
-        curl(&cap, &format!("https://localhost:{}/healthz", server.port), &[]).0,
-        200
-    );
-    assert!(
-        rss_after < rss_before + 100 * 1024,
-        "RSS grew from {rss_before} kB to {rss_after} kB"
-    );
+    assert_eq!(curl(&cap, &format!("https://localhost:{}/healthz", server.port), &[]).0, 200);
+    assert!(rss_after < rss_before + 100 * 1024, "RSS grew from {rss_before} kB to {rss_after} kB");
 }

@@ -42,11 +42,7 @@ fn free_port() -> u16 {
 
 fn env_path(name: &str) -> Option<PathBuf> {
     let p = PathBuf::from(std::env::var_os(name)?);
-    assert!(
-        p.exists(),
-        "{name}={} does not exist (make test-injector builds it)",
-        p.display()
-    );
+    assert!(p.exists(), "{name}={} does not exist (make test-injector builds it)", p.display());
     Some(p)
 }
 
@@ -63,15 +59,8 @@ fn real_inputs() -> Option<[PathBuf; 4]> {
 }
 
 fn curl(args: &[&str]) -> (String, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().expect("curl runs");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// The pod of the Deployment case, labelled with `grpc_port` and with the sidecar's ports
@@ -130,10 +119,7 @@ fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descript
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let mut map: Vec<(String, String)> = vec![
-        (
-            rgp_injector::IMAGE_INJECTOR_BIN.into(),
-            env!("CARGO_BIN_EXE_rgp-injector").into(),
-        ),
+        (rgp_injector::IMAGE_INJECTOR_BIN.into(), env!("CARGO_BIN_EXE_rgp-injector").into()),
         (rgp_injector::IMAGE_ENVOY_BIN.into(), envoy.display().to_string()),
         (rgp_injector::IMAGE_WASM.into(), wasm.display().to_string()),
     ];
@@ -141,12 +127,8 @@ fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descript
     for m in sidecar["volumeMounts"].as_array().unwrap() {
         let name = m["name"].as_str().unwrap();
         let mount = m["mountPath"].as_str().unwrap();
-        let vol = spec["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name)
-            .expect("mounted volume exists");
+        let vol =
+            spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == name).expect("mounted volume exists");
         let local = root.join(name);
         std::fs::create_dir_all(&local).unwrap();
         if let Some(cm) = vol.get("configMap") {
@@ -164,12 +146,8 @@ fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descript
     map.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
 
     // readOnlyRootFilesystem: the only file the container writes is under a writable mount.
-    let args: Vec<String> = sidecar["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
+    let args: Vec<String> =
+        sidecar["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
     let out_at = args.iter().position(|a| a == "--config-out").unwrap() + 1;
     assert!(
         writable.iter().any(|w| args[out_at].starts_with(&format!("{w}/"))),
@@ -189,20 +167,10 @@ fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descript
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap().to_string(),
-                replace_all(e["value"].as_str().unwrap(), &map),
-            )
-        })
+        .map(|e| (e["name"].as_str().unwrap().to_string(), replace_all(e["value"].as_str().unwrap(), &map)))
         .collect();
 
-    Container {
-        sidecar,
-        root,
-        command,
-        env,
-    }
+    Container { sidecar, root, command, env }
 }
 
 /// Starts the container's command with exactly its environment; stdout (Envoy's access
@@ -259,27 +227,10 @@ fn wait_ready(c: &Container, sidecar: &mut Child) {
 fn check_rest_and_native_grpc(rest: u16, root: &Path) {
     let base = format!("http://127.0.0.1:{rest}");
     let (body, e) = curl(&[&format!("{base}/v1/shelves")]);
-    assert!(
-        body.contains("\"shelves\"") && body.contains("Fiction"),
-        "GET /v1/shelves: {body} {e}"
-    );
-    let (body, e) = curl(&[
-        &format!("{base}/api/v1/echo/hello/get?query=666"),
-        "-H",
-        "MD-hello: world",
-    ]);
-    assert_eq!(
-        body.trim(),
-        r#"{"response":"GET md-hello=world request=hello query=666"}"#,
-        "{e}"
-    );
-    let (body, e) = curl(&[
-        "-X",
-        "POST",
-        &format!("{base}/v1/shelves"),
-        "-d",
-        r#"{"theme": "Poetry"}"#,
-    ]);
+    assert!(body.contains("\"shelves\"") && body.contains("Fiction"), "GET /v1/shelves: {body} {e}");
+    let (body, e) = curl(&[&format!("{base}/api/v1/echo/hello/get?query=666"), "-H", "MD-hello: world"]);
+    assert_eq!(body.trim(), r#"{"response":"GET md-hello=world request=hello query=666"}"#, "{e}");
+    let (body, e) = curl(&["-X", "POST", &format!("{base}/v1/shelves"), "-d", r#"{"theme": "Poetry"}"#]);
     assert!(body.contains("Poetry"), "POST /v1/shelves: {body} {e}");
     let (out, e) = curl(&["-i", &format!("{base}/v1/fail/5")]);
     assert!(out.starts_with("HTTP/1.1 404"), "gRPC NOT_FOUND -> 404: {out} {e}");
@@ -304,10 +255,7 @@ fn check_rest_and_native_grpc(rest: u16, root: &Path) {
     assert!(out.starts_with("HTTP/2 200"), "native gRPC: {out} {e}");
     assert!(out.contains("grpc-status: 0"), "native gRPC trailers: {out}");
     let answer = std::fs::read(root.join("grpc.out")).unwrap();
-    assert!(
-        answer.len() > 5 && answer.windows(7).any(|w| w == b"Fiction"),
-        "native gRPC body: {answer:?}"
-    );
+    assert!(answer.len() > 5 && answer.windows(7).any(|w| w == b"Fiction"), "native gRPC body: {answer:?}");
 
     // Envoy flushes its stdout access log on a timer (about a second), not per request.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -333,10 +281,7 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
     procs.0.push(spawn_sidecar(&c));
     wait_ready(&c, &mut procs.0[1]);
     let err = std::fs::read_to_string(c.root.join("sidecar.err")).unwrap();
-    assert!(
-        err.contains("services: bookstore.v1.Bookstore, echo.v1.EchoService"),
-        "{err}"
-    );
+    assert!(err.contains("services: bookstore.v1.Bookstore, echo.v1.EchoService"), "{err}");
     check_rest_and_native_grpc(rest, &c.root);
 }
 
@@ -380,7 +325,10 @@ fn label_only_pod_with_reflection_default_serves_rest_from_the_apps_reflection()
     let base = format!("http://127.0.0.1:{}", cfg.rest_port);
     let (out, e) = curl(&["-i", &format!("{base}/v1/shelves")]);
     assert!(out.starts_with("HTTP/1.1 503"), "before the app: {out} {e}");
-    assert!(out.contains(r#""code":14"#) && out.contains("no descriptor set loaded yet from gRPC server reflection"), "{out}");
+    assert!(
+        out.contains(r#""code":14"#) && out.contains("no descriptor set loaded yet from gRPC server reflection"),
+        "{out}"
+    );
 
     // The app starts; the filter retries every second: bounded wait for the first load.
     procs.0.push(spawn_example(&example, grpc, &["--reflection"]));
@@ -424,10 +372,7 @@ fn refused_filter_option_stops_the_sidecar_with_the_field_named() {
         free_port(),
         free_port(),
         free_port(),
-        &[(
-            "rust-grpc-proxy/transcoder-options",
-            r#"{"max_request_body_size": "lots"}"#,
-        )],
+        &[("rust-grpc-proxy/transcoder-options", r#"{"max_request_body_size": "lots"}"#)],
     );
     let c = as_kubelet_would(&pod, "refused", &envoy, &wasm, &descriptors);
     let mut child = Command::new(&c.command[0])

@@ -48,11 +48,7 @@ impl Run {
 
 /// Runs `rgp` with these arguments in the repository root.
 pub fn rgp<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_rgp"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run rgp");
+    let out = Command::new(env!("CARGO_BIN_EXE_rgp")).args(args).current_dir(root()).output().expect("run rgp");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8(out.stdout).unwrap(),

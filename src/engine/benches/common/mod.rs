@@ -36,9 +36,7 @@ pub fn descriptor_set() -> Vec<u8> {
     let mut compiler = protox::Compiler::new([format!("{root}/bench/proto"), format!("{root}/descriptors")])
         .expect("include paths exist");
     compiler.include_imports(true);
-    compiler
-        .open_files(["bench/v1/bench.proto"])
-        .expect("bench.proto compiles");
+    compiler.open_files(["bench/v1/bench.proto"]).expect("bench.proto compiles");
     compiler.encode_file_descriptor_set()
 }
 
@@ -63,11 +61,10 @@ pub fn baseline_request(desc: &MessageDescriptor, json: &[u8]) -> Vec<u8> {
 
 /// Baseline response: frame -> DynamicMessage -> JSON (serde_json).
 pub fn baseline_response(desc: &MessageDescriptor, options: &SerializeOptions, framed: &[u8]) -> Vec<u8> {
-    let message = DynamicMessage::decode(desc.clone(), &framed[transcoder::frame::HEADER_LEN..]).expect("baseline decodes");
+    let message =
+        DynamicMessage::decode(desc.clone(), &framed[transcoder::frame::HEADER_LEN..]).expect("baseline decodes");
     let mut out = Vec::with_capacity(framed.len() * 2);
     let mut ser = serde_json::Serializer::new(&mut out);
-    message
-        .serialize_with_options(&mut ser, options)
-        .expect("baseline prints");
+    message.serialize_with_options(&mut ser, options).expect("baseline prints");
     out
 }

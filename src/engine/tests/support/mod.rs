@@ -106,8 +106,7 @@ pub fn request_json(t: &Transcoder, method: &str, path: &str, body: &str) -> ser
 /// The error a request body or URL produces.
 pub fn request_error(t: &Transcoder, method: &str, path: &str, body: &str) -> transcoder::Status {
     let plan = plan(t, method, path);
-    t.request_message(&plan, Some("application/json"), body.as_bytes())
-        .expect_err("request must be refused")
+    t.request_message(&plan, Some("application/json"), body.as_bytes()).expect_err("request must be refused")
 }
 
 /// Encodes a message given as proto3 JSON into protobuf bytes.
