@@ -499,17 +499,18 @@ fn slice_body(size: Option<usize>, response: http::Response<tonic::body::Body>) 
     }
 }
 
+/// A whole-request service as a shared function (the reflection server, type-erased).
+type BoxService =
+    Arc<dyn Fn(http::Request<tonic::body::Body>) -> BoxFuture<http::Response<tonic::body::Body>> + Send + Sync>;
+
 /// Both services behind one path router, with the trailers layer on the
 /// Bookstore. Serve it with [`serve`].
-
 #[derive(Clone)]
 pub struct Routes {
     bookstore: BookstoreServer<BookstoreImpl>,
     echo: EchoServiceServer<EchoImpl>,
     /// `grpc.reflection.v1alpha.ServerReflection`, when serving with reflection.
-    reflection: Option<
-        Arc<dyn Fn(http::Request<tonic::body::Body>) -> BoxFuture<http::Response<tonic::body::Body>> + Send + Sync>,
-    >,
+    reflection: Option<BoxService>,
 }
 
 impl std::fmt::Debug for Routes {
