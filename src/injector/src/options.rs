@@ -381,13 +381,6 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
             ));
         }
         match (source.as_deref(), &configmap, &volume) {
-            (None | Some("configmap" | "volume"), _, _) => {}
-            (Some(other), _, _) => errors.push(format!(
-                "annotation {ANNOTATION_PREFIX}descriptor-source=\"{other}\": one of {}",
-                DESCRIPTOR_SOURCES.join(", ")
-            )),
-        }
-        match (source.as_deref(), &configmap, &volume) {
             (Some("configmap"), _, Some(_)) => errors.push(format!(
                 "annotation {ANNOTATION_PREFIX}descriptor-source=\"configmap\" conflicts with {ANNOTATION_PREFIX}descriptor-volume; remove one of them"
             )),
@@ -397,7 +390,11 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
             (Some("volume"), _, None) => errors.push(format!(
                 "annotation {ANNOTATION_PREFIX}descriptor-source=\"volume\" needs {ANNOTATION_PREFIX}descriptor-volume naming a volume of the pod"
             )),
-            _ => {}
+            (None | Some("configmap" | "volume"), _, _) => {}
+            (Some(other), _, _) => errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}descriptor-source=\"{other}\": one of {}",
+                DESCRIPTOR_SOURCES.join(", ")
+            )),
         }
         mounted_source(pod, cfg, configmap, volume, key_annotation, &mut errors)
     };
