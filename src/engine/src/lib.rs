@@ -96,6 +96,8 @@ pub struct StreamTail {
 #[derive(Debug, Default)]
 pub struct RequestStream {
     splitter: request_stream::ElementSplitter,
+    /// `google.api.HttpBody` messages sent so far (a raw client stream).
+    raw_messages: usize,
 }
 
 /// A complete HTTP answer made by the filter.
@@ -214,7 +216,7 @@ impl Transcoder {
                 source: Source::Path,
             });
         }
-        for (name, value) in parse_query(query, self.config.query_param_unescape_plus) {
+        for QueryPair { raw, name, value } in parse_query(query, self.config.query_param_unescape_plus) {
             if self.ignored_query.contains(&name) {
                 continue;
             }
@@ -223,7 +225,17 @@ impl Transcoder {
                 Ok(value) => (value, None),
                 Err(e) => (e.lossless.clone(), Some(e)),
             };
-            match request::resolve_query_param(&route.method.input, name, value) {
+            // A name that only resolves as written (a json_name holding escapes) is taken as written.
+            let input = &route.method.input;
+            let name = if raw != name
+                && !request::query_param_resolves(input, &name)
+                && request::query_param_resolves(input, raw)
+            {
+                raw.to_string()
+            } else {
+                name
+            };
+            match request::resolve_query_param(input, name, value) {
                 QueryParam::Bound(binding) => {
                     if let Some(e) = bad_value {
                         return RequestOutcome::Reject(Status::invalid_argument(format!(
@@ -266,11 +278,6 @@ impl Transcoder {
         self.route(plan).map(|r| r.method.as_ref())
     }
 
-    /// Whether the route takes the HTTP body (so the filter must read it).
-    pub fn wants_body(&self, plan: &RequestPlan) -> bool {
-        self.route(plan).is_some_and(|r| !matches!(r.body, routes::BodyRule::None))
-    }
-
     /// The request message (unframed) for a plan and its body.
     pub fn request_message(
         &self,
@@ -278,6 +285,10 @@ impl Transcoder {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Vec<u8>, Status> {
+        let streams_json = |r: &Route| r.method.client_streaming && r.method.input.full_name() != routes::HTTP_BODY;
+        if body.is_empty() && self.route(plan).is_some_and(streams_json) {
+            return Err(empty_stream_body());
+        }
         let mut out = Vec::with_capacity(body.len());
         if self.direct_request(plan, body, &mut out) {
             return Ok(out);
@@ -331,11 +342,12 @@ impl Transcoder {
         false
     }
 
-    /// The state of a client stream, for a client-streaming method whose
-    /// route takes a body (else `None`: the body is one message).
+    /// The state of a client stream, for a client-streaming method (else
+    /// `None`: the body is one message). A rule without `body:` streams too, as
+    /// in Envoy's transcoder, where it is the same as `body: "*"`.
     pub fn request_stream(&self, plan: &RequestPlan) -> Option<RequestStream> {
         let route = self.route(plan)?;
-        (route.method.client_streaming && !matches!(route.body, routes::BodyRule::None)).then(RequestStream::default)
+        route.method.client_streaming.then(RequestStream::default)
     }
 
     /// The gRPC frames of the elements a chunk of a client stream's body
@@ -350,8 +362,14 @@ impl Transcoder {
         end: bool,
     ) -> Result<Vec<u8>, Status> {
         let route = self.route(plan).ok_or_else(|| Status::internal("the route of this request vanished"))?;
+        if matches!(route.body, routes::BodyRule::Whole) && route.method.input.full_name() == routes::HTTP_BODY {
+            return self.raw_stream_chunk(route, plan, stream, content_type, chunk, end);
+        }
         let mut elements = stream.splitter.push(chunk)?;
         if end {
+            if stream.splitter.is_blank() {
+                return Err(empty_stream_body());
+            }
             elements.extend(stream.splitter.finish()?);
         }
         let first = stream.splitter.count() + 1 - elements.len();
@@ -364,6 +382,31 @@ impl Transcoder {
             frame::push_frame_header(&mut out, message.len());
             out.extend_from_slice(&message);
         }
+        Ok(out)
+    }
+
+    /// A chunk of a client stream of `google.api.HttpBody`: one message per
+    /// chunk, as in Envoy's transcoder. The first carries the request's content
+    /// type and the URL's bindings, and an empty body still sends it.
+    fn raw_stream_chunk(
+        &self,
+        route: &Route,
+        plan: &RequestPlan,
+        stream: &mut RequestStream,
+        content_type: Option<&str>,
+        chunk: &[u8],
+        end: bool,
+    ) -> Result<Vec<u8>, Status> {
+        let first = stream.raw_messages == 0;
+        if chunk.is_empty() && !(end && first) {
+            return Ok(Vec::new());
+        }
+        let (bindings, content_type) = if first { (plan.bindings.as_slice(), content_type) } else { (&[][..], None) };
+        let message = request::build_request(route, bindings, content_type, chunk, self.parse)?;
+        stream.raw_messages += 1;
+        let mut out = Vec::with_capacity(message.len() + frame::HEADER_LEN);
+        frame::push_frame_header(&mut out, message.len());
+        out.extend_from_slice(&message);
         Ok(out)
     }
 
@@ -514,7 +557,14 @@ impl Transcoder {
         let upstream_failed = grpc.status.is_some() && status.code != Code::Ok;
         let status = stream.end_status(&status);
         match stream.finish(&status, &self.pool, &self.printer) {
-            StreamEnd::Error(_) if upstream_failed => Err(self.upstream_error(grpc)),
+            StreamEnd::Error(_) if upstream_failed => {
+                let mut reply = self.upstream_error(grpc);
+                // Envoy's transcoder still writes the (empty) array it would have streamed.
+                if !self.config.convert_grpc_status && stream.format() == StreamFormat::JsonArray {
+                    reply.body = b"[]".to_vec();
+                }
+                Err(reply)
+            }
             StreamEnd::Error(status) => Err(self.error_reply(&status, None)),
             StreamEnd::Tail(bytes) => Ok(StreamTail { bytes, status }),
         }
@@ -604,6 +654,15 @@ impl Transcoder {
     }
 }
 
+/// A client-streaming call whose body holds no JSON at all: Envoy's transcoder
+/// refuses it too ("Expected an array"); `[]` is how a client sends no message.
+fn empty_stream_body() -> Status {
+    Status::invalid_argument(
+        "the request body is empty: a client-streaming method takes a JSON array of messages \
+         (`[]` for none) or newline-delimited JSON messages",
+    )
+}
+
 /// The headers that carry a JSON array stream's failure: Envoy closes the
 /// array and loses the status; we still can say it, while headers can be sent.
 pub fn stream_status_headers(stream: &ResponseStream, status: &Status) -> Vec<(String, String)> {
@@ -679,13 +738,26 @@ fn split_path(path_and_query: &str) -> (&str, &str) {
 /// Parameters with an empty name are skipped, as Envoy does; a name that does
 /// not decode to UTF-8 keeps its undecodable escapes (so it names no field);
 /// a value that does not decode is returned as the error.
-fn parse_query(query: &str, unescape_plus: bool) -> Vec<(String, Result<String, percent::InvalidUtf8>)> {
+/// Each name also comes as written, for a field whose `json_name` itself holds
+/// escapes (`search%5Bencoded%5D`), which Envoy matches before decoding too.
+fn parse_query(query: &str, unescape_plus: bool) -> Vec<QueryPair<'_>> {
     query
         .split('&')
         .filter_map(|part| {
-            let (name, value) = part.split_once('=').unwrap_or((part, ""));
-            let name = percent::decode_query_component(name, false).unwrap_or_else(|e| e.lossless);
-            (!name.is_empty()).then(|| (name, percent::decode_query_component(value, unescape_plus)))
+            let (raw, value) = part.split_once('=').unwrap_or((part, ""));
+            let name = percent::decode_query_component(raw, false).unwrap_or_else(|e| e.lossless);
+            (!name.is_empty()).then(|| QueryPair {
+                raw,
+                name,
+                value: percent::decode_query_component(value, unescape_plus),
+            })
         })
         .collect()
+}
+
+/// One query parameter: its name as written and decoded, and its decoded value.
+struct QueryPair<'a> {
+    raw: &'a str,
+    name: String,
+    value: Result<String, percent::InvalidUtf8>,
 }

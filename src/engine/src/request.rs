@@ -82,6 +82,14 @@ pub fn is_scalar_like(message: &MessageDescriptor) -> bool {
 
 /// Resolves one decoded query parameter (`a.b`, `a.b[key]`) against the request type.
 pub fn resolve_query_param(input: &MessageDescriptor, name: String, value: String) -> QueryParam {
+    // A json_name may hold brackets (`search[decoded]`): a path of field names wins over a map key.
+    if name.contains('[') {
+        let names: Vec<&str> = name.split('.').collect();
+        if let Ok(fields) = resolve_query_field_path(input, &names) {
+            let binding = FieldBinding { fields, map_key: None, value, source: Source::Query, name };
+            return QueryParam::Bound(binding);
+        }
+    }
     let (path, map_key) = match name.split_once('[') {
         Some((path, rest)) if rest.ends_with(']') => (path, Some(rest[..rest.len() - 1].to_string())),
         _ => (name.as_str(), None),
@@ -94,6 +102,11 @@ pub fn resolve_query_param(input: &MessageDescriptor, name: String, value: Strin
         }
         Err(reason) => QueryParam::Unknown { name, reason },
     }
+}
+
+/// Whether a query parameter's name binds to a field of `input`.
+pub fn query_param_resolves(input: &MessageDescriptor, name: &str) -> bool {
+    matches!(resolve_query_param(input, name.to_string(), String::new()), QueryParam::Bound(_))
 }
 
 /// Builds the request message bytes (not yet framed) for a matched route.
@@ -111,7 +124,6 @@ pub fn build_request(
 ) -> Result<Vec<u8>, Status> {
     let input = &route.method.input;
     let BodyParts { bytes: mut out, parsed } = match &route.body {
-        BodyRule::None => BodyParts { bytes: Vec::new(), parsed: None },
         BodyRule::Whole if input.full_name() == HTTP_BODY => {
             BodyParts { bytes: http_body(content_type, body), parsed: None }
         }

@@ -110,6 +110,11 @@ impl ElementSplitter {
         self.count
     }
 
+    /// Nothing but whitespace so far: neither an array nor a value has begun.
+    pub fn is_blank(&self) -> bool {
+        self.layout == Layout::Unknown && !self.in_element
+    }
+
     /// A byte outside any element.
     fn between(&mut self, b: u8) -> Result<(), Status> {
         if b.is_ascii_whitespace() {

@@ -98,9 +98,9 @@ pub struct MethodInfo {
 /// Where the HTTP body goes in the request message.
 #[derive(Debug, Clone)]
 pub enum BodyRule {
-    /// No body mapping: the body is ignored.
-    None,
-    /// `body: "*"`: the body is the whole request message.
+    /// `body: "*"`, or no `body:` at all: the body is the whole request
+    /// message. Envoy's transcoder gives both the same (empty) body field path,
+    /// so a body sent on a rule without `body:` is read, not dropped.
     Whole,
     /// `body: "a.b"`: the body is this (resolved) field.
     Field(Vec<FieldDescriptor>),
@@ -205,13 +205,13 @@ impl RouteTable {
             }
         }
         let body = match rule.body.as_str() {
-            "" => BodyRule::None,
-            "*" => BodyRule::Whole,
+            "" | "*" => BodyRule::Whole,
             path => match resolve_field_path(&info.input, &split_path(path)) {
                 Ok(fields) => BodyRule::Field(fields),
                 Err(e) => {
                     problems.push(format!("body {path:?}: {e}"));
-                    BodyRule::None
+                    // Never used: a route with a problem refuses every request.
+                    BodyRule::Whole
                 }
             },
         };

@@ -23,9 +23,12 @@ test! { fn body_star_field_and_none() {
         request_json(&t, "POST", "/v1/shelves/2/books", r#"{"title": "T", "author": {"name": "A", "born": 1950}}"#),
         json!({"shelf": "2", "book": {"title": "T", "author": {"name": "A", "born": 1950}}})
     );
-    // A body on a route without a body mapping is ignored, as the HttpRule spec
-    // says (Envoy's transcoder applies it; tests/e2e documents the difference).
-    assert_eq!(request_json(&t, "GET", "/v1/shelves/4", r#"{"shelf": 9}"#), json!({"shelf": "4"}));
+    // A body on a route without a body mapping is the whole message, as in
+    // Envoy's transcoder (no `body:` and `body: "*"` are the same to it); the
+    // body's shelf wins over the path's, as its request weaver decides.
+    assert_eq!(request_json(&t, "GET", "/v1/shelves/4", r#"{"shelf": 9}"#), json!({"shelf": "9"}));
+    assert_eq!(request_json(&t, "GET", "/v1/shelves/4", r#"{"theme": 9}"#), json!({"shelf": "4"}));
+    assert_eq!(request_error(&t, "GET", "/v1/shelves/4", r#"{"shelf": "x"}"#).code, Code::InvalidArgument);
     // An empty body is an empty message; on `body: "shelf"` it sets the field to
     // an empty message, as Envoy does.
     assert_eq!(request_json(&t, "POST", "/api/v1/echo/x/post", ""), json!({"request": "x"}));

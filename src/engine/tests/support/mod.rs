@@ -26,6 +26,8 @@ const SOURCES: &[(&str, &str)] = &[
     ("google/api/httpbody.proto", include_str!("../../../../descriptors/google/api/httpbody.proto")),
     ("google/rpc/status.proto", include_str!("../../../../descriptors/google/rpc/status.proto")),
     ("google/rpc/error_details.proto", include_str!("../../../../descriptors/google/rpc/error_details.proto")),
+    // Shapes from Envoy's own transcoder tests, shared with tests/e2e/test_envoy_cases.py.
+    ("cases/v1/cases.proto", include_str!("../../../../tests/e2e/protos/cases/v1/cases.proto")),
 ];
 
 struct Embedded;
@@ -53,6 +55,24 @@ pub fn descriptor_set() -> Vec<u8> {
 }
 
 /// The descriptor pool of the example protos.
+/// A transcoder for `cases.v1.Cases` (tests/e2e/protos/cases/v1/cases.proto), with `extra` configuration.
+pub fn cases_transcoder(extra: serde_json::Value) -> Transcoder {
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(Embedded);
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_imports(true);
+    compiler.open_files(["cases/v1/cases.proto"]).expect("cases.proto compiles");
+    let mut config = serde_json::json!({
+        "proto_descriptor_bin": base64::engine::general_purpose::STANDARD.encode(compiler.encode_file_descriptor_set()),
+        "services": ["cases.v1.Cases"],
+    });
+    if let (Some(base), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        base.extend(extra.clone());
+    }
+    Transcoder::from_json(config.to_string().as_bytes()).expect("cases configuration loads")
+}
+
 pub fn pool() -> DescriptorPool {
     DescriptorPool::decode(descriptor_set().as_slice()).expect("pool")
 }
