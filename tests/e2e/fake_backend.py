@@ -131,6 +131,16 @@ FAULTS: dict[str, Callable[[Reply, bytes], None]] = {
     "drop-after-headers": lambda r, b: (r.headers(GRPC_HEADERS), r.data(grpc_frame(SHELF)[:4]), r.drop_connection()),
     # Slower than the tests' timeouts.
     "slow": _slow(4.0),
+    # The request's own frames sent back (an echo for methods whose input and output types match).
+    "echo": lambda r, b: (r.headers(GRPC_HEADERS), r.data(b), r.trailers(0)),
+    # A 100-byte message, OK: a cases.v1.Author whose first_name is 95 x's.
+    "author-100": lambda r, b: (r.headers(GRPC_HEADERS), r.data(grpc_frame(b"\x1a\x5f" + b"x" * 95)), r.trailers(0)),
+    # One empty message (google.protobuf.Empty), OK.
+    "empty": lambda r, b: (r.headers(GRPC_HEADERS), r.data(grpc_frame(b"")), r.trailers(0)),
+    # NOT_FOUND before any message, status in the only header block (trailers-only).
+    "not-found-trailers-only": lambda r, b: r.headers(GRPC_HEADERS + [("grpc-status", "5"),
+                                                                       ("grpc-message", "Shelf 37 not found")],
+                                                      end=True),
 }
 
 
@@ -211,6 +221,7 @@ class _Connection:
             headers, body = self.requests.pop(ev.stream_id)
             fault = headers.get("x-fault", self.server.default_fault)
             self.server.seen.append((headers.get(":path", ""), fault))
+            self.server.received.append((headers, bytes(body)))
             action = FAULTS.get(fault, FAULTS["ok"])
             threading.Thread(target=self._answer, args=(action, ev.stream_id, bytes(body)), daemon=True).start()
 
@@ -230,6 +241,8 @@ class FakeBackend:
         self.default_fault = default_fault
         self.port = 0
         self.seen: list[tuple[str, str]] = []
+        # Every request as it arrived: its headers and its body (gRPC frames).
+        self.received: list[tuple[dict, bytes]] = []
         self.stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._connections: list[_Connection] = []

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import requests
 
@@ -213,7 +213,7 @@ class Envoy:
 
     def __init__(self, flavour: str, options: dict | None, backend: ExampleService, workdir: Path,
                  *, route_timeout: str = "15s", concurrency: int = ENVOY_CONCURRENCY,
-                 extra_clusters: str = ""):
+                 extra_clusters: str = "", edit_config: Callable[[str], str] | None = None):
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
         self.flavour = flavour
@@ -224,6 +224,8 @@ class Envoy:
         self.concurrency = concurrency
         # YAML list items appended to static_resources.clusters (the template's last section).
         self.extra_clusters = extra_clusters
+        # Rewrites the rendered config (a buffer limit, other routes) before Envoy starts.
+        self.edit_config = edit_config or (lambda text: text)
         self.config_path = workdir / "envoy.yaml"
         self.log_path = workdir / "envoy.log"
         self.admin_address_path = workdir / "admin-address"
@@ -253,11 +255,11 @@ class Envoy:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
-        self.config_path.write_text(render.render(
+        self.config_path.write_text(self.edit_config(render.render(
             self.flavour, descriptor=DESCRIPTORS, wasm=wasm, options=self.options,
             listen_port=0, admin_port=0,  # Envoy picks free ports; read back below
             backend_host=self.backend.host, backend_port=self.backend.port,
-            route_timeout=self.route_timeout) + self.extra_clusters)
+            route_timeout=self.route_timeout) + self.extra_clusters))
         (self.workdir / "options.json").write_text(json.dumps(self.options, indent=2) + "\n")
         cmd = [
             str(envoy), "-c", str(self.config_path),

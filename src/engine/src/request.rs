@@ -339,7 +339,16 @@ fn value_to_message(
         serde_path_to_error::Deserializer::new(value, &mut track),
         &DESERIALIZE,
     );
-    result.map_err(|e| Status::invalid_argument(describe(&track.path().to_string(), &e)))
+    result.map_err(|e| {
+        // prost-reflect reads Struct/Value/Any by way of protobuf, whose decoder stops at 100 levels.
+        let e = e.to_string();
+        let e = if e.contains("recursion limit reached") {
+            "the value nests deeper than protobuf's limit of 100 message levels (a Struct level counts twice)".into()
+        } else {
+            e
+        };
+        Status::invalid_argument(describe(&track.path().to_string(), &e))
+    })
 }
 
 /// Brings a parsed JSON body in line with what Envoy's transcoder accepts

@@ -123,3 +123,14 @@ test! { fn a_trailers_only_error_on_a_json_stream_is_an_empty_array_without_conv
     let status: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON");
     assert_eq!((reply.status, status), (404, json!({"code": 5, "message": "Shelf 37 not found"})));
 }}
+
+test! { fn a_struct_nested_past_protobufs_limit_is_refused_naming_the_field() {
+    let t = cases_transcoder(json!({}));
+    let mut value = json!({"leaf": 1});
+    for _ in 0..60 {
+        value = json!({ "a": value });
+    }
+    let err = request_error(&t, "POST", "/echoAuthor", &json!({"extra": value}).to_string());
+    assert_eq!(err.code, Code::InvalidArgument);
+    assert!(err.message.contains("`extra`") && err.message.contains("deeper than"), "{err}");
+}}
