@@ -70,3 +70,18 @@ def test_virtual_host_answers_only_its_domain(tls_gw, certs):
         assert status == 200, (host, body)
     status, _, _ = tls_gw.request("POST", "/greeter/v1/hello", {"name": "vh"}, certs=certs, host="other.example.com")
     assert status == 404
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("POST", "/greeter/v1/hello", {"name": "vh"}),
+    ("GET", "/greeter/v1/greetings/Grace", None),
+    ("POST", "/v1/shelves/1/books:stream", {"count": 2}),
+    ("GET", "/v1/shelves/1/books:stream?count=2", None),
+])
+def test_another_host_is_a_json_not_found(tls_gw, certs, method, path, body):
+    """No virtual host for the host: 404 NOT_FOUND naming host and REST request,
+    whatever the method, body or streaming (a 503 would invite retries)."""
+    status, answer = tls_gw.json(method, path, body, certs=certs, host="evil.example.test")
+    assert status == 404, answer
+    assert answer["code"] == 5, answer
+    assert f"{method} {path}" in answer["message"] and '"evil.example.test"' in answer["message"], answer

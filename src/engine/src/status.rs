@@ -102,14 +102,25 @@ impl Code {
         }
     }
 
-    /// The code a non-gRPC HTTP error status stands for (the gRPC spec's table).
-    pub fn from_http_status(status: u16) -> Code {
+    /// The code a client reads back as this HTTP error status by [`Code::http_status`]
+    /// (the table Envoy and grpc-gateway share), for errors that keep Envoy's own
+    /// status: 400, 401, 403, 404, 409, 429, 499, 500, 501, 503 and 504 agree with
+    /// their code. The table has no 413 and no 502: 413 is RESOURCE_EXHAUSTED,
+    /// the nearest, and 502 UNAVAILABLE, as gRPC's own HTTP mapping has it (a bad
+    /// gateway is worth a retry); any other status is UNKNOWN.
+    pub fn for_http_error(status: u16) -> Code {
         match status {
-            400 => Code::Internal,
+            400 => Code::InvalidArgument,
             401 => Code::Unauthenticated,
             403 => Code::PermissionDenied,
-            404 => Code::Unimplemented,
-            429 | 502 | 503 | 504 => Code::Unavailable,
+            404 => Code::NotFound,
+            409 => Code::Aborted,
+            413 | 429 => Code::ResourceExhausted,
+            499 => Code::Cancelled,
+            500 => Code::Internal,
+            501 => Code::Unimplemented,
+            502 | 503 => Code::Unavailable,
+            504 => Code::DeadlineExceeded,
             _ => Code::Unknown,
         }
     }

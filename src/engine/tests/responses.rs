@@ -259,3 +259,14 @@ test! { fn map_entries_print_sorted_by_key_like_protobuf() {
         assert!(text.contains(r#""metadata":{"a":"v","k1":"v","k2":"v"}"#), "{text}");
     }
 }}
+
+test! { fn envoy_error_statuses_read_back_as_the_same_status() {
+    // Errors that keep Envoy's HTTP status carry the code that maps back to it.
+    for status in [400, 401, 403, 404, 409, 429, 499, 500, 501, 503, 504] {
+        assert_eq!(transcoder::Code::for_http_error(status).http_status(), status, "{status}");
+    }
+    // No code maps to these: the nearest ones.
+    assert_eq!(transcoder::Code::for_http_error(413), transcoder::Code::ResourceExhausted);
+    assert_eq!(transcoder::Code::for_http_error(502), transcoder::Code::Unavailable);
+    assert_eq!(transcoder::Code::for_http_error(431), transcoder::Code::Unknown);
+}}

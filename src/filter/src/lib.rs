@@ -485,6 +485,7 @@ impl RootContext for Root {
             response_encoding: None,
             live: None,
             request_stream: None,
+            target: None,
             request_body: Vec::new(),
             request_bytes: 0,
             body_streaming: false,
@@ -529,6 +530,8 @@ struct Request {
     live: Option<Rc<RefCell<Live>>>,
     /// A client stream: its body's elements become frames as they complete.
     request_stream: Option<transcoder::RequestStream>,
+    /// The REST request as the client sent it, for errors about its routing.
+    target: Option<RestTarget>,
     /// A unary request's body so far, kept here rather than in Envoy's buffer
     /// (whose limit, the listener's per_connection_buffer_limit_bytes, would
     /// answer 413 past 1 MiB): `max_request_body_size` is the only limit.
@@ -539,6 +542,29 @@ struct Request {
     body_streaming: bool,
     /// A unary response's body so far, kept here for the same reason.
     response_body: Vec<u8>,
+}
+
+/// A transcoded request in the client's terms: what a 404 names when no Envoy
+/// route takes its gRPC call (no virtual host for the host, no route for the
+/// gRPC path, a direct-response or redirect route).
+#[derive(Debug)]
+struct RestTarget {
+    method: String,
+    authority: String,
+    path: String,
+}
+
+impl RestTarget {
+    /// NOT_FOUND (404), as Envoy's router answers a request no route matches.
+    fn no_route(&self, grpc_path: &str) -> Status {
+        Status::new(
+            transcoder::Code::NotFound,
+            format!(
+                "no route serves {} {} on host {:?}: Envoy has no route to a cluster for its gRPC call {grpc_path}",
+                self.method, self.path, self.authority
+            ),
+        )
+    }
 }
 
 /// A server stream whose JSON goes to the client as its messages complete.
@@ -811,11 +837,9 @@ impl Request {
             .or_else(|| proxy_wasm::hostcalls::get_property(vec!["cluster_name"]).ok().flatten())
             .and_then(|b| String::from_utf8(b).ok())
             .filter(|c| !c.is_empty())
-            .ok_or_else(|| {
-                Status::new(
-                    transcoder::Code::Unavailable,
-                    format!("no Envoy route with a cluster matches {}", info.grpc_path),
-                )
+            .ok_or_else(|| match &self.target {
+                Some(target) => target.no_route(&info.grpc_path),
+                None => Status::new(transcoder::Code::NotFound, format!("no Envoy route serves {}", info.grpc_path)),
             })?;
         let message = transcoder.request_message(plan, self.content_type.as_deref(), &[])?;
         let headers = host::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
@@ -1133,6 +1157,8 @@ impl HttpContext for Request {
         };
         self.metric_method =
             t.method(&plan).map(|info| (metrics::element(&info.service), metrics::element(&info.name)));
+        let authority = host::get_header(h, ":authority").unwrap_or_default();
+        self.target = Some(RestTarget { method: method.clone(), authority, path: path.clone() });
         self.content_type = content_type;
         self.response_stream = t.response_stream(&plan);
         self.request_stream = t.request_stream(&plan);
@@ -1239,7 +1265,7 @@ impl HttpContext for Request {
             // native filter passes such answers on as they are).
             self.plan = None;
             if let Some(t) = self.transcoder.clone() {
-                let reply = non_grpc_answer(&t, &headers);
+                let reply = non_grpc_answer(&t, &headers, self.target.as_ref());
                 self.send(reply, &mut Vec::new());
                 return Action::Pause;
             }
@@ -1309,30 +1335,28 @@ impl HttpContext for Request {
     }
 }
 
-/// The JSON error for an answer to a transcoded call that is not gRPC: the HTTP
-/// status is kept when it is an error (503 no upstream, 504 timeout, 413 too large,
-/// ...), else 502; the message names the status, content type and Envoy's reason.
-fn non_grpc_answer(transcoder: &Transcoder, headers: &[(String, String)]) -> HttpReply {
-    use transcoder::Code;
+/// The JSON error for an answer to a transcoded call that is not gRPC. A call
+/// no route takes (Envoy's `route_not_found`, or a direct-response or redirect
+/// route) is 404 NOT_FOUND naming the REST request. Otherwise the HTTP status is
+/// kept when it is an error (503 no upstream, 504 timeout, 413 too large, ...),
+/// else 502, with the code the status table gives it back; the message names
+/// the status, content type and Envoy's reason.
+fn non_grpc_answer(transcoder: &Transcoder, headers: &[(String, String)], target: Option<&RestTarget>) -> HttpReply {
     let http = find(headers, ":status").and_then(|s| s.trim().parse::<u16>().ok()).unwrap_or(0);
-    let code = match http {
-        413 => Code::ResourceExhausted,
-        504 => Code::DeadlineExceeded,
-        s if s >= 400 => Code::from_http_status(s),
-        _ => Code::Unknown,
-    };
     let details = proxy_wasm::hostcalls::get_property(vec!["response", "code_details"])
         .ok()
         .flatten()
         .and_then(|b| String::from_utf8(b).ok())
-        .filter(|d| !d.is_empty() && d != "via_upstream")
-        .map(|d| format!(" ({d})"))
-        .unwrap_or_default();
+        .filter(|d| !d.is_empty() && d != "via_upstream");
+    if let (Some("route_not_found" | "direct_response"), Some(target)) = (details.as_deref(), target) {
+        let grpc_path = host::get_header(MapType::HttpRequestHeaders, ":path").unwrap_or_default();
+        return transcoder.local_error(&target.no_route(&grpc_path));
+    }
+    let code = if (400..=599).contains(&http) { transcoder::Code::for_http_error(http) } else { transcoder::Code::Unknown };
     let content_type = find(headers, "content-type").unwrap_or("no content-type");
-    let message = if details.is_empty() {
-        format!("the gRPC backend answered HTTP {http} with {content_type}, not gRPC")
-    } else {
-        format!("the gRPC call failed in Envoy: HTTP {http}{details}")
+    let message = match details {
+        Some(details) => format!("the gRPC call failed in Envoy: HTTP {http} ({details})"),
+        None => format!("the gRPC backend answered HTTP {http} with {content_type}, not gRPC"),
     };
     let mut reply = transcoder.local_error(&Status::new(code, message));
     reply.status = if (400..=599).contains(&http) { http } else { 502 };
