@@ -221,7 +221,7 @@ QUERY = [
     ("zero wrappers are set", "int32Wrapper=0&stringWrapper=", {"int32Wrapper": 0, "stringWrapper": ""}),
     ("bytes base64", "bytesValue=YW%2B/", {"bytesValue": "YW+/"}),
     ("bytes base64url", "bytesValue=YW-_", {"bytesValue": "YW+/"}),
-    ("google.protobuf.Value as a string", "value=true", {"value": "true"}),
+    ("google.protobuf.Value: a string when not JSON", "value=hello", {"value": "hello"}),
     ("optional zero values are set", "optionalInt32=0&optionalString=", {"optionalInt32": 0, "optionalString": ""}),
     ("oneof member", "choiceString=a", {"choiceString": "a"}),
     ("repeated timestamp", "repeatedTimestamp=2020-01-01T00:00:00Z", {"repeatedTimestamp": ["2020-01-01T00:00:00Z"]}),

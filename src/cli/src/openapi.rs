@@ -232,6 +232,25 @@ impl Document {
                 continue; // `?labels[key]=v` has no OpenAPI 3.0 form.
             }
             match f.kind() {
+                // The filter reads these parameters as JSON (`?struct_value={"a":1}`), as grpc-gateway does.
+                Kind::Message(m) if is_json_valued(&m) => {
+                    if !f.is_list() {
+                        let schema = self.field_schema(&f);
+                        out.push(
+                            json!({"name": name, "in": "query", "content": {"application/json": {"schema": schema}}}),
+                        );
+                    }
+                }
+                Kind::Message(m) if m.full_name() == "google.protobuf.FieldMask" => {
+                    let schema = json!({
+                        "type": "string",
+                        "description": "Comma-separated field paths, in proto (snake_case) or lowerCamelCase names.",
+                        "example": "title,author.name"
+                    });
+                    out.push(json!({"name": name, "in": "query", "schema": schema}));
+                }
+                // No query form: set them in a body.
+                Kind::Message(m) if matches!(m.full_name(), "google.protobuf.Any" | "google.protobuf.Empty") => {}
                 Kind::Message(m) if !is_scalar_wkt(&m) => {
                     // Singular messages only (repeated ones have no query form), and not endlessly into recursive types.
                     if !f.is_list() && depth < 3 {
@@ -363,6 +382,11 @@ fn variable_pattern(template: &str, name: &str) -> Option<String> {
     let end = start + template[start..].find('}')?;
     let pattern = &template[start..end];
     (pattern != "*").then(|| pattern.to_string())
+}
+
+/// Well-known types whose query parameter is a JSON document.
+fn is_json_valued(m: &MessageDescriptor) -> bool {
+    matches!(m.full_name(), "google.protobuf.Struct" | "google.protobuf.Value" | "google.protobuf.ListValue")
 }
 
 fn is_scalar_wkt(m: &MessageDescriptor) -> bool {

@@ -175,3 +175,26 @@ fn openapi_validates_with_openapi_spec_validator() {
     let status = std::process::Command::new(&python).args(["-m", "openapi_spec_validator"]).arg(&out).status().unwrap();
     assert!(status.success(), "openapi-spec-validator refused {}", out.display());
 }
+
+#[test]
+fn openapi_query_parameters_of_json_valued_types() {
+    let dir = scratch("openapi_query_json");
+    let (_, doc, _) = example_document(&dir);
+    let params = doc["paths"]["/v1/types/{string_value}/{nested.name}"]["get"]["parameters"].as_array().unwrap();
+    let by_name = |name: &str| params.iter().find(|p| p["name"] == name).cloned();
+    // Struct, Value and ListValue parameters are JSON documents (grpc-gateway's reading, the filter's too).
+    assert_eq!(
+        by_name("struct_value").unwrap()["content"]["application/json"]["schema"],
+        json!({"type": "object", "additionalProperties": true})
+    );
+    assert_eq!(
+        by_name("list_value").unwrap()["content"]["application/json"]["schema"],
+        json!({"type": "array", "items": {}})
+    );
+    assert!(by_name("value").unwrap()["content"]["application/json"].is_object());
+    assert!(params.iter().all(|p| !p["name"].as_str().unwrap().starts_with("struct_value.")), "{params:?}");
+    // A FieldMask takes both spellings; Any and Empty have no query form.
+    let mask = by_name("field_mask").unwrap();
+    assert!(mask["schema"]["description"].as_str().unwrap().contains("snake_case"), "{mask}");
+    assert!(by_name("any").is_none() && by_name("empty").is_none());
+}

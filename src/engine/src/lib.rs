@@ -16,6 +16,7 @@ pub mod json;
 pub mod path_matcher;
 pub mod path_template;
 pub mod percent;
+pub mod query;
 pub mod reflection;
 pub mod request;
 pub mod request_stream;
@@ -35,7 +36,8 @@ use prost_reflect::DescriptorPool;
 
 pub use config::TranscoderConfig;
 pub use error::ConfigError;
-use request::{FieldBinding, ParseOptions, QueryParam, Source};
+use query::QueryParam;
+use request::{FieldBinding, ParseOptions, Source};
 use response::{HttpPayload, Printer, JSON};
 use routes::{MethodInfo, Route, RouteTable};
 pub use status::{Code, Status};
@@ -196,6 +198,8 @@ impl Transcoder {
                 "this method's HTTP binding is broken: {problem}"
             )));
         }
+        // Native keeps the last of a singular field's values; strict mode refuses the second.
+        let strict = self.config.request_validation_options.reject_unknown_query_parameters;
         let mut bindings = Vec::with_capacity(matched.bindings.len());
         for binding in matched.bindings {
             if let Some(invalid) = binding.invalid_utf8 {
@@ -227,15 +231,14 @@ impl Transcoder {
             };
             // A name that only resolves as written (a json_name holding escapes) is taken as written.
             let input = &route.method.input;
-            let name = if raw != name
-                && !request::query_param_resolves(input, &name)
-                && request::query_param_resolves(input, raw)
-            {
-                raw.to_string()
-            } else {
-                name
-            };
-            match request::resolve_query_param(input, name, value) {
+            let name =
+                if raw != name && !query::query_param_resolves(input, &name) && query::query_param_resolves(input, raw)
+                {
+                    raw.to_string()
+                } else {
+                    name
+                };
+            match query::resolve_query_param(input, name, value) {
                 QueryParam::Bound(binding) => {
                     if let Some(e) = bad_value {
                         return RequestOutcome::Reject(Status::invalid_argument(format!(
@@ -243,7 +246,18 @@ impl Transcoder {
                             binding.name
                         )));
                     }
+                    if strict && bindings.iter().any(|b| b.source == Source::Query && sets_same_value(b, &binding)) {
+                        return RequestOutcome::Reject(Status::invalid_argument(format!(
+                            "query parameter `{}` is given more than once, but its field is not repeated",
+                            binding.name
+                        )));
+                    }
                     bindings.push(binding)
+                }
+                QueryParam::Invalid { name, reason } => {
+                    return RequestOutcome::Reject(Status::invalid_argument(format!(
+                        "query parameter `{name}`: {reason}"
+                    )))
                 }
                 QueryParam::Unknown { .. } if self.config.ignore_unknown_query_parameters => {}
                 QueryParam::Unknown { name, reason } => {
@@ -731,6 +745,14 @@ fn split_path(path_and_query: &str) -> (&str, &str) {
         Some((path, query)) => (path, query),
         None => (without_fragment, ""),
     }
+}
+
+/// Whether two bindings set the same singular value (a field, or one map entry).
+fn sets_same_value(a: &FieldBinding, b: &FieldBinding) -> bool {
+    a.map_key == b.map_key
+        && a.fields.len() == b.fields.len()
+        && a.fields.iter().zip(&b.fields).all(|(x, y)| x.full_name() == y.full_name())
+        && a.fields.last().is_some_and(|leaf| !leaf.is_list())
 }
 
 /// Splits and decodes a query string into (name, value) pairs, in order.

@@ -10,7 +10,8 @@ use prost::Message;
 use prost_reflect::{DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
 use serde_json::{Map, Value as Json};
 
-use crate::routes::{resolve_query_field_path, BodyRule, HttpBody, Route, HTTP_BODY};
+use crate::query;
+use crate::routes::{BodyRule, HttpBody, Route, HTTP_BODY};
 use crate::status::Status;
 
 /// Where a binding came from, for error messages.
@@ -35,20 +36,6 @@ pub struct FieldBinding {
     pub source: Source,
     /// The name as the client wrote it.
     pub name: String,
-}
-
-/// What a query parameter turned out to be.
-#[derive(Debug)]
-pub enum QueryParam {
-    /// It binds to a field.
-    Bound(FieldBinding),
-    /// It names no field of the request message.
-    Unknown {
-        /// The parameter's name.
-        name: String,
-        /// Why it does not resolve.
-        reason: String,
-    },
 }
 
 /// How request JSON is read.
@@ -78,35 +65,6 @@ pub fn is_scalar_like(message: &MessageDescriptor) -> bool {
             | "google.protobuf.BytesValue"
             | "google.protobuf.Value"
     )
-}
-
-/// Resolves one decoded query parameter (`a.b`, `a.b[key]`) against the request type.
-pub fn resolve_query_param(input: &MessageDescriptor, name: String, value: String) -> QueryParam {
-    // A json_name may hold brackets (`search[decoded]`): a path of field names wins over a map key.
-    if name.contains('[') {
-        let names: Vec<&str> = name.split('.').collect();
-        if let Ok(fields) = resolve_query_field_path(input, &names) {
-            let binding = FieldBinding { fields, map_key: None, value, source: Source::Query, name };
-            return QueryParam::Bound(binding);
-        }
-    }
-    let (path, map_key) = match name.split_once('[') {
-        Some((path, rest)) if rest.ends_with(']') => (path, Some(rest[..rest.len() - 1].to_string())),
-        _ => (name.as_str(), None),
-    };
-    let names: Vec<&str> = path.split('.').collect();
-    match resolve_query_field_path(input, &names) {
-        Ok(fields) => {
-            let binding = FieldBinding { fields, map_key, value, source: Source::Query, name: name.clone() };
-            QueryParam::Bound(binding)
-        }
-        Err(reason) => QueryParam::Unknown { name, reason },
-    }
-}
-
-/// Whether a query parameter's name binds to a field of `input`.
-pub fn query_param_resolves(input: &MessageDescriptor, name: &str) -> bool {
-    matches!(resolve_query_param(input, name.to_string(), String::new()), QueryParam::Bound(_))
 }
 
 /// Builds the request message bytes (not yet framed) for a matched route.
@@ -441,11 +399,11 @@ fn bindings_to_message(
     options: ParseOptions,
 ) -> Result<DynamicMessage, Status> {
     let mut root = Map::new();
-    for binding in bindings {
+    for binding in bindings.iter().filter(|b| !query::is_direct(b)) {
         insert_binding(&mut root, binding, options)
             .map_err(|reason| Status::invalid_argument(describe_binding(binding, &reason)))?;
     }
-    value_to_message(input, &Json::Object(root), options, |path, e| {
+    let mut message = value_to_message(input, &Json::Object(root), options, |path, e| {
         // Name the binding the failing field came from, with its value.
         let culprit = bindings.iter().find(|b| {
             let json_path: Vec<&str> = b.fields.iter().map(|f| f.json_name()).collect();
@@ -458,7 +416,12 @@ fn bindings_to_message(
             Some(binding) => describe_binding(binding, &e.to_string()),
             None => format!("invalid value in the URL: {}{e}", field_prefix(path)),
         }
-    })
+    })?;
+    for binding in bindings.iter().filter(|b| query::is_direct(b)) {
+        query::apply_direct(&mut message, binding)
+            .map_err(|reason| Status::invalid_argument(describe_binding(binding, &reason)))?;
+    }
+    Ok(message)
 }
 
 fn describe_binding(binding: &FieldBinding, reason: &str) -> String {
@@ -560,6 +523,19 @@ fn scalar_json(kind: &Kind, raw: &str, options: ParseOptions) -> Result<Json, St
         ),
         Kind::Message(m) if m.full_name() == "google.protobuf.DoubleValue" => url_float_json(raw, false)?,
         Kind::Message(m) if m.full_name() == "google.protobuf.FloatValue" => url_float_json(raw, true)?,
+        // grpc-gateway reads these parameters as JSON (Envoy refuses a Struct or
+        // ListValue and makes a Value a string); a Value that is not JSON stays a string.
+        Kind::Message(m) if m.full_name() == "google.protobuf.Struct" => match serde_json::from_str(raw) {
+            Ok(object @ Json::Object(_)) => object,
+            _ => return Err(format!("{raw:?} is not a JSON object, which a google.protobuf.Struct is")),
+        },
+        Kind::Message(m) if m.full_name() == "google.protobuf.ListValue" => match serde_json::from_str(raw) {
+            Ok(list @ Json::Array(_)) => list,
+            _ => return Err(format!("{raw:?} is not a JSON array, which a google.protobuf.ListValue is")),
+        },
+        Kind::Message(m) if m.full_name() == "google.protobuf.Value" => {
+            serde_json::from_str(raw).unwrap_or_else(|_| Json::String(raw.to_string()))
+        }
         Kind::Message(m) if !is_scalar_like(m) => {
             return Err(format!(
                 "the field is a message ({}); set its fields instead, as `name.field=value`",
@@ -567,15 +543,14 @@ fn scalar_json(kind: &Kind, raw: &str, options: ParseOptions) -> Result<Json, St
             ))
         }
         // Integers, strings, bytes (base64) and the scalar-like well-known types
-        // all accept a JSON string in proto3 JSON; a google.protobuf.Value from
-        // the URL is a string value, as in Envoy.
+        // all accept a JSON string in proto3 JSON.
         _ => Json::String(raw.to_string()),
     })
 }
 
 /// Booleans as Envoy's transcoding library reads them from URLs
 /// (`absl::SimpleAtob`): true/t/yes/y/1 and false/f/no/n/0, in any letter case.
-fn parse_bool(raw: &str) -> Option<bool> {
+pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
     const TRUE: [&str; 5] = ["true", "t", "yes", "y", "1"];
     const FALSE: [&str; 5] = ["false", "f", "no", "n", "0"];
     if TRUE.iter().any(|t| t.eq_ignore_ascii_case(raw)) {
@@ -595,12 +570,24 @@ fn url_float_json(raw: &str, float: bool) -> Result<Json, String> {
     if matches!(raw, "NaN" | "Infinity" | "-Infinity") {
         return Ok(Json::String(raw.to_string()));
     }
+    let value = url_float(raw, float)?;
+    serde_json::Number::from_f64(value).map(Json::Number).ok_or_else(|| format!("{raw:?} is not a finite number"))
+}
+
+/// [`url_float_json`]'s number (`NaN` and the infinities included).
+pub(crate) fn url_float(raw: &str, float: bool) -> Result<f64, String> {
+    match raw {
+        "NaN" => return Ok(f64::NAN),
+        "Infinity" => return Ok(f64::INFINITY),
+        "-Infinity" => return Ok(f64::NEG_INFINITY),
+        _ => {}
+    }
     let value = parse_strtod(raw).ok_or_else(|| format!("{raw:?} is not a number"))?;
     let type_name = if float { "float" } else { "double" };
     if !value.is_finite() || (float && value.abs() > f64::from(f32::MAX)) {
         return Err(format!("{raw:?} is not a finite {type_name} (use NaN, Infinity or -Infinity for those values)"));
     }
-    serde_json::Number::from_f64(value).map(Json::Number).ok_or_else(|| format!("{raw:?} is not a finite {type_name}"))
+    Ok(value)
 }
 
 /// `strtod` over the whole string: decimal via Rust's parser, `0x` hexadecimal

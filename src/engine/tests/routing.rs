@@ -233,8 +233,10 @@ test! { fn url_values_parse_like_envoys_transcoder() {
     assert_eq!(q("color=2&repeatedColor=0")["color"], json!("GREEN"));
     assert!(err("color=7").message.contains("color"));
     assert!(err("repeatedColor=1&repeatedColor=9").message.contains("repeatedColor"));
-    // A google.protobuf.Value from the URL is a string value.
-    assert_eq!(q("value=true")["value"], json!("true"));
+    // A google.protobuf.Value from the URL is JSON when it reads as JSON (as in
+    // grpc-gateway), else a string (as in Envoy, which makes every one a string).
+    assert_eq!(q("value=true")["value"], json!(true));
+    assert_eq!(q("value=hello")["value"], json!("hello"));
     // Through a repeated message: one element, later parameters overwrite.
     assert_eq!(q("repeatedNested.name=a&repeatedNested.name=b&repeatedNested.count=3")["repeatedNested"],
         json!([{"name": "b", "count": 3}]));

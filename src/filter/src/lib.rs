@@ -1352,7 +1352,8 @@ fn non_grpc_answer(transcoder: &Transcoder, headers: &[(String, String)], target
         let grpc_path = host::get_header(MapType::HttpRequestHeaders, ":path").unwrap_or_default();
         return transcoder.local_error(&target.no_route(&grpc_path));
     }
-    let code = if (400..=599).contains(&http) { transcoder::Code::for_http_error(http) } else { transcoder::Code::Unknown };
+    let code =
+        if (400..=599).contains(&http) { transcoder::Code::for_http_error(http) } else { transcoder::Code::Unknown };
     let content_type = find(headers, "content-type").unwrap_or("no content-type");
     let message = match details {
         Some(details) => format!("the gRPC call failed in Envoy: HTTP {http} ({details})"),
