@@ -371,6 +371,11 @@ soak: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
 ##   (admin 9901), prints curl lines, runs until Ctrl-C; DEMO_DETACH=1 returns once both are up
 ##   (then make demo-stop); DEMO_FLAVOUR=native for Envoy's own transcoder; DEMO_STREAM=ndjson|sse
 demo: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
+	@# The demo prints curl lines to try.
+	@command -v curl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's curl"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends curl; \
+	  else echo "warning: the demo's examples use curl (apt-get install curl)" >&2; fi; }
 	@envoy/demo.sh start
 
 ## demo-stop: stop a demo started with DEMO_DETACH=1
