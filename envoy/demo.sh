@@ -170,8 +170,9 @@ if [[ ${DEMO_DETACH:-0} == 1 ]]; then
   exit 0
 fi
 
-echo "Ctrl-C stops both."
+# The trap before the message: a Ctrl-C right after it must already find it.
 trap 'echo; stop; echo "demo stopped"; exit 0' INT TERM
+echo "Ctrl-C stops both."
 # Poll until one of them exits on its own (then stop the other) or Ctrl-C.
 # (On Ctrl-C the terminal signals the whole group: Envoy and the service may exit
 # by themselves first; the trap runs as soon as the `sleep` is interrupted.)

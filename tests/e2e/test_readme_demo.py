@@ -205,7 +205,7 @@ def test_readme_walkthrough(walkthrough: Walkthrough, tmp_path):
             output = run_step(step, demo)
             # The filter counts a request once its answer is complete, which can be just
             # after curl has it: give the admin's counters a moment.
-            deadline = time.monotonic() + (5 if f"127.0.0.1:9901" in step.command else 0)
+            deadline = time.monotonic() + (5 if "127.0.0.1:9901" in step.command else 0)
             while not matches(step, output) and time.monotonic() < deadline:
                 time.sleep(0.2)
                 output = run_step(step, demo)
