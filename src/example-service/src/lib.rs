@@ -1,7 +1,14 @@
 //! The example gRPC backend: `bookstore.v1.Bookstore` and `echo.v1.EchoService`.
 //!
-//! Every answer is a pure function of the request (no state), so two proxies
-//! in front of two instances of this backend give comparable answers.
+//! By default every answer is a pure function of the request (no state), so two
+//! proxies in front of two instances of this backend give comparable answers
+//! (the differential tests rely on it). [`Routes::stateful`] (`serve --stateful`,
+//! what `make demo` runs) keeps the bookstore's shelves and books in a bounded
+//! in-memory [`Store`] instead, so that created, updated and deleted data stays so.
+//! Either way the streaming, cover, archive, echo and failure methods answer from
+//! the request alone: they demonstrate transcoding, not storage.
+
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -29,6 +36,7 @@ use bookstore::v1 as bs;
 use bookstore::v1::bookstore_server::{Bookstore, BookstoreServer};
 use echo::v1::echo_service_server::{EchoService, EchoServiceServer};
 use echo::v1::{EchoRequest, EchoResponse};
+pub use store::Store;
 
 /// Response header (initial metadata) on every Bookstore answer.
 pub const VERSION_HEADER: &str = "x-bookstore-version";
@@ -111,13 +119,33 @@ pub fn fail_details(code: i32, message: &str) -> Bytes {
     Bytes::from(status.encode_to_vec())
 }
 
-/// `bookstore.v1.Bookstore`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct BookstoreImpl;
+/// `bookstore.v1.Bookstore`: stateless, or backed by a [`Store`] shared by every connection.
+#[derive(Debug, Default, Clone)]
+pub struct BookstoreImpl {
+    store: Option<Arc<Store>>,
+}
+
+impl BookstoreImpl {
+    /// The bookstore keeping its data in `store`.
+    pub fn with_store(store: Arc<Store>) -> Self {
+        BookstoreImpl { store: Some(store) }
+    }
+}
+
+/// A store operation's result as an answer (with the version header, errors included).
+fn stored<T>(result: Result<T, store::Failure>) -> Result<Response<T>, Status> {
+    match result {
+        Ok(message) => reply(message),
+        Err((code, message)) => error(code, message),
+    }
+}
 
 #[tonic::async_trait]
 impl Bookstore for BookstoreImpl {
     async fn list_shelves(&self, _: Request<()>) -> Result<Response<bs::ListShelvesResponse>, Status> {
+        if let Some(store) = &self.store {
+            return reply(bs::ListShelvesResponse { shelves: store.list_shelves() });
+        }
         reply(bs::ListShelvesResponse {
             shelves: vec![
                 bs::Shelf { id: 1, theme: "Fiction".to_owned() },
@@ -128,6 +156,9 @@ impl Bookstore for BookstoreImpl {
 
     async fn create_shelf(&self, request: Request<bs::CreateShelfRequest>) -> Result<Response<bs::Shelf>, Status> {
         let mut shelf = request.into_inner().shelf.unwrap_or_default();
+        if let Some(store) = &self.store {
+            return stored(store.create_shelf(shelf));
+        }
         if shelf.id == 0 {
             shelf.id = 3;
         }
@@ -136,6 +167,9 @@ impl Bookstore for BookstoreImpl {
 
     async fn get_shelf(&self, request: Request<bs::GetShelfRequest>) -> Result<Response<bs::Shelf>, Status> {
         let n = request.into_inner().shelf;
+        if let Some(store) = &self.store {
+            return stored(store.get_shelf(n));
+        }
         if n > 100 {
             return error(Code::NotFound, format!("shelf {n} not found"));
         }
@@ -144,6 +178,9 @@ impl Bookstore for BookstoreImpl {
 
     async fn delete_shelf(&self, request: Request<bs::DeleteShelfRequest>) -> Result<Response<()>, Status> {
         let n = request.into_inner().shelf;
+        if let Some(store) = &self.store {
+            return stored(store.delete_shelf(n));
+        }
         if n > 100 {
             return error(Code::NotFound, format!("shelf {n} not found"));
         }
@@ -155,6 +192,13 @@ impl Bookstore for BookstoreImpl {
         request: Request<bs::ListBooksRequest>,
     ) -> Result<Response<bs::ListBooksResponse>, Status> {
         let query = request.into_inner();
+        if let Some(store) = &self.store {
+            return stored(
+                store
+                    .list_books(query.shelf, query.page_size)
+                    .map(|books| bs::ListBooksResponse { books, query: None }),
+            );
+        }
         reply(bs::ListBooksResponse {
             books: vec![bs::Book {
                 name: format!("shelves/{}/books/1", query.shelf),
@@ -168,6 +212,9 @@ impl Bookstore for BookstoreImpl {
     async fn create_book(&self, request: Request<bs::CreateBookRequest>) -> Result<Response<bs::Book>, Status> {
         let request = request.into_inner();
         let mut book = request.book.unwrap_or_default();
+        if let Some(store) = &self.store {
+            return stored(store.create_book(request.shelf, book));
+        }
         if book.name.is_empty() {
             book.name = format!("shelves/{}/books/new", request.shelf);
         }
@@ -175,12 +222,15 @@ impl Bookstore for BookstoreImpl {
     }
 
     async fn get_book(&self, request: Request<bs::GetBookRequest>) -> Result<Response<bs::Book>, Status> {
-        get_book(request.into_inner().name)
+        self.book(request.into_inner().name)
     }
 
     async fn update_book(&self, request: Request<bs::UpdateBookRequest>) -> Result<Response<bs::Book>, Status> {
         let request = request.into_inner();
         let mut book = request.book.unwrap_or_default();
+        if let Some(store) = &self.store {
+            return stored(store.update_book(book, &request.update_mask.map(|m| m.paths).unwrap_or_default()));
+        }
         for path in request.update_mask.map(|m| m.paths).unwrap_or_default() {
             book.tags.push(format!("mask:{path}"));
         }
@@ -216,7 +266,7 @@ impl Bookstore for BookstoreImpl {
     }
 
     async fn get_book_title(&self, request: Request<bs::GetBookRequest>) -> Result<Response<bs::Book>, Status> {
-        get_book(request.into_inner().name)
+        self.book(request.into_inner().name)
     }
 
     async fn echo_types(&self, request: Request<bs::AllTypes>) -> Result<Response<bs::AllTypes>, Status> {
@@ -375,6 +425,15 @@ impl Bookstore for BookstoreImpl {
     }
 }
 
+impl BookstoreImpl {
+    fn book(&self, name: String) -> Result<Response<bs::Book>, Status> {
+        match &self.store {
+            Some(store) => stored(store.get_book(&name)),
+            None => get_book(name),
+        }
+    }
+}
+
 fn stream_fail_message(request: &bs::StreamBooksRequest) -> String {
     if request.fail_message.is_empty() {
         "stream failure requested".to_owned()
@@ -521,6 +580,12 @@ impl std::fmt::Debug for Routes {
 
 impl Routes {
     /// The same routes plus gRPC server reflection (v1alpha only) over [`DESCRIPTOR_SET`].
+    /// The same routes with the bookstore's data kept in a fresh, seeded [`Store`].
+    pub fn stateful(mut self) -> Self {
+        self.bookstore = bookstore_server(BookstoreImpl::with_store(Arc::new(Store::seeded())));
+        self
+    }
+
     pub fn with_reflection() -> Result<Self, String> {
         let server = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
@@ -539,17 +604,21 @@ impl Routes {
 impl Default for Routes {
     fn default() -> Self {
         Routes {
-            // Compressed answers only for clients that send `grpc-accept-encoding`.
-            bookstore: BookstoreServer::new(BookstoreImpl)
-                .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-                .send_compressed(tonic::codec::CompressionEncoding::Deflate)
-                // The tests send messages of tens of MB (tonic's default limit is 4 MB).
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
+            bookstore: bookstore_server(BookstoreImpl::default()),
             echo: EchoServiceServer::new(EchoImpl),
             reflection: None,
         }
     }
+}
+
+fn bookstore_server(bookstore: BookstoreImpl) -> BookstoreServer<BookstoreImpl> {
+    BookstoreServer::new(bookstore)
+        // Compressed answers only for clients that send `grpc-accept-encoding`.
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Deflate)
+        // The tests send messages of tens of MB (tonic's default limit is 4 MB).
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Infallible>> + Send + 'static>>;

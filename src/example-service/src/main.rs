@@ -12,11 +12,14 @@ const USAGE: &str = "\
 example-service: the example gRPC backend (bookstore.v1.Bookstore + echo.v1.EchoService)
 
 USAGE:
-    example-service serve [--listen ADDR] [--reflection]
+    example-service serve [--listen ADDR] [--reflection] [--stateful]
         Serve both services over plaintext HTTP/2 gRPC on ADDR
         (default 127.0.0.1:50051; port 0 picks a free port). Prints
         `listening on <addr>` once the socket is bound; exits on SIGTERM/SIGINT.
         --reflection also serves grpc.reflection.v1alpha.ServerReflection.
+        --stateful keeps shelves and books in memory (seeded with two shelves,
+        at most 100 shelves of 100 books), so creates, updates and deletes
+        stay; without it every answer depends on the request alone.
 
     example-service descriptor-set OUT_FILE
         Write the embedded FileDescriptorSet (every import included, with the
@@ -27,7 +30,7 @@ USAGE:
 ";
 
 enum Command {
-    Serve { listen: SocketAddr, reflection: bool },
+    Serve { listen: SocketAddr, reflection: bool, stateful: bool },
     DescriptorSet { out: String },
     Help,
 }
@@ -41,6 +44,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
         "serve" => {
             let mut listen = DEFAULT_LISTEN.to_owned();
             let mut reflection = false;
+            let mut stateful = false;
             let mut rest = rest.iter();
             while let Some(arg) = rest.next() {
                 if arg == "-h" || arg == "--help" {
@@ -49,6 +53,8 @@ fn parse(args: &[String]) -> Result<Command, String> {
                     listen = rest.next().ok_or("--listen needs a value (e.g. --listen 127.0.0.1:50051)")?.clone();
                 } else if arg == "--reflection" {
                     reflection = true;
+                } else if arg == "--stateful" {
+                    stateful = true;
                 } else if let Some(value) = arg.strip_prefix("--listen=") {
                     listen = value.to_owned();
                 } else {
@@ -57,7 +63,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
             }
             let listen =
                 listen.parse().map_err(|e| format!("--listen `{listen}` is not an IP:PORT socket address: {e}"))?;
-            Ok(Command::Serve { listen, reflection })
+            Ok(Command::Serve { listen, reflection, stateful })
         }
         "descriptor-set" => match rest {
             [flag] if flag == "-h" || flag == "--help" => Ok(Command::Help),
@@ -90,7 +96,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { listen, reflection } => match serve(listen, reflection) {
+        Command::Serve { listen, reflection, stateful } => match serve(listen, reflection, stateful) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("example-service: {e}");
@@ -100,9 +106,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(listen: SocketAddr, reflection: bool) -> Result<(), String> {
-    let routes =
+fn serve(listen: SocketAddr, reflection: bool, stateful: bool) -> Result<(), String> {
+    let mut routes =
         if reflection { example_service::Routes::with_reflection()? } else { example_service::Routes::default() };
+    if stateful {
+        routes = routes.stateful();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

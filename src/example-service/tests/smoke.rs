@@ -25,8 +25,13 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn example-service");
@@ -324,4 +329,67 @@ async fn sigterm_and_wait(mut server: Server) -> std::process::ExitStatus {
     let killed = Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap();
     assert!(killed.success());
     tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap()
+}
+
+/// `serve --stateful`: what is created, updated and deleted stays so, across connections.
+#[tokio::test]
+async fn stateful_round_trip() {
+    let server = Server::start_with(&["--stateful"]);
+    let mut bookstore = BookstoreClient::new(server.channel().await);
+    let themes = |shelves: Vec<bs::Shelf>| shelves.into_iter().map(|s| (s.id, s.theme)).collect::<Vec<_>>();
+
+    let seeded = bookstore.list_shelves(()).await.unwrap().into_inner().shelves;
+    assert_eq!(themes(seeded), [(1, "Fiction".to_owned()), (2, "History".to_owned())]);
+    let shelf = bs::Shelf { id: 0, theme: "Poetry".into() };
+    let created = bookstore.create_shelf(bs::CreateShelfRequest { shelf: Some(shelf) }).await.unwrap();
+    assert_eq!(version(created.metadata()), Some("1"));
+    assert_eq!(created.into_inner(), bs::Shelf { id: 3, theme: "Poetry".into() });
+
+    let book = bs::Book { title: "Leaves of Grass".into(), ..Default::default() };
+    let book = bookstore.create_book(bs::CreateBookRequest { shelf: 3, book: Some(book) }).await.unwrap().into_inner();
+    assert_eq!(book.name, "shelves/3/books/1");
+    let update = bs::UpdateBookRequest {
+        book: Some(bs::Book { name: book.name.clone(), title: "not this".into(), pages: 145, ..Default::default() }),
+        update_mask: Some(prost_types::FieldMask { paths: vec!["pages".into()] }),
+    };
+    let updated = bookstore.update_book(update).await.unwrap().into_inner();
+    assert_eq!((updated.title.as_str(), updated.pages), ("Leaves of Grass", 145));
+
+    // Another connection sees the same data.
+    let mut other = BookstoreClient::new(server.channel().await);
+    let got = other.get_book(bs::GetBookRequest { name: "shelves/3/books/1".into() }).await.unwrap().into_inner();
+    assert_eq!(got, updated);
+    let listed = other.list_books(bs::ListBooksRequest { shelf: 3, ..Default::default() }).await.unwrap().into_inner();
+    assert_eq!(listed, bs::ListBooksResponse { books: vec![updated], query: None });
+
+    bookstore.delete_shelf(bs::DeleteShelfRequest { shelf: 3 }).await.unwrap();
+    let err = other.get_shelf(bs::GetShelfRequest { shelf: 3 }).await.unwrap_err();
+    assert_eq!((err.code(), err.message()), (Code::NotFound, "shelf 3 not found"));
+    assert_eq!(version(err.metadata()), Some("1"));
+    let err = other.get_book(bs::GetBookRequest { name: "shelves/3/books/1".into() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Concurrent creates from many connections: every one gets its own id, none is lost.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let channel = server.channel().await;
+        tasks.push(tokio::spawn(async move {
+            let shelf = bs::Shelf { id: 0, theme: format!("t{i}") };
+            BookstoreClient::new(channel).create_shelf(bs::CreateShelfRequest { shelf: Some(shelf) }).await
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap().unwrap().into_inner().id);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (4..24).collect::<Vec<i64>>());
+    assert_eq!(bookstore.list_shelves(()).await.unwrap().into_inner().shelves.len(), 22);
+
+    // Bounded: past the limit the store says so instead of growing.
+    for _ in 22..example_service::store::MAX_SHELVES {
+        bookstore.create_shelf(bs::CreateShelfRequest { shelf: None }).await.unwrap();
+    }
+    let err = bookstore.create_shelf(bs::CreateShelfRequest { shelf: None }).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
 }
