@@ -45,12 +45,26 @@ WB_STAMP  := $(TOOLS)/.wasm-bindgen-cli-$(WASM_BINDGEN_VERSION)
 
 VENV_STAMP := $(VENV)/.requirements-installed
 
+# Images (deploy/Dockerfile, deploy/istio/Dockerfile.wasm), built with podman into its local
+# store under the names deploy/ and the injector's defaults use (podman resolves the short
+# name rust-grpc-proxy:0.1.0 to localhost/rust-grpc-proxy:0.1.0).
+VERSION       := $(shell awk -F'"' '$$1 == "version = " { print $$2; exit }' Cargo.toml)
+IMAGE         := localhost/rust-grpc-proxy:$(VERSION)
+EXAMPLE_IMAGE := localhost/rust-grpc-proxy-example:$(VERSION)
+WASM_IMAGE    := localhost/rust-grpc-proxy-filter:$(VERSION)
+INJECTOR_BIN  := target/release/rgp-injector
+IMAGE_OUT     := $(BUILD)/images
+# podman's settings for these sandboxes (runc, cgroupfs, low ulimits): deploy/podman/containers.conf.
+# Set in the environment to use another file.
+export CONTAINERS_CONF ?= $(abspath deploy/podman/containers.conf)
+
 PYTEST_ARGS ?=
 
 .PHONY: help setup rust-targets venv wasm example descriptors \
         test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector test-gateway \
         publish-descriptors demo demo-stop clean FORCE \
-        fuzz fuzz-toolchain fuzz-build fuzz-corpus soak bench bench-tools test-bench
+        fuzz fuzz-toolchain fuzz-build fuzz-corpus soak bench bench-tools test-bench \
+        podman image test-containers
 
 help:
 	@echo "Targets:"
@@ -71,6 +85,10 @@ help:
 	@echo "  test-gateway  rgp envoy configs in real Envoys: two gRPC services (tonic + Python grpcio with reflection), TLS, mTLS,"
 	@echo "                WebSockets, canary, retries, health checks; deploy/gateway (Kubernetes) and deploy/istio (Istio CRD schemas, npm)"
 	@echo "  test-bench    make bench's end-to-end driver once, briefly (same JSON from both flavours, no failed request)"
+	@echo "  image         podman images from deploy/Dockerfile, offline (local stand-in bases): $(IMAGE) (sidecar"
+	@echo "                and webhook), $(EXAMPLE_IMAGE), $(WASM_IMAGE) (Istio plugin.wasm)"
+	@echo "  test-containers  the images run by podman: the webhook (deploy/injector.yaml), injected pods run by"
+	@echo "                podman kube play (ConfigMap, descriptor volume, reflection), the gateway Deployment (tests/containers)"
 	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
 	@echo "  test-wasm32   engine tests on wasm32-unknown-unknown (wasm-bindgen-test, node); installs wasm-bindgen-cli into $(TOOLS)"
 	@echo "  fuzz          cargo fuzz (nightly, libFuzzer) every engine parser for FUZZ_SECONDS ($(FUZZ_SECONDS)) each; FUZZ_TARGETS='a b'"
@@ -153,7 +171,7 @@ descriptors: $(DESCRIPTORS)
 
 # ---------------------------------------------------------------- tests
 
-test: test-engine test-filter test-example test-cli test-wasm32 test-injector test-gateway test-bench test-e2e
+test: test-engine test-filter test-example test-cli test-wasm32 test-injector test-gateway test-containers test-bench test-e2e
 
 test-engine:
 	$(CARGO) test -p transcoder
@@ -223,6 +241,46 @@ test-gateway: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN) $(ISTIO_SCHEMAS)
 	  else echo "error: test-gateway needs openssl (apt-get install openssl)" >&2; exit 1; fi; }
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) GATEWAY_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/gateway $(PYTEST_ARGS)
+
+# ---------------------------------------------------------------- containers
+
+## podman: install podman and runc (Debian) when missing, and check that podman can run a container
+podman:
+	@for pair in podman:podman runc:runc; do t=$${pair%%:*}; pkg=$${pair##*:}; command -v $$t >/dev/null && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's $$pkg"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg; \
+	  else echo "error: make image and make test-containers need $$t (apt-get install podman runc)" >&2; exit 1; fi; done
+	@deploy/podman/check.sh $(IMAGE_OUT)
+
+$(INJECTOR_BIN): FORCE
+	$(CARGO) build --release -p rgp-injector
+
+# The Dockerfiles' base images cannot be pulled here: local stand-ins (deploy/podman/local-bases.sh)
+# are passed as build arguments; the stages built are the Dockerfiles' own. podman's layer cache
+# makes a second run take seconds.
+## image: build the sidecar/webhook, example and Istio Wasm images into podman's store (offline)
+image: podman $(WASM) $(EXAMPLE_BIN) $(INJECTOR_BIN)
+	@bases="$$(deploy/podman/local-bases.sh $(IMAGE_OUT) $(VENV)/lib/python3.11/site-packages/envoy/_bin/envoy \
+	  $(WASM) $(INJECTOR_BIN) $(EXAMPLE_BIN))"; \
+	args=""; for b in $$bases; do args="$$args --build-arg $$b"; done; \
+	echo "podman build -f deploy/Dockerfile$$args"; \
+	podman build --quiet -f deploy/Dockerfile $$args --target sidecar -t $(IMAGE) . >/dev/null; \
+	podman build --quiet -f deploy/Dockerfile $$args --target example -t $(EXAMPLE_IMAGE) . >/dev/null
+	@mkdir -p $(IMAGE_OUT)/wasm-context && cp $(WASM) $(IMAGE_OUT)/wasm-context/rust_grpc_proxy.wasm
+	podman build --quiet -f deploy/istio/Dockerfile.wasm -t $(WASM_IMAGE) $(IMAGE_OUT)/wasm-context >/dev/null
+	@podman images --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' | grep -E '^localhost/rust-grpc-proxy(-example|-filter)?:$(VERSION) '
+
+# Everything these tests start is named rgp-test-<run id>-... and removed when they end, also
+# on failure; logs and manifests stay in $(BUILD)/containers.
+## test-containers: run the images under podman: webhook, injected pods (kube play), gateway, Istio image
+test-containers: image $(VENV_STAMP) $(RGP_BIN) $(DESCRIPTORS)
+	@command -v openssl curl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's openssl and curl"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends openssl curl; \
+	  else echo "error: test-containers needs openssl and curl" >&2; exit 1; fi; }
+	CONTAINERS_IMAGE=$(IMAGE) CONTAINERS_EXAMPLE_IMAGE=$(EXAMPLE_IMAGE) CONTAINERS_WASM_IMAGE=$(WASM_IMAGE) \
+	  CONTAINERS_WASM=$(WASM) CONTAINERS_RGP=$(RGP_BIN) CONTAINERS_DESCRIPTORS=$(DESCRIPTORS) \
+	  $(VPY) -m pytest tests/containers $(PYTEST_ARGS)
 
 # Installed once per wasm-bindgen version (about 7 minutes of compiling on 2 cores).
 $(WB_STAMP):
