@@ -151,11 +151,14 @@ def webhook(out_dir):
 
 
 @pytest.fixture(scope="session")
-def descriptor_configmap(out_dir) -> "pods.Path":
-    """The example's ConfigMap as `rgp publish` writes it (deploy/example/echo.yaml's header)."""
+def descriptor_configmap(out_dir):
+    """The example's ConfigMap as `rgp publish` writes it (deploy/example/echo.yaml's header),
+    named for this run (kube play keeps a volume per ConfigMap name): (path, name, sha256)."""
     out = out_dir / "k8s"
-    subprocess.run([str(pods.RGP), "publish", str(pods.DESCRIPTORS), "--name", "example-descriptors",
+    name = f"{PREFIX}-descriptors"
+    subprocess.run([str(pods.RGP), "publish", str(pods.DESCRIPTORS), "--name", name,
                     "--namespace", "rgp-demo", "-o", str(out)], check=True, capture_output=True, timeout=60)
-    path = out / "example-descriptors.configmap.yaml"
+    path = out / f"{name}.configmap.yaml"
     assert path.exists(), sorted(p.name for p in out.iterdir())
-    return path
+    (cm,) = pods.load_manifests(path)
+    return path, name, cm["metadata"]["annotations"]["rust-grpc-proxy/descriptor-sha256"]

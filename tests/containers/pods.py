@@ -108,6 +108,20 @@ def strip_probes(spec: dict) -> dict[str, dict]:
     return probes
 
 
+def long_annotations_removed(doc: dict) -> dict[str, str]:
+    """Remove (and return) annotations longer than 63 characters: podman 4.3.1's kube play
+    checks annotation values against the label limit and refuses the pod ("value length
+    exceeds Kubernetetes max 63"); Kubernetes allows 256 KiB for all of them. Nothing in a
+    running pod reads them (the webhook already has): rust-grpc-proxy/status and
+    descriptor-sha256 are records for people and tools."""
+    meta = doc["metadata"] if doc["kind"] == "Pod" else doc["spec"]["template"]["metadata"]
+    ann = meta.get("annotations", {})
+    removed = {k: v for k, v in ann.items() if len(v) > 63}
+    for k in removed:
+        del ann[k]
+    return removed
+
+
 def secrets_as_configmaps(spec: dict, secrets: list[dict]) -> list[dict]:
     """Turn the pod's Secret volumes into ConfigMap volumes (same name, items, mount), and
     the Secrets into ConfigMaps holding the same files. podman 4.3.1 cannot mount a Secret
@@ -169,6 +183,9 @@ class KubePlay:
 
     def __enter__(self) -> "KubePlay":
         OUT_DIR.mkdir(parents=True, exist_ok=True)
+        for d in self.docs:
+            if d["kind"] in ("Pod", "Deployment"):
+                long_annotations_removed(d)
         self.path.write_text(yaml.safe_dump_all(self.docs, sort_keys=False))
         if self.configmap_docs:
             self.configmaps[-1].write_text(yaml.safe_dump_all(self.configmap_docs, sort_keys=False))
