@@ -156,9 +156,9 @@ class KubePlay:
         self.docs = docs
         self.configmaps = list(configmaps)
         self.path = OUT_DIR / f"{name}.yaml"
-        if configmap_docs:
-            self.configmaps.append(OUT_DIR / f"{name}.configmaps.yaml")
-        self.configmap_docs = list(configmap_docs)
+        # One file per ConfigMap: podman 4.3 reads only the first document of a --configmap file.
+        self.configmap_docs = {OUT_DIR / f"{name}.configmap-{i}.yaml": d for i, d in enumerate(configmap_docs)}
+        self.configmaps += list(self.configmap_docs)
         self.pods = []
         for d in docs:
             if d["kind"] == "Pod":
@@ -187,8 +187,8 @@ class KubePlay:
             if d["kind"] in ("Pod", "Deployment"):
                 long_annotations_removed(d)
         self.path.write_text(yaml.safe_dump_all(self.docs, sort_keys=False))
-        if self.configmap_docs:
-            self.configmaps[-1].write_text(yaml.safe_dump_all(self.configmap_docs, sort_keys=False))
+        for path, doc in self.configmap_docs.items():
+            path.write_text(yaml.safe_dump(doc, sort_keys=False))
         args = ["kube", "play"]
         for cm in self.configmaps:
             args += ["--configmap", str(cm)]
