@@ -20,8 +20,10 @@ backends.python_image() puts together.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
+import subprocess
 import sys
 
 import grpc
@@ -125,7 +127,7 @@ def gateway():
     desc_path = out / "gateway.yaml"
     desc_path.write_text(yaml.safe_dump(description(), sort_keys=False))
     config = out / "gateway.envoy.yaml"
-    pods.subprocess.run([str(pods.RGP), "envoy", "--description", str(desc_path), "--out", str(config)],
+    subprocess.run([str(pods.RGP), "envoy", "--description", str(desc_path), "--out", str(config)],
                         check=True, capture_output=True, timeout=60)
 
     docs = pods.load_manifests(REPO / "deploy" / "gateway" / "gateway.yaml")
@@ -145,7 +147,7 @@ def gateway():
     assert volumes["tls"]["secret"]["secretName"] == "rust-grpc-proxy-gateway-tls"
     volumes["tls"]["secret"]["secretName"] = secret_name
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret_name},
-              "data": {k: pods.base64.b64encode(p.read_bytes()).decode()
+              "data": {k: base64.b64encode(p.read_bytes()).decode()
                        for k, p in (("tls.crt", certs.server_cert), ("tls.key", certs.server_key),
                                     ("ca.crt", certs.ca))}}
     maps = pods.secrets_as_configmaps(spec, [secret])

@@ -102,7 +102,7 @@ def injected(request, webhook, descriptor_configmap):
     response = webhook.review(pod, pod["metadata"]["namespace"])
     assert response["allowed"] is True and response.get("patchType") == "JSONPatch", response
     patch = json.loads(base64.b64decode(response["patch"]))
-    (OUT_DIR := pods.OUT_DIR).joinpath(f"echo-{mode}.patch.json").write_text(json.dumps(patch, indent=1))
+    (pods.OUT_DIR / f"echo-{mode}.patch.json").write_text(json.dumps(patch, indent=1))
     patched = jsonpatch.apply_patch(pod, patch)
 
     spec = patched["spec"]
