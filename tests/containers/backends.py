@@ -57,7 +57,8 @@ def python_image() -> str:
     if root.exists():
         shutil.rmtree(root)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    shutil.copytree(stdlib, root / str(stdlib).lstrip("/"), symlinks=True,
+    # Symlinks followed: Debian's stdlib links sitecustomize.py into /etc, absent from the image.
+    shutil.copytree(stdlib, root / str(stdlib).lstrip("/"), symlinks=False, ignore_dangling_symlinks=True,
                     ignore=lambda d, names: [n for n in names if Path(d) == stdlib and n in STDLIB_SKIP])
     dist = root / "srv" / "site"
     dist.mkdir(parents=True)

@@ -110,6 +110,15 @@ def injected(request, webhook, descriptor_configmap):
     (sidecar,) = [c for c in spec["containers"] if c["name"] == "rust-grpc-proxy"]
     status = json.loads(patched["metadata"]["annotations"]["rust-grpc-proxy/status"])
     assert status["layout"] == "classic", status
+    # The descriptor source is the one this mode asked for, not a default.
+    mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    descriptor = mounts.get("/etc/rust-grpc-proxy/descriptor")
+    if mode == "reflection":
+        assert descriptor is None and "--descriptor" not in sidecar["args"], sidecar["args"]
+    else:
+        assert volumes[descriptor]["configMap"]["name"] == cm_name, volumes[descriptor]
+        assert (descriptor == "api-descriptors") == (mode == "volume"), descriptor
     probes = pods.strip_probes(spec)
     health = probes["rust-grpc-proxy/readinessProbe"]["httpGet"]["port"]
     ports = {p: pods.free_port() for p in (status["restPort"], health, bootstrap_admin_port(sidecar))}
