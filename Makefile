@@ -272,7 +272,8 @@ image: podman $(VENV_STAMP) $(WASM) $(EXAMPLE_BIN) $(INJECTOR_BIN)
 	args=""; for b in $$bases; do args="$$args --build-arg $$b"; done; \
 	echo "podman build -f deploy/Dockerfile$$args"; \
 	podman build --quiet -f deploy/Dockerfile $$args --target sidecar -t $(IMAGE) . >/dev/null; \
-	podman build --quiet -f deploy/Dockerfile $$args --target example -t $(EXAMPLE_IMAGE) . >/dev/null
+	podman build --quiet -f deploy/Dockerfile $$args --target example -t $(EXAMPLE_IMAGE) . >/dev/null; \
+	podman image prune --force --filter label=io.rust-grpc-proxy.stage=build >/dev/null
 	@mkdir -p $(IMAGE_OUT)/wasm-context && cp $(WASM) $(IMAGE_OUT)/wasm-context/rust_grpc_proxy.wasm
 	podman build --quiet -f deploy/istio/Dockerfile.wasm -t $(WASM_IMAGE) $(IMAGE_OUT)/wasm-context >/dev/null
 	@podman images --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' | grep -E '^localhost/rust-grpc-proxy(-example|-filter)?:$(VERSION) '
