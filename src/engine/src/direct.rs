@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use prost_reflect::{Kind, MessageDescriptor};
 
-use crate::json::{format_double, format_float};
+use crate::json::{write_double, write_float};
 
 /// A scalar field type, as it sits on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -710,12 +710,8 @@ impl Number {
                 out.push(b'"');
             }
             Number::Bool(v) => out.extend_from_slice(if v { b"true" } else { b"false" }),
-            Number::F32(v) if v.is_finite() && !(v == 0.0 && v.is_sign_negative()) => {
-                out.extend_from_slice(format_float(v).as_bytes())
-            }
-            Number::F64(v) if v.is_finite() && !(v == 0.0 && v.is_sign_negative()) => {
-                out.extend_from_slice(format_double(v).as_bytes())
-            }
+            Number::F32(v) if v.is_finite() && !(v == 0.0 && v.is_sign_negative()) => write_float(out, v),
+            Number::F64(v) if v.is_finite() && !(v == 0.0 && v.is_sign_negative()) => write_double(out, v),
             // NaN, infinities and -0: the general path's business.
             Number::F32(_) | Number::F64(_) => return None,
         }
