@@ -61,6 +61,9 @@ CASES = [
     ("order GET", "GET", "/v1/orders/order-000123?customer_id=customer-4567&status=STATUS_PAID&page_size=20"
                          "&fields=items&fields=total", None),
     ("order POST", "POST", "/v1/orders", PAYLOADS / "order.json"),
+    # Numbers first (decimal prices, long fractions, int64/uint64, a duration), and a 22 KB page of them.
+    ("listing POST", "POST", "/v1/listings", PAYLOADS / "listing.json"),
+    ("catalog POST", "POST", "/v1/catalogs", PAYLOADS / "catalog.json"),
 ]
 if os.environ.get("BENCH_CASES"):
     wanted = {c.strip() for c in os.environ["BENCH_CASES"].split(",")}

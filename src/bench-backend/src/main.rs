@@ -16,7 +16,7 @@ mod protos {
 
 use protos::bench::v1::{
     bench_server::{Bench, BenchServer},
-    Address, LineItem, Money, Order, OrderRequest, Small, SmallRequest,
+    Address, Catalog, LineItem, Listing, Money, Order, OrderRequest, Small, SmallRequest,
 };
 
 /// The embedded FileDescriptorSet (imports and HTTP rules included).
@@ -54,6 +54,14 @@ impl Bench for Service {
     }
 
     async fn post_order(&self, request: Request<Order>) -> Result<Response<Order>, Status> {
+        Ok(Response::new(request.into_inner()))
+    }
+
+    async fn post_listing(&self, request: Request<Listing>) -> Result<Response<Listing>, Status> {
+        Ok(Response::new(request.into_inner()))
+    }
+
+    async fn post_catalog(&self, request: Request<Catalog>) -> Result<Response<Catalog>, Status> {
         Ok(Response::new(request.into_inner()))
     }
 }

@@ -6,7 +6,7 @@
 //! It is a fast path, not a second implementation of proto3 JSON: whenever
 //! the input leaves the subset handled here (an escape in a string, a `null`,
 //! a number written as a string for a float, a oneof, a well-known type other
-//! than Timestamp, bytes, an unknown key, a field set twice, fields out of
+//! than Timestamp and Duration, bytes, an unknown key, a field set twice, fields out of
 //! order on the wire, ...) it returns `None` and the caller takes the general
 //! path, which then gives the same answer or the precise error. What it does
 //! accept it turns into what the general path would: the same message
@@ -16,6 +16,13 @@
 use std::collections::HashMap;
 
 use prost_reflect::{Kind, MessageDescriptor};
+
+mod time;
+mod wire;
+
+use time::{parse_duration, parse_timestamp, read_timestamp, write_duration};
+pub use wire::without_source_info;
+use wire::{begin_len, end_len, field_bytes, get_varint, put_key, put_varint};
 
 use crate::json::{write_double, write_float};
 
@@ -45,6 +52,7 @@ enum Type {
     Enum(u32),
     Message(u32),
     Timestamp,
+    Duration,
     /// Anything the fast path leaves to the general one (bytes, other well-known types).
     Other,
 }
@@ -99,6 +107,7 @@ pub struct PrintStyle {
 const MAX_DEPTH: usize = 64;
 
 const TIMESTAMP: &str = "google.protobuf.Timestamp";
+const DURATION: &str = "google.protobuf.Duration";
 
 impl Schema {
     /// Compiles `desc` and every message type it reaches; returns its id.
@@ -123,7 +132,7 @@ impl Schema {
             } else {
                 let ty = self.type_of(&field.kind());
                 // proto2 optional / proto3 `optional` scalars have presence: left to the general path.
-                if !matches!(ty, Type::Message(_) | Type::Timestamp | Type::Other)
+                if !matches!(ty, Type::Message(_) | Type::Timestamp | Type::Duration | Type::Other)
                     && !field.is_list()
                     && field.supports_presence()
                 {
@@ -189,6 +198,7 @@ impl Schema {
                 Type::Enum(id)
             }
             Kind::Message(m) if m.full_name() == TIMESTAMP => Type::Timestamp,
+            Kind::Message(m) if m.full_name() == DURATION => Type::Duration,
             Kind::Message(m) if m.full_name().starts_with("google.protobuf.") => Type::Other,
             Kind::Message(m) => Type::Message(self.add(m)),
         }
@@ -318,9 +328,10 @@ impl Schema {
                 self.read_message(id, r, out, depth + 1)?;
                 end_len(out, start);
             }
-            Type::Timestamp => {
+            Type::Timestamp | Type::Duration => {
                 let text = r.string()?;
-                let (seconds, nanos) = parse_timestamp(text)?;
+                let (seconds, nanos) =
+                    if ty == Type::Timestamp { parse_timestamp(text)? } else { parse_duration(text)? };
                 put_key(out, number, 2);
                 let start = begin_len(out);
                 if seconds != 0 {
@@ -542,6 +553,7 @@ impl Schema {
             }
             Type::Message(_) => out.extend_from_slice(b"{}"),
             Type::Timestamp => out.extend_from_slice(b"\"1970-01-01T00:00:00Z\""),
+            Type::Duration => out.extend_from_slice(b"\"0s\""),
             Type::Other => return None,
         }
         Some(())
@@ -578,6 +590,13 @@ impl Schema {
                 }
                 let text = prost_types::Timestamp { seconds, nanos }.to_string();
                 write_str(out, &text);
+            }
+            Type::Duration => {
+                if wire_type != 2 {
+                    return None;
+                }
+                let (seconds, nanos) = read_timestamp(value)?;
+                write_duration(out, seconds, nanos)?;
             }
             Type::Enum(id) => {
                 if wire_type != 0 {
@@ -820,72 +839,6 @@ fn read_scalar(s: Scalar, r: &mut Reader<'_>) -> Option<Number> {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`, the canonical form; offsets and the rest
-/// go to the general path (which also checks what this accepts the same way).
-fn parse_timestamp(text: &str) -> Option<(i64, i32)> {
-    let b = text.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || *b.last()? != b'Z'
-    {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(range)?;
-        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let nanos = match &b[19..b.len() - 1] {
-        [] => 0,
-        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) => {
-            let n = digits.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
-            n * 10i64.pow(9 - digits.len() as u32)
-        }
-        _ => return None,
-    };
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if year < 1 || day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + hour * 3600 + minute * 60 + second, nanos as i32))
-}
-
-fn read_timestamp(wire: &[u8]) -> Option<(i64, i32)> {
-    let (mut seconds, mut nanos) = (0i64, 0i32);
-    let mut pos = 0;
-    while pos < wire.len() {
-        let (key, next) = get_varint(wire, pos)?;
-        let (value, next) = get_varint(wire, next)?;
-        pos = next;
-        match key {
-            0x08 => seconds = value as i64,
-            0x10 => nanos = value as i32,
-            _ => return None,
-        }
-    }
-    Some((seconds, nanos))
-}
-
 /// A map entry: its key and, when present, its value's wire type and bytes.
 type MapEntry<'a> = (&'a str, Option<(u8, &'a [u8])>);
 
@@ -906,66 +859,6 @@ fn map_entry(entry: &[u8]) -> Option<MapEntry<'_>> {
         pos = next;
     }
     Some((key, value))
-}
-
-fn field_bytes(wire: &[u8], pos: usize, wire_type: u8) -> Option<(&[u8], usize)> {
-    match wire_type {
-        0 => {
-            let (_, next) = get_varint(wire, pos)?;
-            Some((&wire[pos..next], next))
-        }
-        1 => Some((wire.get(pos..pos + 8)?, pos + 8)),
-        5 => Some((wire.get(pos..pos + 4)?, pos + 4)),
-        2 => {
-            let (len, start) = get_varint(wire, pos)?;
-            let end = start.checked_add(usize::try_from(len).ok()?)?;
-            Some((wire.get(start..end)?, end))
-        }
-        _ => None, // groups (3, 4) and invalid types
-    }
-}
-
-fn get_varint(wire: &[u8], mut pos: usize) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for shift in (0..70).step_by(7) {
-        let byte = *wire.get(pos)?;
-        pos += 1;
-        value |= u64::from(byte & 0x7f).checked_shl(shift)?;
-        if byte < 0x80 {
-            return Some((value, pos));
-        }
-    }
-    None
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_key(out: &mut Vec<u8>, number: u32, wire_type: u8) {
-    put_varint(out, (u64::from(number) << 3) | u64::from(wire_type));
-}
-
-/// Reserves one byte for a length written by [`end_len`].
-fn begin_len(out: &mut Vec<u8>) -> usize {
-    out.push(0);
-    out.len()
-}
-
-/// Writes the length of what follows `start`, widening the reserved byte if needed.
-fn end_len(out: &mut Vec<u8>, start: usize) {
-    let len = out.len() - start;
-    if len < 0x80 {
-        out[start - 1] = len as u8;
-        return;
-    }
-    let mut prefix = Vec::with_capacity(5);
-    put_varint(&mut prefix, len as u64);
-    out.splice(start - 1..start, prefix);
 }
 
 // ------------------------------------------------------------------ JSON reader
@@ -1060,41 +953,4 @@ impl<'a> Reader<'a> {
         }
         std::str::from_utf8(&self.json[start..self.pos]).ok()
     }
-}
-
-// ------------------------------------------------------------------ descriptor sets
-
-/// A FileDescriptorSet without its files' `source_code_info` (comments and
-/// spans: 70% of a set built with `--include_source_info`), which nothing here
-/// reads and which `DescriptorPool::decode` would otherwise decode in every
-/// VM. `None` if the bytes are not a well-formed set (the caller then decodes
-/// them as they are, for the precise error).
-pub fn without_source_info(set: &[u8]) -> Option<Vec<u8>> {
-    const FILE: u64 = 1 << 3 | 2; // FileDescriptorSet.file
-    const SOURCE_CODE_INFO: u64 = 9 << 3 | 2; // FileDescriptorProto.source_code_info
-    let mut out = Vec::with_capacity(set.len());
-    let mut pos = 0;
-    while pos < set.len() {
-        let (key, next) = get_varint(set, pos)?;
-        let (value, end) = field_bytes(set, next, (key & 7) as u8)?;
-        if key == FILE {
-            let mut file = Vec::with_capacity(value.len());
-            let mut at = 0;
-            while at < value.len() {
-                let (field_key, next) = get_varint(value, at)?;
-                let (_, field_end) = field_bytes(value, next, (field_key & 7) as u8)?;
-                if field_key != SOURCE_CODE_INFO {
-                    file.extend_from_slice(&value[at..field_end]);
-                }
-                at = field_end;
-            }
-            put_key(&mut out, 1, 2);
-            put_varint(&mut out, file.len() as u64);
-            out.extend_from_slice(&file);
-        } else {
-            out.extend_from_slice(&set[pos..end]);
-        }
-        pos = end;
-    }
-    Some(out)
 }

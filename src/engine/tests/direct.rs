@@ -60,7 +60,26 @@ impl Rng {
 }
 
 const STRINGS: &[&str] = &["", "a", "République", "quote \" here", "back\\slash", "line\nbreak", "<tag>&", "😀", "x y"];
-const DOUBLES: &[f64] = &[0.0, 1.0, -2.5, 0.1, 1e21, 1e-7, 123456.789, 3.4028235e38, f64::NAN, -0.0, 1e300];
+const DOUBLES: &[f64] = &[
+    0.0,
+    1.0,
+    -2.5,
+    0.1,
+    1e21,
+    1e-7,
+    123456.789,
+    3.4028235e38,
+    f64::NAN,
+    -0.0,
+    1e300,
+    16.99,
+    16.990000000000002,
+    0.30000000000000004,
+    45.764043,
+    4.7,
+    1e16,
+    1e-5,
+];
 
 fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
     match kind {
@@ -87,6 +106,15 @@ fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
             t.set_field_by_name("seconds", Value::I64([0, 1_767_225_600, -86_400][rng.below(3) as usize]));
             t.set_field_by_name("nanos", Value::I32([0, 500_000_000, 123_000, 7][rng.below(4) as usize]));
             Value::Message(t)
+        }
+        Kind::Message(m) if m.full_name() == "google.protobuf.Duration" => {
+            let mut d = DynamicMessage::new(m.clone());
+            let (seconds, nanos) =
+                [(0, 0), (3600, 0), (1, 500_000_000), (-86_400, -7), (0, -123_000), (315_576_000_000, 999_999_999)]
+                    [rng.below(6) as usize];
+            d.set_field_by_name("seconds", Value::I64(seconds));
+            d.set_field_by_name("nanos", Value::I32(nanos));
+            Value::Message(d)
         }
         Kind::Message(m) => Value::Message(random_message(m, rng, depth + 1)),
     }
@@ -191,6 +219,21 @@ test! {
             r#"{"items":[{"quantity":1.5}]}"#,  // not an integer
             r#"{"id":"a"} x"#,                  // trailing garbage
         ] {
+            assert!(schema.json_to_wire(id, body.as_bytes(), &mut Vec::new()).is_none(), "accepted {body}");
+        }
+        for (name, body) in [
+            ("bench.v1.Listing", &include_bytes!("../../../bench/payloads/listing.json")[..]),
+            ("bench.v1.Catalog", include_bytes!("../../../bench/payloads/catalog.json")),
+        ] {
+            let id = schema.add(&pool.get_message_by_name(name).expect("bench message"));
+            let mut wire = Vec::new();
+            schema.json_to_wire(id, body, &mut wire).unwrap_or_else(|| panic!("{name} takes the fast path in"));
+            let style = PrintStyle { proto_names: false, enums_as_ints: false };
+            assert!(schema.wire_to_json(id, &wire, style, &mut Vec::new()).is_some(), "{name} takes the fast path out");
+        }
+        for body in [r#"{"shippingTime":"01s"}"#, r#"{"shippingTime":"1.s"}"#, r#"{"shippingTime":"+1s"}"#,
+                     r#"{"shippingTime":"1.0000000001s"}"#, r#"{"shippingTime":"315576000001s"}"#] {
+            let id = schema.add(&pool.get_message_by_name("bench.v1.Listing").expect("Listing"));
             assert!(schema.json_to_wire(id, body.as_bytes(), &mut Vec::new()).is_none(), "accepted {body}");
         }
         let mut out = Vec::new();

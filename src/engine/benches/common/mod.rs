@@ -14,7 +14,8 @@ pub struct Case {
     pub json: &'static [u8],
 }
 
-/// The small message and the realistic (~1 KB) one of bench/proto/bench/v1/bench.proto.
+/// The messages of bench/proto/bench/v1/bench.proto: small, an order (~1 KB), a listing
+/// (numbers first, ~1 KB) and a catalog page of listings (~22 KB).
 pub const CASES: &[Case] = &[
     Case {
         name: "small",
@@ -27,6 +28,18 @@ pub const CASES: &[Case] = &[
         path: "/v1/orders",
         message: "bench.v1.Order",
         json: include_bytes!("../../../../bench/payloads/order.json"),
+    },
+    Case {
+        name: "listing",
+        path: "/v1/listings",
+        message: "bench.v1.Listing",
+        json: include_bytes!("../../../../bench/payloads/listing.json"),
+    },
+    Case {
+        name: "catalog",
+        path: "/v1/catalogs",
+        message: "bench.v1.Catalog",
+        json: include_bytes!("../../../../bench/payloads/catalog.json"),
     },
 ];
 

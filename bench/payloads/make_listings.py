@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Writes bench/payloads/listing.json and catalog.json: messages that look like
+users' messages (decimal prices and coordinates with long fractions, int64 and
+uint64 as strings, enums, maps, repeated nested messages, timestamps,
+durations, unicode). Deterministic (a fixed seed), so the committed files are
+what this prints; rerun after changing it.
+
+Numbers are written the way protobuf prints them (shortest form that reads
+back), so both transcoders echo the same text and the bench's equality check
+holds.
+"""
+
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+rng = random.Random(20261203)
+
+TITLES = ["Café crème grinder", "Kaffeemühle „Präzision“", "手挽きコーヒーミル", "Молотая кофемолка",
+          "Moka pot — 6 cups", "Électrique 1200 W", "Balança de precisão ±0,1 g", "מטחנת קפה ידנית"]
+COLORS = ["black", "steel", "red", "oak", "white", "copper"]
+STATUSES = ["STATUS_PENDING", "STATUS_PAID", "STATUS_SHIPPED", "STATUS_DELIVERED"]
+REGIONS = ["FR", "DE", "JP", "US", "BR", "IL", "UA", "IN"]
+
+
+def price() -> float:
+    return round(rng.uniform(1, 500), 2)
+
+
+def long_fraction() -> float:
+    # Computed values: sums and products of decimals print with 16-17 digits.
+    return rng.uniform(0, 5) * 1.1 + 0.1
+
+
+def listing(i: int) -> dict:
+    return {
+        "id": f"listing-{i:06d}",
+        "title": rng.choice(TITLES),
+        "description": " ".join(rng.choice(TITLES) for _ in range(3)),
+        "price": price(),
+        "rating": round(rng.uniform(1, 5), 1),
+        "latitude": rng.uniform(-90, 90),
+        "longitude": rng.uniform(-180, 180),
+        "views": str(rng.randrange(10**12)),
+        "revision": str(rng.randrange(2**63, 2**64)),
+        "status": rng.choice(STATUSES),
+        "regionalPrices": {r: price() for r in rng.sample(REGIONS, 4)},
+        "variants": [{
+            "sku": f"SKU-{i:04d}-{v}",
+            "price": price() + 0.1 + 0.2,
+            "weightKg": round(rng.uniform(0.1, 20), 3),
+            "stock": rng.randrange(1, 1000),
+            "colors": rng.sample(COLORS, 2),
+            "availability": rng.choice(STATUSES),
+        } for v in range(3)],
+        "listedAt": f"2026-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:"
+                    f"{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(1000):03d}Z",
+        "shippingTime": f"{rng.randrange(3600, 864000)}.{rng.randrange(1, 1000):03d}s",
+        "scoreHistory": [long_fraction() for _ in range(6)],
+        "attributes": {"material": "acier inoxydable", "origin": "日本", "warranty": "2 ans"},
+        "tags": ["coffee", "kitchen", rng.choice(COLORS)],
+    }
+
+
+def dump(name: str, value: dict) -> None:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    (HERE / name).write_text(text + "\n", encoding="utf-8")
+    print(f"{name}: {len(text.encode())} bytes")
+
+
+dump("listing.json", listing(1))
+dump("catalog.json", {"pageToken": "page-0002", "listings": [listing(i) for i in range(2, 22)], "total": "1234"})
