@@ -60,6 +60,8 @@ def listing(i: int) -> dict:
         "scoreHistory": [long_fraction() for _ in range(6)],
         "attributes": {"material": "acier inoxydable", "origin": "日本", "warranty": "2 ans"},
         "tags": ["coffee", "kitchen", rng.choice(COLORS)],
+        **({"discount": round(rng.uniform(0, 0.5), 2)} if i % 2 else {"coupon": f"SPRING-{i}"}),
+        "maxPerOrder": rng.choice([0, 1, 5]),
     }
 
 

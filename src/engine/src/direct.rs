@@ -5,7 +5,7 @@
 //!
 //! It is a fast path, not a second implementation of proto3 JSON: whenever
 //! the input leaves the subset handled here (an escape in a string, a `null`,
-//! a number written as a string for a float, a oneof, a well-known type other
+//! a number written as a string for a float, two members of a oneof, a well-known type other
 //! than Timestamp and Duration, bytes, an unknown key, a field set twice, fields out of
 //! order on the wire, ...) it returns `None` and the caller takes the general
 //! path, which then gives the same answer or the precise error. What it does
@@ -67,6 +67,12 @@ struct Field {
     packed: bool,
     /// A `map<string, V>` field: the value's type (the key is always a string here).
     map_value: Option<Type>,
+    /// A proto3 `optional` scalar or a oneof member: written and printed when
+    /// set, default value or not.
+    presence: bool,
+    /// The oneof it belongs to (index in its message; proto3 `optional`
+    /// fields have a synthetic one): at most one member may be set.
+    oneof: Option<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -118,7 +124,8 @@ impl Schema {
         let id = self.messages.len() as u32;
         self.messages.push(Message::default());
         self.message_ids.insert(desc.full_name().to_string(), id);
-        let mut supported = desc.oneofs().len() == 0 && desc.extensions().len() == 0 && desc.fields().len() < 128;
+        let proto3 = desc.parent_file().syntax() == prost_reflect::Syntax::Proto3;
+        let mut supported = desc.oneofs().len() < 64 && desc.extensions().len() == 0 && desc.fields().len() < 128;
         let mut fields = Vec::new();
         for field in desc.fields() {
             let mut map_value = None;
@@ -131,8 +138,9 @@ impl Schema {
                 Type::Other
             } else {
                 let ty = self.type_of(&field.kind());
-                // proto2 optional / proto3 `optional` scalars have presence: left to the general path.
-                if !matches!(ty, Type::Message(_) | Type::Timestamp | Type::Duration | Type::Other)
+                // proto2's optional scalars (defaults of their own, required fields) stay with the general path.
+                if !proto3
+                    && !matches!(ty, Type::Message(_) | Type::Timestamp | Type::Duration | Type::Other)
                     && !field.is_list()
                     && field.supports_presence()
                 {
@@ -151,6 +159,11 @@ impl Schema {
                 repeated: field.is_list(),
                 packed: field.is_packed(),
                 map_value,
+                presence: !field.is_list() && field.supports_presence(),
+                oneof: field
+                    .containing_oneof()
+                    .and_then(|o| desc.oneofs().position(|x| x == o))
+                    .and_then(|i| u8::try_from(i).ok()),
             });
         }
         fields.sort_by_key(|f| f.number);
@@ -227,6 +240,7 @@ impl Schema {
             return Some(());
         }
         let mut seen = 0u128;
+        let mut oneofs_seen = 0u64;
         loop {
             r.skip_ws();
             let key = r.string()?;
@@ -236,6 +250,13 @@ impl Schema {
             }
             seen |= 1 << index;
             let field = &message.fields[index as usize];
+            if let Some(oneof) = field.oneof {
+                // Two members of one oneof: the general path says which.
+                if oneofs_seen & (1 << oneof) != 0 {
+                    return None;
+                }
+                oneofs_seen |= 1 << oneof;
+            }
             r.skip_ws();
             r.expect(b':')?;
             r.skip_ws();
@@ -277,7 +298,7 @@ impl Schema {
             }
         }
         if !field.repeated {
-            return self.read_value(field.ty, field.number, r, out, depth, false);
+            return self.read_value(field.ty, field.number, r, out, depth, field.presence);
         }
         r.expect(b'[')?;
         r.skip_ws();
@@ -401,6 +422,7 @@ impl Schema {
         let mut last_number = 0u32;
         let mut open_list: Option<usize> = None;
         let mut map_entries: Vec<MapEntry<'_>> = Vec::new();
+        let mut oneofs_seen = 0u64;
         while pos < wire.len() {
             let (key, next) = get_varint(wire, pos)?;
             pos = next;
@@ -422,12 +444,19 @@ impl Schema {
                 }
                 self.close_field(message, last_number, &mut open_list, &mut map_entries, style, out, depth)?;
                 last_number = number;
+                if let Some(oneof) = field.oneof {
+                    // Two members of one oneof on the wire: the last wins, the general path's job.
+                    if oneofs_seen & (1 << oneof) != 0 {
+                        return None;
+                    }
+                    oneofs_seen |= 1 << oneof;
+                }
                 if field.map_value.is_none() && !field.repeated {
-                    // Singular: print now unless it is the default value.
+                    // Singular: print now unless it is the default value (and has no presence).
                     let start = out.len();
                     comma(out);
                     write_key(out, field, style);
-                    if !self.print_value(field.ty, wire_type, value, style, out, depth, false)? {
+                    if !self.print_value(field.ty, wire_type, value, style, out, depth, field.presence)? {
                         out.truncate(start);
                     }
                     continue;

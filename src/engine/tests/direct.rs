@@ -236,6 +236,19 @@ test! {
             let id = schema.add(&pool.get_message_by_name("bench.v1.Listing").expect("Listing"));
             assert!(schema.json_to_wire(id, body.as_bytes(), &mut Vec::new()).is_none(), "accepted {body}");
         }
+        // Presence: a oneof member or an `optional` field set to its default is sent and printed;
+        // two members of one oneof (in JSON or on the wire) are the general path's to judge.
+        let listing = schema.add(&pool.get_message_by_name("bench.v1.Listing").expect("Listing"));
+        let style = PrintStyle { proto_names: false, enums_as_ints: false };
+        let mut wire = Vec::new();
+        schema.json_to_wire(listing, br#"{"discount":0,"maxPerOrder":0}"#, &mut wire).expect("fast path");
+        assert_eq!(wire, [0x91, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0xa0, 0x01, 0x00]);
+        let mut printed = Vec::new();
+        schema.wire_to_json(listing, &wire, style, &mut printed).expect("fast path");
+        assert_eq!(String::from_utf8_lossy(&printed), r#"{"discount":0,"maxPerOrder":0}"#);
+        assert!(schema.json_to_wire(listing, br#"{"discount":1.5,"coupon":"x"}"#, &mut Vec::new()).is_none());
+        let both = [&wire[..10], &[0x9a, 0x01, 0x01, b'x'][..]].concat();
+        assert!(schema.wire_to_json(listing, &both, style, &mut Vec::new()).is_none());
         let mut out = Vec::new();
         schema
             .json_to_wire(id, include_bytes!("../../../bench/payloads/order.json"), &mut out)
