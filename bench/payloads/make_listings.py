@@ -10,6 +10,8 @@ back), so both transcoders echo the same text and the bench's equality check
 holds.
 """
 
+import base64
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -62,6 +64,9 @@ def listing(i: int) -> dict:
         "tags": ["coffee", "kitchen", rng.choice(COLORS)],
         **({"discount": round(rng.uniform(0, 0.5), 2)} if i % 2 else {"coupon": f"SPRING-{i}"}),
         "maxPerOrder": rng.choice([0, 1, 5]),
+        "minAge": rng.choice([0, 12, 18]),
+        **({"subtitle": rng.choice(TITLES)} if i % 3 else {}),
+        "checksum": base64.b64encode(hashlib.sha256(f"listing-{i}".encode()).digest()).decode(),
     }
 
 

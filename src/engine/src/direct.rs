@@ -5,8 +5,9 @@
 //!
 //! It is a fast path, not a second implementation of proto3 JSON: whenever
 //! the input leaves the subset handled here (an escape in a string, a `null`,
-//! a number written as a string for a float, two members of a oneof, a well-known type other
-//! than Timestamp and Duration, bytes, an unknown key, a field set twice, fields out of
+//! a number written as a string for a float, two members of a oneof, a
+//! well-known type other than Timestamp, Duration and the wrappers, base64
+//! other than standard and padded, an unknown key, a field set twice, fields out of
 //! order on the wire, ...) it returns `None` and the caller takes the general
 //! path, which then gives the same answer or the precise error. What it does
 //! accept it turns into what the general path would: the same message
@@ -23,6 +24,7 @@ mod wire;
 use time::{parse_duration, parse_timestamp, read_timestamp, write_duration};
 pub use wire::without_source_info;
 use wire::{begin_len, end_len, field_bytes, get_varint, put_key, put_varint};
+use wire::{decode_base64, encode_base64};
 
 use crate::json::{write_double, write_float};
 
@@ -53,6 +55,10 @@ enum Type {
     Message(u32),
     Timestamp,
     Duration,
+    /// `bytes`: base64 in JSON.
+    Bytes,
+    /// A wrapper (`google.protobuf.Int32Value`, ...): its value alone in JSON.
+    Wrapper(Scalar),
     /// Anything the fast path leaves to the general one (bytes, other well-known types).
     Other,
 }
@@ -140,7 +146,10 @@ impl Schema {
                 let ty = self.type_of(&field.kind());
                 // proto2's optional scalars (defaults of their own, required fields) stay with the general path.
                 if !proto3
-                    && !matches!(ty, Type::Message(_) | Type::Timestamp | Type::Duration | Type::Other)
+                    && !matches!(
+                        ty,
+                        Type::Message(_) | Type::Timestamp | Type::Duration | Type::Wrapper(_) | Type::Other
+                    )
                     && !field.is_list()
                     && field.supports_presence()
                 {
@@ -194,7 +203,7 @@ impl Schema {
             Kind::Sfixed64 => Type::Scalar(Scalar::Sfixed64),
             Kind::Bool => Type::Scalar(Scalar::Bool),
             Kind::String => Type::Scalar(Scalar::String),
-            Kind::Bytes => Type::Other,
+            Kind::Bytes => Type::Bytes,
             Kind::Enum(e) => {
                 if let Some(&id) = self.enum_ids.get(e.full_name()) {
                     return Type::Enum(id);
@@ -212,8 +221,18 @@ impl Schema {
             }
             Kind::Message(m) if m.full_name() == TIMESTAMP => Type::Timestamp,
             Kind::Message(m) if m.full_name() == DURATION => Type::Duration,
-            Kind::Message(m) if m.full_name().starts_with("google.protobuf.") => Type::Other,
-            Kind::Message(m) => Type::Message(self.add(m)),
+            Kind::Message(m) => match m.full_name() {
+                "google.protobuf.DoubleValue" => Type::Wrapper(Scalar::Double),
+                "google.protobuf.FloatValue" => Type::Wrapper(Scalar::Float),
+                "google.protobuf.Int64Value" => Type::Wrapper(Scalar::Int64),
+                "google.protobuf.UInt64Value" => Type::Wrapper(Scalar::Uint64),
+                "google.protobuf.Int32Value" => Type::Wrapper(Scalar::Int32),
+                "google.protobuf.UInt32Value" => Type::Wrapper(Scalar::Uint32),
+                "google.protobuf.BoolValue" => Type::Wrapper(Scalar::Bool),
+                "google.protobuf.StringValue" => Type::Wrapper(Scalar::String),
+                name if name.starts_with("google.protobuf.") => Type::Other,
+                _ => Type::Message(self.add(m)),
+            },
         }
     }
 
@@ -386,6 +405,21 @@ impl Schema {
                     put_key(out, number, wire_type_of(s));
                     value.write(out);
                 }
+            }
+            Type::Bytes => {
+                let data = decode_base64(r.string()?)?;
+                if always || !data.is_empty() {
+                    put_key(out, number, 2);
+                    put_varint(out, data.len() as u64);
+                    out.extend_from_slice(&data);
+                }
+            }
+            Type::Wrapper(s) => {
+                // Present even when its value is the default: the wrapper is written.
+                put_key(out, number, 2);
+                let start = begin_len(out);
+                self.read_value(Type::Scalar(s), 1, r, out, depth, false)?;
+                end_len(out, start);
             }
             Type::Other => return None,
         }
@@ -583,7 +617,8 @@ impl Schema {
             Type::Message(_) => out.extend_from_slice(b"{}"),
             Type::Timestamp => out.extend_from_slice(b"\"1970-01-01T00:00:00Z\""),
             Type::Duration => out.extend_from_slice(b"\"0s\""),
-            Type::Other => return None,
+            Type::Bytes => out.extend_from_slice(b"\"\""),
+            Type::Wrapper(_) | Type::Other => return None,
         }
         Some(())
     }
@@ -659,6 +694,40 @@ impl Schema {
                     return Some(false);
                 }
                 v.print(out)?;
+            }
+            Type::Bytes => {
+                if wire_type != 2 {
+                    return None;
+                }
+                if value.is_empty() && !always {
+                    return Some(false);
+                }
+                out.push(b'"');
+                encode_base64(value, out);
+                out.push(b'"');
+            }
+            Type::Wrapper(s) => {
+                if wire_type != 2 {
+                    return None;
+                }
+                // Its value (field 1), at most once; absent is the default, printed all the same.
+                let mut inner: Option<(u8, &[u8])> = None;
+                let mut pos = 0;
+                while pos < value.len() {
+                    let (key, next) = get_varint(value, pos)?;
+                    let (bytes, next) = field_bytes(value, next, (key & 7) as u8)?;
+                    if key >> 3 != 1 || inner.is_some() {
+                        return None;
+                    }
+                    inner = Some(((key & 7) as u8, bytes));
+                    pos = next;
+                }
+                match inner {
+                    Some((wire_type, bytes)) => {
+                        self.print_value(Type::Scalar(s), wire_type, bytes, style, out, depth, true)?;
+                    }
+                    None => self.print_default(Type::Scalar(s), style, out)?,
+                }
             }
             Type::Other => return None,
         }

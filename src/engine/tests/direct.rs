@@ -95,7 +95,9 @@ fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
         Kind::Uint64 | Kind::Fixed64 => Value::U64([0, 9, u64::MAX][rng.below(3) as usize]),
         Kind::Bool => Value::Bool(rng.below(2) == 1),
         Kind::String => Value::String(STRINGS[rng.below(STRINGS.len() as u64) as usize].to_string()),
-        Kind::Bytes => Value::Bytes(vec![0, 255, 7].into()),
+        Kind::Bytes => {
+            Value::Bytes([&[][..], &[0, 255, 7], b"any carnal pleas", &[251; 5]][rng.below(4) as usize].to_vec().into())
+        }
         Kind::Enum(e) => {
             let values: Vec<i32> = e.values().map(|v| v.number()).collect();
             // Now and then a number the enum does not declare (proto3 enums are open).
@@ -115,6 +117,14 @@ fn random_value(kind: &Kind, rng: &mut Rng, depth: usize) -> Value {
             d.set_field_by_name("seconds", Value::I64(seconds));
             d.set_field_by_name("nanos", Value::I32(nanos));
             Value::Message(d)
+        }
+        Kind::Message(m) if m.full_name().starts_with("google.protobuf.") && m.full_name().ends_with("Value") => {
+            // A wrapper: now and then left empty (its default value).
+            let mut w = DynamicMessage::new(m.clone());
+            if let Some(field) = m.get_field_by_name("value").filter(|_| rng.below(3) != 0) {
+                w.set_field(&field, random_value(&field.kind(), rng, depth + 1));
+            }
+            Value::Message(w)
         }
         Kind::Message(m) => Value::Message(random_message(m, rng, depth + 1)),
     }
@@ -249,6 +259,16 @@ test! {
         assert!(schema.json_to_wire(listing, br#"{"discount":1.5,"coupon":"x"}"#, &mut Vec::new()).is_none());
         let both = [&wire[..10], &[0x9a, 0x01, 0x01, b'x'][..]].concat();
         assert!(schema.wire_to_json(listing, &both, style, &mut Vec::new()).is_none());
+        // A wrapper at its default is present, so printed; bytes are standard padded base64 both ways.
+        let mut wire = Vec::new();
+        schema.json_to_wire(listing, br#"{"minAge":0,"subtitle":"","checksum":"AP8H"}"#, &mut wire).expect("fast path");
+        assert_eq!(wire, [0xaa, 0x01, 0x00, 0xb2, 0x01, 0x00, 0xba, 0x01, 0x03, 0x00, 0xff, 0x07]);
+        let mut printed = Vec::new();
+        schema.wire_to_json(listing, &wire, style, &mut printed).expect("fast path");
+        assert_eq!(String::from_utf8_lossy(&printed), r#"{"minAge":0,"subtitle":"","checksum":"AP8H"}"#);
+        for body in [r#"{"checksum":"AP8"}"#, r#"{"checksum":"_-8H"}"#, r#"{"minAge":null}"#] {
+            assert!(schema.json_to_wire(listing, body.as_bytes(), &mut Vec::new()).is_none(), "accepted {body}");
+        }
         let mut out = Vec::new();
         schema
             .json_to_wire(id, include_bytes!("../../../bench/payloads/order.json"), &mut out)

@@ -1,6 +1,24 @@
 //! The protobuf wire format, as much as the fast path writes and reads:
 //! varints, keys, length-delimited fields (lengths reserved then patched), and
-//! a descriptor set's files without their source info.
+//! a descriptor set's files without their source info; and `bytes` fields'
+//! base64 form in JSON.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+/// A `bytes` field's JSON text, when it is standard base64 with its padding
+/// (what protobuf prints); URL-safe or unpadded forms go to the general path.
+pub(super) fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(text).ok()
+}
+
+/// A `bytes` field's value as protobuf prints it: standard base64, padded.
+pub(super) fn encode_base64(data: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + data.len().div_ceil(3) * 4, 0);
+    let written = STANDARD.encode_slice(data, &mut out[start..]).unwrap_or(0);
+    out.truncate(start + written);
+}
 
 pub(super) fn field_bytes(wire: &[u8], pos: usize, wire_type: u8) -> Option<(&[u8], usize)> {
     match wire_type {
