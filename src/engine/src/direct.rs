@@ -18,9 +18,11 @@ use std::collections::HashMap;
 
 use prost_reflect::{Kind, MessageDescriptor};
 
+mod bindings;
 mod time;
 mod wire;
 
+pub use bindings::bindings_to_wire;
 use time::{parse_duration, parse_timestamp, read_timestamp, write_duration};
 pub use wire::without_source_info;
 use wire::{begin_len, end_len, field_bytes, get_varint, put_key, put_varint};

@@ -84,6 +84,13 @@ pub struct RequestPlan {
     bindings: Vec<FieldBinding>,
 }
 
+impl RequestPlan {
+    /// The values the URL binds (path variables, then query parameters).
+    pub fn bindings(&self) -> &[FieldBinding] {
+        &self.bindings
+    }
+}
+
 /// The end of a stream whose messages were sent: what closes its body, and
 /// the status it ended with.
 #[derive(Debug, Clone, PartialEq)]
@@ -306,6 +313,14 @@ impl Transcoder {
         let mut out = Vec::with_capacity(body.len());
         if self.direct_request(plan, body, &mut out) {
             return Ok(out);
+        }
+        // Without a body (a GET), the message is its URL bindings: straight to the wire when they are plain.
+        let whole_message =
+            |r: &Route| matches!(r.body, routes::BodyRule::Whole) && r.method.input.full_name() != routes::HTTP_BODY;
+        if body.is_empty() && self.route(plan).is_some_and(whole_message) {
+            if let Some(message) = direct::bindings_to_wire(&plan.bindings, self.parse.case_insensitive_enums) {
+                return Ok(message);
+            }
         }
         self.general_request_message(plan, content_type, body)
     }
