@@ -14,6 +14,7 @@
 //! (requests) and the same bytes of JSON (responses); the tests below check
 //! both against the general path.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use prost_reflect::{Kind, MessageDescriptor};
@@ -73,8 +74,10 @@ struct Field {
     ty: Type,
     repeated: bool,
     packed: bool,
-    /// A `map<string, V>` field: the value's type (the key is always a string here).
+    /// A map field: the value's type.
     map_value: Option<Type>,
+    /// A map field's key type (a string, an integer or a bool).
+    map_key: Scalar,
     /// A proto3 `optional` scalar or a oneof member: written and printed when
     /// set, default value or not.
     presence: bool,
@@ -137,10 +140,12 @@ impl Schema {
         let mut fields = Vec::new();
         for field in desc.fields() {
             let mut map_value = None;
+            let mut map_key = Scalar::String;
             let ty = if field.is_map() {
                 let Kind::Message(entry) = field.kind() else { continue };
-                if entry.map_entry_key_field().kind() != Kind::String {
-                    supported = false;
+                match self.type_of(&entry.map_entry_key_field().kind()) {
+                    Type::Scalar(s) if !matches!(s, Scalar::Double | Scalar::Float) => map_key = s,
+                    _ => supported = false,
                 }
                 map_value = Some(self.type_of(&entry.map_entry_value_field().kind()));
                 Type::Other
@@ -170,6 +175,7 @@ impl Schema {
                 repeated: field.is_list(),
                 packed: field.is_packed(),
                 map_value,
+                map_key,
                 presence: !field.is_list() && field.supports_presence(),
                 oneof: field
                     .containing_oneof()
@@ -306,9 +312,21 @@ impl Schema {
                 r.skip_ws();
                 put_key(out, field.number, 2);
                 let start = begin_len(out);
-                put_key(out, 1, 2);
-                put_varint(out, key.len() as u64);
-                out.extend_from_slice(key.as_bytes());
+                if field.map_key == Scalar::String {
+                    put_key(out, 1, 2);
+                    put_varint(out, key.len() as u64);
+                    out.extend_from_slice(key.as_bytes());
+                } else {
+                    // JSON keys are strings: "7", "true".
+                    let key = match (field.map_key, key) {
+                        (Scalar::Bool, "true") => Number::Bool(true),
+                        (Scalar::Bool, "false") => Number::Bool(false),
+                        (Scalar::Bool, _) => return None,
+                        (s, text) => integer(s, text)?,
+                    };
+                    put_key(out, 1, wire_type_of(field.map_key));
+                    key.write(out);
+                }
                 self.read_value(value_type, 2, r, out, depth, true)?;
                 end_len(out, start);
                 r.skip_ws();
@@ -505,7 +523,7 @@ impl Schema {
                 }
             }
             if field.map_value.is_some() {
-                map_entries.push(map_entry(value)?);
+                map_entries.push(map_entry(value, field.map_key)?);
                 continue;
             }
             // An element of a repeated field: packed (a run of values) or one value.
@@ -572,8 +590,12 @@ impl Schema {
         let index = message.fields.binary_search_by_key(&number, |f| f.number).ok()?;
         let field = &message.fields[index];
         let value_type = field.map_value?;
-        // Sorted by key as protobuf prints maps; for a key given twice the last one counts.
-        map_entries.sort_by(|a, b| a.0.cmp(b.0));
+        // Sorted by key as protobuf prints maps (integers by value); for a key given twice the last one counts.
+        if matches!(field.map_key, Scalar::String | Scalar::Bool) {
+            map_entries.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            map_entries.sort_by_key(|(key, _)| key.parse::<i128>().unwrap_or_default());
+        }
         comma(out);
         write_key(out, field, style);
         out.push(b'{');
@@ -912,39 +934,43 @@ fn read_scalar(s: Scalar, r: &mut Reader<'_>) -> Option<Number> {
                 f.is_finite().then_some(Number::F32(f))
             }
         }
-        _ => {
-            // Integers: a plain decimal integer, as a number or as a string.
-            let digits = token.strip_prefix('-').unwrap_or(token);
-            if digits.is_empty()
-                || !digits.bytes().all(|b| b.is_ascii_digit())
-                || (digits.len() > 1 && digits.starts_with('0'))
-            {
-                return None;
-            }
-            let v: i128 = token.parse().ok()?;
-            Some(match s {
-                Scalar::Int32 => Number::I32(i32::try_from(v).ok()?),
-                Scalar::Sint32 => Number::Zig32(i32::try_from(v).ok()?),
-                Scalar::Sfixed32 => Number::Sfixed32(i32::try_from(v).ok()?),
-                Scalar::Int64 => Number::I64(i64::try_from(v).ok()?),
-                Scalar::Sint64 => Number::Zig64(i64::try_from(v).ok()?),
-                Scalar::Sfixed64 => Number::Sfixed64(i64::try_from(v).ok()?),
-                Scalar::Uint32 => Number::U32(u32::try_from(v).ok()?),
-                Scalar::Fixed32 => Number::Fixed32(u32::try_from(v).ok()?),
-                Scalar::Uint64 => Number::U64(u64::try_from(v).ok()?),
-                Scalar::Fixed64 => Number::Fixed64(u64::try_from(v).ok()?),
-                _ => return None,
-            })
-        }
+        _ => integer(s, token),
     }
 }
 
-/// A map entry: its key and, when present, its value's wire type and bytes.
-type MapEntry<'a> = (&'a str, Option<(u8, &'a [u8])>);
+/// A plain decimal integer (as a number, a string or a map key) as scalar `s`.
+fn integer(s: Scalar, token: &str) -> Option<Number> {
+    let digits = token.strip_prefix('-').unwrap_or(token);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return None;
+    }
+    let v: i128 = token.parse().ok()?;
+    Some(match s {
+        Scalar::Int32 => Number::I32(i32::try_from(v).ok()?),
+        Scalar::Sint32 => Number::Zig32(i32::try_from(v).ok()?),
+        Scalar::Sfixed32 => Number::Sfixed32(i32::try_from(v).ok()?),
+        Scalar::Int64 => Number::I64(i64::try_from(v).ok()?),
+        Scalar::Sint64 => Number::Zig64(i64::try_from(v).ok()?),
+        Scalar::Sfixed64 => Number::Sfixed64(i64::try_from(v).ok()?),
+        Scalar::Uint32 => Number::U32(u32::try_from(v).ok()?),
+        Scalar::Fixed32 => Number::Fixed32(u32::try_from(v).ok()?),
+        Scalar::Uint64 => Number::U64(u64::try_from(v).ok()?),
+        Scalar::Fixed64 => Number::Fixed64(u64::try_from(v).ok()?),
+        _ => return None,
+    })
+}
 
-/// Reads a `map<string, V>` entry message (key = field 1, value = field 2).
-fn map_entry(entry: &[u8]) -> Option<MapEntry<'_>> {
-    let mut key = "";
+/// A map entry: its key as JSON names it and, when present, its value's wire type and bytes.
+type MapEntry<'a> = (Cow<'a, str>, Option<(u8, &'a [u8])>);
+
+/// Reads a map entry message (key = field 1, value = field 2) of a `key`-typed map.
+fn map_entry(entry: &[u8], key_type: Scalar) -> Option<MapEntry<'_>> {
+    let mut key = match key_type {
+        Scalar::String => Cow::Borrowed(""),
+        Scalar::Bool => Cow::Borrowed("false"),
+        _ => Cow::Borrowed("0"),
+    };
     let mut value = None;
     let mut pos = 0;
     while pos < entry.len() {
@@ -952,7 +978,17 @@ fn map_entry(entry: &[u8]) -> Option<MapEntry<'_>> {
         let wire_type = (tag & 7) as u8;
         let (bytes, next) = field_bytes(entry, next, wire_type)?;
         match tag >> 3 {
-            1 if wire_type == 2 => key = std::str::from_utf8(bytes).ok()?,
+            1 if key_type == Scalar::String && wire_type == 2 => key = Cow::Borrowed(std::str::from_utf8(bytes).ok()?),
+            1 if key_type != Scalar::String && wire_type == wire_type_of(key_type) => {
+                key = Cow::Owned(match decode_scalar(key_type, bytes)? {
+                    Number::I32(v) | Number::Zig32(v) | Number::Sfixed32(v) => v.to_string(),
+                    Number::I64(v) | Number::Zig64(v) | Number::Sfixed64(v) => v.to_string(),
+                    Number::U32(v) | Number::Fixed32(v) => v.to_string(),
+                    Number::U64(v) | Number::Fixed64(v) => v.to_string(),
+                    Number::Bool(v) => v.to_string(),
+                    Number::F32(_) | Number::F64(_) => return None,
+                })
+            }
             2 => value = Some((wire_type, bytes)),
             _ => return None,
         }

@@ -144,8 +144,14 @@ fn random_message(desc: &MessageDescriptor, rng: &mut Rng, depth: usize) -> Dyna
             let value_kind = entry.map_entry_value_field().kind();
             let mut map = std::collections::HashMap::new();
             for _ in 0..rng.below(4) {
+                let small = [0i64, 1, -7, 42, 1000][rng.below(5) as usize];
                 let key = match entry.map_entry_key_field().kind() {
                     Kind::String => MapKey::String(STRINGS[rng.below(STRINGS.len() as u64) as usize].to_string()),
+                    Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => MapKey::I32(small as i32),
+                    Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => MapKey::I64(small * 1_000_000_007),
+                    Kind::Uint32 | Kind::Fixed32 => MapKey::U32(small.unsigned_abs() as u32),
+                    Kind::Uint64 | Kind::Fixed64 => MapKey::U64(small.unsigned_abs() * 1_000_000_007),
+                    Kind::Bool => MapKey::Bool(small > 0),
                     _ => continue,
                 };
                 map.insert(key, random_value(&value_kind, rng, depth));
@@ -259,6 +265,15 @@ test! {
         assert!(schema.json_to_wire(listing, br#"{"discount":1.5,"coupon":"x"}"#, &mut Vec::new()).is_none());
         let both = [&wire[..10], &[0x9a, 0x01, 0x01, b'x'][..]].concat();
         assert!(schema.wire_to_json(listing, &both, style, &mut Vec::new()).is_none());
+        // Integer map keys: strings in JSON, numbers on the wire, printed in numeric order.
+        let mut wire = Vec::new();
+        schema.json_to_wire(listing, br#"{"stockByWarehouse":{"10":3,"-2":1,"9":0}}"#, &mut wire).expect("fast path");
+        let mut printed = Vec::new();
+        schema.wire_to_json(listing, &wire, style, &mut printed).expect("fast path");
+        assert_eq!(String::from_utf8_lossy(&printed), r#"{"stockByWarehouse":{"-2":1,"9":0,"10":3}}"#);
+        for body in [r#"{"stockByWarehouse":{"07":1}}"#, r#"{"stockByWarehouse":{"x":1}}"#, r#"{"stockByWarehouse":{"3000000000":1}}"#] {
+            assert!(schema.json_to_wire(listing, body.as_bytes(), &mut Vec::new()).is_none(), "accepted {body}");
+        }
         // A wrapper at its default is present, so printed; bytes are standard padded base64 both ways.
         let mut wire = Vec::new();
         schema.json_to_wire(listing, br#"{"minAge":0,"subtitle":"","checksum":"AP8H"}"#, &mut wire).expect("fast path");
