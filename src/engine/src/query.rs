@@ -40,8 +40,9 @@ pub enum QueryParam {
     },
 }
 
-/// Well-known types whose own fields a parameter may set one by one (Envoy does).
-fn settable_inside(m: &MessageDescriptor) -> bool {
+/// Well-known types whose own fields a parameter may set one by one (Envoy
+/// does), and whose JSON form is a single value: Timestamp, Duration, the wrappers.
+pub(crate) fn settable_inside(m: &MessageDescriptor) -> bool {
     matches!(
         m.full_name(),
         "google.protobuf.Timestamp"

@@ -49,22 +49,8 @@ pub struct ParseOptions {
 
 /// Well-known messages a single URL string can set (their JSON form is a scalar).
 pub fn is_scalar_like(message: &MessageDescriptor) -> bool {
-    matches!(
-        message.full_name(),
-        "google.protobuf.Timestamp"
-            | "google.protobuf.Duration"
-            | "google.protobuf.FieldMask"
-            | "google.protobuf.DoubleValue"
-            | "google.protobuf.FloatValue"
-            | "google.protobuf.Int64Value"
-            | "google.protobuf.UInt64Value"
-            | "google.protobuf.Int32Value"
-            | "google.protobuf.UInt32Value"
-            | "google.protobuf.BoolValue"
-            | "google.protobuf.StringValue"
-            | "google.protobuf.BytesValue"
-            | "google.protobuf.Value"
-    )
+    query::settable_inside(message)
+        || matches!(message.full_name(), "google.protobuf.FieldMask" | "google.protobuf.Value")
 }
 
 /// Builds the request message bytes (not yet framed) for a matched route.
