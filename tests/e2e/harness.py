@@ -103,12 +103,20 @@ WASM_FAILURE_PATTERNS = [
         r"Wasm VM failed",
         r"Failed to load Wasm",
         r"\]\[critical\]\[wasm\]",
+        # The dynamic module (a panic is caught by the hook, logged, and answered 500;
+        # a crash of Envoy itself shows as its backtrace; a wrong ABI version as a warning).
+        r"rust_grpc_proxy: panic in",
+        r"rust_grpc_proxy_panic",
+        r"Dynamic module ABI version \S+ is deprecated",
+        r"Failed to load dynamic module",
+        r"Caught Segmentation fault|Caught Aborted|Backtrace \(use tools/stack_decode",
     )
 ]
 
 
 def wasm_failure_lines(text: str, access_log: bool = True) -> list[str]:
-    """The lines of an Envoy log that say the Wasm filter panicked, trapped or failed to load.
+    """The lines of an Envoy log that say our filter (Wasm or dynamic module) panicked,
+    trapped, crashed or failed to load.
 
     access_log=False leaves out access-log lines (`access: ... wasm_fail_stream`): they
     reach the file up to 50 ms late, while Envoy's own log lines are written at once."""

@@ -9,7 +9,7 @@ import pytest
 EXPECTED = {"response": "GET md-hello=world request=hello query=666"}
 
 
-@pytest.mark.parametrize("flavour", ["wasm", "native"])
+@pytest.mark.parametrize("flavour", ["filter", "native"])
 def test_readme_curl_line(envoy_factory, flavour):
     """curl 'http://127.0.0.1:<port>/api/v1/echo/hello/get?query=666' -H 'MD-hello: world'"""
     curl = shutil.which("curl")

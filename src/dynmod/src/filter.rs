@@ -41,6 +41,9 @@ impl FilterConfig {
     }
 }
 
+/// The details of Envoy's 413 for a request body over its buffer limit.
+const PAYLOAD_TOO_LARGE: &str = "request_payload_too_large";
+
 /// One HTTP stream.
 pub struct Filter {
     core: filter_core::Request,
@@ -70,6 +73,11 @@ impl Filter {
         let mut host = DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref() };
         let action = self.core.on_request_headers(&mut host, end_of_stream);
         self.details = details;
+        if self.core.transcoding() {
+            // Envoy may have picked the route for the REST path already (this filter's
+            // per-route lookup does): the router must route the gRPC call's :path.
+            stream.clear_route_cache();
+        }
         action
     }
 
@@ -93,6 +101,12 @@ impl Filter {
 
     /// Response headers hook.
     pub fn response_headers(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
+        if self.details.as_deref() == Some(PAYLOAD_TOO_LARGE) {
+            // Envoy's own 413, sent while it was still reading the request: replacing it
+            // with ours from here made Envoy 1.40 crash (seen: SIGSEGV after our reply went
+            // out), so it goes to the client as Envoy wrote it (text/plain).
+            return Action::Continue;
+        }
         let details = self.details.take();
         let mut host = DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref() };
         let action = self.core.on_response_headers(&mut host, end_of_stream);
@@ -246,14 +260,27 @@ impl Host for DynHost<'_, '_> {
 
     fn cancel_own_call(&mut self, _token: u32) {}
 
-    fn release_stream(&mut self, live: &Rc<RefCell<Live>>, _end: bool) -> Action {
-        // Data written in a hook goes on with Continue: nothing stays held.
+    fn release_stream(&mut self, live: &Rc<RefCell<Live>>, end: bool) -> Action {
+        // Data written in a body hook goes on with Continue: nothing stays held.
         let mut live = live.borrow_mut();
         live.held = false;
         live.released = true;
         live.json_len = 0;
+        if end && self.phase == Phase::HeadersOrTrailers {
+            // The closing bytes were added in the trailers hook; Envoy 1.40 drops data
+            // added to a response buffer there when the trailers go on at once, so the
+            // trailers wait for the next turn of the worker's loop, which sends the data first.
+            if self.stream.continue_encoding_soon() {
+                return Action::Pause;
+            }
+            error!("rust_grpc_proxy: cannot schedule the end of a stream");
+        }
         Action::Continue
     }
 
     fn forget_stream(&mut self) {}
+
+    fn raise_buffer_limit(&mut self, limit: usize) {
+        self.stream.set_buffer_limit(u64::try_from(limit).unwrap_or(u64::MAX));
+    }
 }

@@ -127,4 +127,7 @@ pub trait Host: Metrics {
     fn release_stream(&mut self, live: &Rc<RefCell<Live>>, end: bool) -> Action;
     /// The request no longer holds stream data (a reply was sent, or it ended).
     fn forget_stream(&mut self);
+    /// Raises Envoy's buffer limit for this request to `limit` bytes, as Envoy's own
+    /// transcoder does with max_request_body_size; hosts that cannot (Wasm) keep Envoy's.
+    fn raise_buffer_limit(&mut self, _limit: usize) {}
 }

@@ -160,6 +160,9 @@ impl Request {
             return Action::Pause;
         }
         self.plan = Some(plan);
+        if let Some(max) = t.max_request_body_size() {
+            host.raise_buffer_limit(max);
+        }
         if end_of_stream {
             return self.request_without_body(host, &t);
         }
@@ -177,12 +180,11 @@ impl Request {
             return Action::Pause;
         }
         let Some(plan) = self.plan.as_ref() else { return Action::Continue };
-        let appended = t
-            .request_frame(plan, self.content_type.as_deref(), &[])
-            .and_then(|frame| {
-                host.append_request_body(&frame)
-                    .map_err(|e| Status::internal(format!("cannot give the request its body: {e}")))
-            });
+        // request_message, not request_frame: it refuses an empty client stream as the own call does.
+        let appended = t.request_message(plan, self.content_type.as_deref(), &[]).and_then(|message| {
+            host.append_request_body(&transcoder::frame::encode_frame(&message))
+                .map_err(|e| Status::internal(format!("cannot give the request its body: {e}")))
+        });
         match appended {
             Ok(()) => Action::Continue,
             Err(status) => {
@@ -355,6 +357,11 @@ impl Request {
         body.extend_from_slice(&host.body(Side::Response).unwrap_or_default());
         self.finish_response(host, &body, &trailers, false);
         Action::Pause
+    }
+
+    /// The request is being transcoded (its headers were rewritten into a gRPC call's).
+    pub fn transcoding(&self) -> bool {
+        self.plan.is_some()
     }
 
     /// The filter's own call, if it made one (its host's token).

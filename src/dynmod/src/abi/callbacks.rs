@@ -117,7 +117,16 @@ extern "C" {
     ) -> bool;
     fn envoy_dynamic_module_callback_http_append_body(filter: *mut c_void, body: Body, data: ModuleBuffer) -> bool;
     fn envoy_dynamic_module_callback_http_drain_body(filter: *mut c_void, body: Body, bytes: usize) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter: *mut c_void) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_scheduler_commit(scheduler: *mut c_void, event_id: u64);
+    fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_continue_encoding(filter: *mut c_void);
+    fn envoy_dynamic_module_callback_http_set_buffer_limit(filter: *mut c_void, limit: u64);
+    fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
 }
+
+/// The event [`Stream::continue_encoding_soon`] schedules.
+pub const CONTINUE_ENCODING: u64 = 1;
 
 /// Every callback this module declares, for the test that checks them
 /// against the symbols the Envoy binary exports.
@@ -133,6 +142,12 @@ pub const DECLARED: &[&str] = &[
     "envoy_dynamic_module_callback_http_get_body_chunks",
     "envoy_dynamic_module_callback_http_append_body",
     "envoy_dynamic_module_callback_http_drain_body",
+    "envoy_dynamic_module_callback_http_filter_scheduler_new",
+    "envoy_dynamic_module_callback_http_filter_scheduler_commit",
+    "envoy_dynamic_module_callback_http_filter_scheduler_delete",
+    "envoy_dynamic_module_callback_http_filter_continue_encoding",
+    "envoy_dynamic_module_callback_http_set_buffer_limit",
+    "envoy_dynamic_module_callback_http_clear_route_cache",
 ];
 
 /// Logs through Envoy (`[dynamic_modules]` logger).
@@ -290,5 +305,40 @@ impl Stream<'_> {
     pub fn append(&self, body: Body, data: &[u8]) -> bool {
         // SAFETY: the data outlives the call and Envoy copies it.
         unsafe { envoy_dynamic_module_callback_http_append_body(self.ptr, body, ModuleBuffer::of(data)) }
+    }
+
+    /// Has Envoy call the stream's `scheduled` hook with [`CONTINUE_ENCODING`] on its
+    /// worker, once the running hook returned (which then resumes the response).
+    pub fn continue_encoding_soon(&self) -> bool {
+        // SAFETY: the scheduler is created for the running hook's filter; commit posts an
+        // event holding only a weak reference to the filter (dropped if the stream is gone),
+        // so the scheduler can be deleted at once.
+        unsafe {
+            let scheduler = envoy_dynamic_module_callback_http_filter_scheduler_new(self.ptr);
+            if scheduler.is_null() {
+                return false;
+            }
+            envoy_dynamic_module_callback_http_filter_scheduler_commit(scheduler, CONTINUE_ENCODING);
+            envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler);
+        }
+        true
+    }
+
+    /// Resumes a response this filter stopped.
+    pub fn continue_encoding(&self) {
+        // SAFETY: plain call on the running hook's filter pointer.
+        unsafe { envoy_dynamic_module_callback_http_filter_continue_encoding(self.ptr) }
+    }
+
+    /// Sets the stream's buffer limit.
+    pub fn set_buffer_limit(&self, limit: u64) {
+        // SAFETY: plain call on the running hook's filter pointer.
+        unsafe { envoy_dynamic_module_callback_http_set_buffer_limit(self.ptr, limit) }
+    }
+
+    /// Has Envoy pick the route again (the request headers changed).
+    pub fn clear_route_cache(&self) {
+        // SAFETY: plain call on the running hook's filter pointer.
+        unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.ptr) }
     }
 }

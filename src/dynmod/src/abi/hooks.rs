@@ -190,7 +190,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
     })
 }
 
-// Hooks for features this module does not use (callouts, streams, schedulers,
+// Hooks for features this module does not use (callouts, streams, configuration schedulers,
 // per-route configuration, watermarks). Envoy requires them all to exist.
 
 /// Per-route configuration is not supported: refusing it makes Envoy say so at load.
@@ -203,8 +203,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(_name
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(_config: *const c_void) {}
 
+/// An event the stream scheduled: resuming a response whose trailers were held
+/// until the stream's closing bytes went out.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(_envoy: *mut c_void, _module: *const c_void, _event: u64) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(envoy: *mut c_void, _module: *const c_void, event: u64) {
+    guard("scheduled", (), || {
+        if event == callbacks::CONTINUE_ENCODING {
+            Stream::new(envoy).continue_encoding();
+        }
+    })
+}
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(_envoy: *mut c_void, _config: *const c_void, _event: u64) {}
