@@ -86,7 +86,7 @@ help:
 	@echo "                DEMO_FLAVOUR=native for Envoy's own transcoder, DEMO_DETACH=1 to return after start"
 	@echo "  demo-stop     stop a detached demo"
 	@echo "  clean         remove $(BUILD)/ (never runs cargo clean)"
-	@echo "  bench         performance (README "Performance"): native transcoder vs the filter end to end (wrk), the engine vs a"
+	@echo "  bench         performance (README "Performance"): native transcoder vs the filter (wasm, dynmod) end to end (wrk), the engine vs a"
 	@echo "                DynamicMessage baseline (criterion), footprint; about 14 min; BENCH_SECONDS=2 to shorten;"
 	@echo "                report in $(BUILD)/bench/REPORT.md"
 
@@ -349,10 +349,10 @@ bench-tools:
 	  else echo "error: make bench needs $$t (apt-get install $$pkg)" >&2; exit 1; fi; done
 
 # Bounded: every wrk run stops by itself; criterion runs 3 s per benchmark.
-bench: bench-tools $(VENV_STAMP) $(WASM)
+bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	$(CARGO) build --release -p bench-backend
 	@mkdir -p $(BENCH_OUT)
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_OUT=$(BENCH_OUT) \
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_OUT=$(BENCH_OUT) \
 	  $(VPY) bench/e2e.py
 	@# footprint before the engine benches: it writes the large set that benches/alloc.rs also times.
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_OUT=$(BENCH_OUT) $(VPY) bench/footprint.py
@@ -361,9 +361,9 @@ bench: bench-tools $(VENV_STAMP) $(WASM)
 
 # The benchmark's own check, not a timing: bench/e2e.py once, 1 s per run, under load
 # (both flavours must give the same JSON for every case, and wrk must see no failed request).
-test-bench: bench-tools $(VENV_STAMP) $(WASM)
+test-bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	$(CARGO) build --release -p bench-backend
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_SECONDS=1 BENCH_REPEATS=1 BENCH_CONCURRENCY=4 \
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) BENCH_SECONDS=1 BENCH_REPEATS=1 BENCH_CONCURRENCY=4 \
 	  BENCH_OUT=$(BUILD)/bench-test $(VPY) bench/e2e.py
 
 FORCE:

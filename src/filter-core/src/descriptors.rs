@@ -147,7 +147,13 @@ impl Remote {
 
 /// Puts `transcoder` in service for new requests; requests in flight keep
 /// the one they started with (they hold their own `Arc`).
-pub fn install(slot: &mut Option<Arc<Transcoder>>, transcoder: Transcoder, origin: &str, elapsed: Duration, size: usize) {
+pub fn install(
+    slot: &mut Option<Arc<Transcoder>>,
+    transcoder: Transcoder,
+    origin: &str,
+    elapsed: Duration,
+    size: usize,
+) {
     for warning in transcoder.warnings() {
         warn!("rust_grpc_proxy: {warning}");
     }

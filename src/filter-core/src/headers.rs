@@ -99,7 +99,8 @@ pub(crate) fn non_grpc_answer(
     if let (Some("route_not_found" | "direct_response"), Some(target)) = (details.as_deref(), target) {
         return transcoder.local_error(&target.no_route(grpc_path));
     }
-    let code = if (400..=599).contains(&http) { transcoder::Code::for_http_error(http) } else { transcoder::Code::Unknown };
+    let code =
+        if (400..=599).contains(&http) { transcoder::Code::for_http_error(http) } else { transcoder::Code::Unknown };
     let content_type = find(headers, "content-type").unwrap_or("no content-type");
     let message = match details {
         Some(details) => format!("the gRPC call failed in Envoy: HTTP {http} ({details})"),

@@ -514,7 +514,12 @@ impl Request {
     }
 
     /// The end of a live stream: the closing bytes go after what was sent.
-    fn live_end(&mut self, host: &mut dyn Host, live: &Rc<RefCell<Live>>, status_headers: &[(String, String)]) -> Action {
+    fn live_end(
+        &mut self,
+        host: &mut dyn Host,
+        live: &Rc<RefCell<Live>>,
+        status_headers: &[(String, String)],
+    ) -> Action {
         let Some(t) = self.transcoder.clone() else { return Action::Continue };
         let body = host.body(Side::Response).unwrap_or_default();
         let mut state = live.borrow_mut();

@@ -222,7 +222,8 @@ impl Stream<'_> {
         if size == 0 {
             return Vec::new();
         }
-        let empty = EnvoyHeader { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
+        let empty =
+            EnvoyHeader { key_ptr: std::ptr::null(), key_length: 0, value_ptr: std::ptr::null(), value_length: 0 };
         let mut headers = vec![empty; size];
         // SAFETY: `headers` has room for the `size` entries Envoy reported for this map;
         // the buffers they point to are copied before any setter can run.
@@ -244,7 +245,9 @@ impl Stream<'_> {
     pub fn set_header(&self, map: HeaderMap, name: &str, value: Option<&str>) -> bool {
         let value = value.map(|v| ModuleBuffer::of(v.as_bytes())).unwrap_or(ModuleBuffer::NULL);
         // SAFETY: the buffers outlive the call and Envoy copies them; a null value means removal.
-        unsafe { envoy_dynamic_module_callback_http_set_header(self.ptr, map, ModuleBuffer::of(name.as_bytes()), value) }
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(self.ptr, map, ModuleBuffer::of(name.as_bytes()), value)
+        }
     }
 
     /// Answers with a local reply.

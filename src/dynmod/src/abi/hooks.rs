@@ -53,7 +53,12 @@ unsafe fn filter<'a>(ptr: *const c_void) -> Option<&'a mut Filter> {
 }
 
 /// Runs a stream hook: the filter, the stream wrapper, panic handling.
-fn stream_hook(what: &str, envoy: *mut c_void, module: *const c_void, f: impl FnOnce(&mut Filter, &Stream<'_>) -> Action) -> i32 {
+fn stream_hook(
+    what: &str,
+    envoy: *mut c_void,
+    module: *const c_void,
+    f: impl FnOnce(&mut Filter, &Stream<'_>) -> Action,
+) -> i32 {
     let stream = Stream::new(envoy);
     // SAFETY: Envoy passes the pointer we returned from on_http_filter_new, alive until on_http_filter_destroy.
     let Some(filter) = (unsafe { filter(module) }) else { return CONTINUE };
@@ -130,33 +135,61 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: *const c_v
     })
 }
 
+/// Envoy's `request headers` hook: passed to the stream's filter.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(envoy: *mut c_void, module: *const c_void, end_of_stream: bool) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    envoy: *mut c_void,
+    module: *const c_void,
+    end_of_stream: bool,
+) -> i32 {
     stream_hook("request_headers", envoy, module, |f, s| f.request_headers(s, end_of_stream))
 }
 
+/// Envoy's `request body` hook: passed to the stream's filter.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(envoy: *mut c_void, module: *const c_void, end_of_stream: bool) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    envoy: *mut c_void,
+    module: *const c_void,
+    end_of_stream: bool,
+) -> i32 {
     stream_hook("request_body", envoy, module, |f, s| f.request_body(s, end_of_stream))
 }
 
+/// Envoy's `request trailers` hook: passed to the stream's filter.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(envoy: *mut c_void, module: *const c_void) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    envoy: *mut c_void,
+    module: *const c_void,
+) -> i32 {
     stream_hook("request_trailers", envoy, module, |f, s| f.request_trailers(s))
 }
 
+/// Envoy's `response headers` hook: passed to the stream's filter.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(envoy: *mut c_void, module: *const c_void, end_of_stream: bool) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    envoy: *mut c_void,
+    module: *const c_void,
+    end_of_stream: bool,
+) -> i32 {
     stream_hook("response_headers", envoy, module, |f, s| f.response_headers(s, end_of_stream))
 }
 
+/// Envoy's `response body` hook: passed to the stream's filter.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(envoy: *mut c_void, module: *const c_void, end_of_stream: bool) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    envoy: *mut c_void,
+    module: *const c_void,
+    end_of_stream: bool,
+) -> i32 {
     stream_hook("response_body", envoy, module, |f, s| f.response_body(s, end_of_stream))
 }
 
+/// Envoy's `response trailers` hook: passed to the stream's filter.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(envoy: *mut c_void, module: *const c_void) -> i32 {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    envoy: *mut c_void,
+    module: *const c_void,
+) -> i32 {
     stream_hook("response_trailers", envoy, module, |f, s| f.response_trailers(s))
 }
 
@@ -195,18 +228,26 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
 
 /// Per-route configuration is not supported: refusing it makes Envoy say so at load.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(_name: EnvoyBuffer, _config: EnvoyBuffer) -> *const c_void {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
+    _name: EnvoyBuffer,
+    _config: EnvoyBuffer,
+) -> *const c_void {
     callbacks::log(LogLevel::Error, "rust_grpc_proxy: per-route configuration is not supported");
     std::ptr::null()
 }
 
+/// Envoy's `per route config destroy` hook: unused by this module (Envoy requires it).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(_config: *const c_void) {}
 
 /// An event the stream scheduled: resuming a response whose trailers were held
 /// until the stream's closing bytes went out.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(envoy: *mut c_void, _module: *const c_void, event: u64) {
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    envoy: *mut c_void,
+    _module: *const c_void,
+    event: u64,
+) {
     guard("scheduled", (), || {
         if event == callbacks::CONTINUE_ENCODING {
             Stream::new(envoy).continue_encoding();
@@ -214,9 +255,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(envoy: *mut c_vo
     })
 }
 
+/// Envoy's `config scheduled` hook: unused by this module (Envoy requires it).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(_envoy: *mut c_void, _config: *const c_void, _event: u64) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    _envoy: *mut c_void,
+    _config: *const c_void,
+    _event: u64,
+) {
+}
 
+/// Envoy's `http callout done` hook: unused by this module (Envoy requires it).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     _envoy: *mut c_void,
@@ -230,6 +278,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
 ) {
 }
 
+/// Envoy's `config http callout done` hook: unused by this module (Envoy requires it).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
     _envoy: *mut c_void,
@@ -243,6 +292,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
 ) {
 }
 
+/// Envoy's `http stream headers` hook: unused by this module (Envoy requires it).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
     _envoy: *mut c_void,
@@ -254,6 +304,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
 ) {
 }
 
+/// Envoy's `http stream data` hook: unused by this module (Envoy requires it).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
     _envoy: *mut c_void,
@@ -265,6 +316,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
 ) {
 }
 
+/// Envoy's `http stream trailers` hook: unused by this module (Envoy requires it).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
     _envoy: *mut c_void,
@@ -275,12 +327,26 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
 ) {
 }
 
+/// Envoy's `http stream complete` hook: unused by this module (Envoy requires it).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(_envoy: *mut c_void, _module: *const c_void, _stream: u64) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _envoy: *mut c_void,
+    _module: *const c_void,
+    _stream: u64,
+) {
+}
 
+/// Envoy's `http stream reset` hook: unused by this module (Envoy requires it).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(_envoy: *mut c_void, _module: *const c_void, _stream: u64, _reason: i32) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _envoy: *mut c_void,
+    _module: *const c_void,
+    _stream: u64,
+    _reason: i32,
+) {
+}
 
+/// Envoy's `config http stream headers` hook: unused by this module (Envoy requires it).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers(
     _envoy: *mut c_void,
@@ -292,6 +358,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers
 ) {
 }
 
+/// Envoy's `config http stream data` hook: unused by this module (Envoy requires it).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
     _envoy: *mut c_void,
@@ -303,6 +370,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
 ) {
 }
 
+/// Envoy's `config http stream trailers` hook: unused by this module (Envoy requires it).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailers(
     _envoy: *mut c_void,
@@ -313,14 +381,37 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailer
 ) {
 }
 
+/// Envoy's `config http stream complete` hook: unused by this module (Envoy requires it).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_complete(_envoy: *mut c_void, _config: *const c_void, _stream: u64) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_complete(
+    _envoy: *mut c_void,
+    _config: *const c_void,
+    _stream: u64,
+) {
+}
 
+/// Envoy's `config http stream reset` hook: unused by this module (Envoy requires it).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(_envoy: *mut c_void, _config: *const c_void, _stream: u64, _reason: i32) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
+    _envoy: *mut c_void,
+    _config: *const c_void,
+    _stream: u64,
+    _reason: i32,
+) {
+}
 
+/// Envoy's `downstream above write buffer high watermark` hook: unused by this module (Envoy requires it).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(_envoy: *mut c_void, _module: *const c_void) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _envoy: *mut c_void,
+    _module: *const c_void,
+) {
+}
 
+/// Envoy's `downstream below write buffer low watermark` hook: unused by this module (Envoy requires it).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(_envoy: *mut c_void, _module: *const c_void) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _envoy: *mut c_void,
+    _module: *const c_void,
+) {
+}
