@@ -110,3 +110,37 @@ def test_get_server_stream_is_delivered_live(envoy_factory):
     assert total > 1.1 and first < total - 0.8, first_at
     first, total = first_at["wasm"]
     assert first > total - 0.3, f"the Wasm build now streams bodiless requests? {first_at}"
+
+
+RETRY = """                  cluster: grpc_backend
+                  retry_policy: { retry_on: "reset", num_retries: 2 }
+"""
+
+
+@pytest.fixture(scope="module")
+def retrying(e2e_dir):
+    """A resetting backend behind both builds, on a route that retries resets twice."""
+    from fake_backend import FakeBackend
+
+    backend = FakeBackend().start()
+    edit = lambda text: text.replace("                  cluster: grpc_backend\n", RETRY, 1)  # noqa: E731
+    envoys = {f: harness.Envoy(f, None, backend, e2e_dir / f"envoy-retry-{f}", edit_config=edit).start()
+              for f in harness.FILTER_FLAVOURS}
+    yield backend, envoys
+    for envoy in envoys.values():
+        envoy.stop()
+    backend.stop()
+
+
+def test_the_route_retry_policy_applies_to_get(retrying):
+    """The route retries resets twice: a POST is tried three times by both builds; a GET
+    too by the module (it goes through the router), once by the Wasm build (its own call)."""
+    backend, envoys = retrying
+    attempts = {}
+    for flavour, envoy in envoys.items():
+        for method, path, body in (("POST", "/v1/shelves", {"theme": "x"}), ("GET", "/v1/shelves/1", None)):
+            backend.seen.clear()
+            r = envoy.request(method, path, headers={"x-fault": "reset"}, body=body)
+            assert r.status_code == 503 and r.json()["code"] == 14, r.text
+            attempts[flavour, method] = sum(1 for _, fault in backend.seen if fault == "reset")
+    assert attempts == {("wasm", "POST"): 3, ("wasm", "GET"): 1, ("dynmod", "POST"): 3, ("dynmod", "GET"): 3}
