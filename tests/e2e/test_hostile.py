@@ -177,7 +177,7 @@ def test_nul_and_duplicate_values_arrive_as_sent(wasm_envoy):
 def test_body_over_max_request_body_size(envoy_factory, size):
     """Over the configured limit: 413 with a JSON status naming the limit, whether the body
     arrives at once or in many small chunks, on a JSON body and on an HttpBody upload."""
-    envoy = envoy_factory("wasm", with_defaults(max_request_body_size=1000))
+    envoy = envoy_factory("filter", with_defaults(max_request_body_size=1000))
     mark = envoy.log_size()
     body = b'{"stringValue": "' + b"a" * (size - 19) + b'"}'
 
@@ -200,7 +200,7 @@ def test_body_over_max_request_body_size_is_a_client_error(envoy_factory):
     """A 3 MB body (over Envoy's 1 MiB buffer limit, which the filter does not
     use) past max_request_body_size: 413 with a JSON status, never a 5xx, and
     the VM lives on."""
-    wasm = envoy_factory("wasm", with_defaults(max_request_body_size=1 << 20))
+    wasm = envoy_factory("filter", with_defaults(max_request_body_size=1 << 20))
     mark = wasm.log_size()
     r = wasm.request("POST", ECHO, headers=JSON_CT, body=b'{"stringValue": "' + b"a" * 3_000_000 + b'"}')
     assert_own_error(r, 413, 8, "max_request_body_size")

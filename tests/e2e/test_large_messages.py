@@ -23,7 +23,7 @@ def vm_hwm_kib(pid: int) -> int:
 def test_message_of_megabytes_round_trips(envoy_factory, size_mb):
     """A bytes field of 4 and 32 MB (5.3 and 43 MB of JSON) goes to the backend
     and back; Envoy's peak memory is printed (run pytest -s to see it)."""
-    wasm = envoy_factory("wasm")
+    wasm = envoy_factory("filter")
     data = os.urandom(size_mb * MB)
     before = vm_hwm_kib(wasm.proc.pid)
     r = wasm.post(ECHO, body={"bytesValue": base64.b64encode(data).decode()}, timeout=120)
@@ -39,20 +39,20 @@ def test_native_needs_a_bigger_buffer_limit_for_4_mb(envoy_factory):
     answers, with the same bytes the backend sent."""
     data = os.urandom(4 * MB)
     body = {"bytesValue": base64.b64encode(data).decode()}
-    native, wasm = envoy_factory("native"), envoy_factory("wasm")
+    native, wasm = envoy_factory("native"), envoy_factory("filter")
     n, w = native.post(ECHO, body=body, timeout=60), wasm.post(ECHO, body=body, timeout=60)
     assert n.status_code == 500 and "buffer size exceeds the configured limit" in n.text, describe(n)
     assert w.status_code == 200 and base64.b64decode(w.json()["bytesValue"]) == data
 
 
 def test_request_over_max_request_body_size_is_413_json(envoy_factory):
-    wasm = envoy_factory("wasm", with_defaults(max_request_body_size=2 * MB))
+    wasm = envoy_factory("filter", with_defaults(max_request_body_size=2 * MB))
     r = wasm.post(ECHO, body={"bytesValue": base64.b64encode(os.urandom(4 * MB)).decode()}, timeout=60)
     assert_own_error(r, 413, 8, "max_request_body_size (2097152 bytes)")
     assert wasm.post(ECHO, body={"stringValue": "still fine"}).json() == {"stringValue": "still fine"}
 
 
 def test_response_over_max_response_body_size_is_a_json_error(envoy_factory):
-    wasm = envoy_factory("wasm", with_defaults(max_request_body_size=16 * MB, max_response_body_size=3 * MB))
+    wasm = envoy_factory("filter", with_defaults(max_request_body_size=16 * MB, max_response_body_size=3 * MB))
     r = wasm.post(ECHO, body={"bytesValue": base64.b64encode(os.urandom(4 * MB)).decode()}, timeout=60)
     assert_own_error(r, 500, 13, "max_response_body_size (3145728 bytes)")

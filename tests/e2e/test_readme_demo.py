@@ -253,7 +253,7 @@ def test_demo_stops_on_ctrl_c(tmp_path):
     assert not port_open(demo.listen)
 
 
-@pytest.mark.parametrize("flavour", ["wasm", "native"])
+@pytest.mark.parametrize("flavour", ["filter", "native"])
 def test_readme_curl_line(envoy_factory, flavour):
     """curl 'http://127.0.0.1:<port>/api/v1/echo/hello/get?query=666' -H 'MD-hello: world'"""
     curl = curl_path()

@@ -377,7 +377,7 @@ def test_reject_unknown_query_parameters(both, query, name):
 
 
 def test_reject_unknown_query_parameters_answer_exactly(envoy_factory):
-    r = envoy_factory("wasm", REJECT_QUERY).get("/v1/shelves/1/books?foo=bar")
+    r = envoy_factory("filter", REJECT_QUERY).get("/v1/shelves/1/books?foo=bar")
     assert_answer(r, 400, {"code": 3, "message": 'unknown query parameter `foo`: no field "foo" in message '
                                                  'bookstore.v1.ListBooksRequest'})
 

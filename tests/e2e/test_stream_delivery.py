@@ -38,7 +38,7 @@ def test_first_message_arrives_before_the_stream_ends(envoy_factory, fmt):
     """Four messages 400 ms apart: the first must reach the client long before
     the last is sent (native Envoy streams too; both bodies must be equal)."""
     body = {"count": 4, "delay_ms": 400}
-    wasm, native = envoy_factory("wasm", FORMATS[fmt]), envoy_factory("native", FORMATS[fmt])
+    wasm, native = envoy_factory("filter", FORMATS[fmt]), envoy_factory("native", FORMATS[fmt])
     r, chunks, total = timed_post(wasm, body)
     assert r.status_code == 200
     assert total > 1.1, f"the stream should last about 1.2 s, took {total:.2f} s"
@@ -52,7 +52,7 @@ def test_first_message_arrives_before_the_stream_ends(envoy_factory, fmt):
 
 
 def test_error_after_sent_messages_ends_ndjson_with_a_record(envoy_factory):
-    r, chunks, _ = timed_post(envoy_factory("wasm", NDJSON),
+    r, chunks, _ = timed_post(envoy_factory("filter", NDJSON),
                               {"count": 3, "delay_ms": 200, "fail_code": 9, "fail_message": "late"})
     lines = b"".join(c for _, c in chunks).decode().splitlines()
     assert r.status_code == 200 and len(lines) == 4, lines
@@ -61,7 +61,7 @@ def test_error_after_sent_messages_ends_ndjson_with_a_record(envoy_factory):
 
 
 def test_error_after_sent_messages_ends_sse_with_an_error_event(envoy_factory):
-    r, chunks, _ = timed_post(envoy_factory("wasm", SSE),
+    r, chunks, _ = timed_post(envoy_factory("filter", SSE),
                               {"count": 2, "delay_ms": 200, "fail_code": 10, "fail_message": "gone"})
     events = b"".join(c for _, c in chunks).decode().split("\n\n")
     assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
@@ -72,14 +72,14 @@ def test_error_after_sent_messages_ends_sse_with_an_error_event(envoy_factory):
 def test_error_after_sent_messages_closes_the_array(envoy_factory):
     """Headers went out with the first message: the array is closed (valid
     JSON), and the status travels in the HTTP trailers (grpc-status)."""
-    r, chunks, _ = timed_post(envoy_factory("wasm"), {"count": 2, "delay_ms": 200, "fail_code": 9})
+    r, chunks, _ = timed_post(envoy_factory("filter"), {"count": 2, "delay_ms": 200, "fail_code": 9})
     assert r.status_code == 200
     assert [b["title"] for b in json.loads(b"".join(c for _, c in chunks))] == ["Book 1", "Book 2"]
 
 
 def test_limit_reached_after_sent_messages_ends_with_an_error_record(envoy_factory):
     options = with_defaults(max_response_body_size=20000, print_options={"stream_newline_delimited": True})
-    wasm = envoy_factory("wasm", options)
+    wasm = envoy_factory("filter", options)
     r, chunks, _ = timed_post(wasm, {"count": 60, "delay_ms": 15, "title_bytes": 1000})
     lines = b"".join(c for _, c in chunks).decode().splitlines()
     assert r.status_code == 200 and 1 < len(lines) < 60, len(lines)
@@ -94,7 +94,7 @@ def test_limit_reached_after_sent_messages_ends_with_an_error_record(envoy_facto
 def test_many_slow_streams_at_once(envoy_factory):
     """Several streams held and released by the same worker's tick at once."""
     import concurrent.futures
-    wasm = envoy_factory("wasm", NDJSON)
+    wasm = envoy_factory("filter", NDJSON)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda i: timed_post(wasm, {"shelf": i, "count": 5, "delay_ms": 50}), range(16)))
     for i, (r, chunks, _) in enumerate(results):
@@ -103,7 +103,7 @@ def test_many_slow_streams_at_once(envoy_factory):
 
 
 def test_http_body_stream_is_passed_on_chunk_by_chunk(envoy_factory):
-    wasm = envoy_factory("wasm")
+    wasm = envoy_factory("filter")
     start = time.monotonic()
     with requests.post(wasm.base_url + "/v1/covers:stream", json={"chunks": 4, "delay_ms": 400},
                        stream=True, timeout=30) as r:

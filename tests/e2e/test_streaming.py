@@ -64,14 +64,18 @@ def test_empty_delimited_stream(both, fmt, method):
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])
-def test_array_error_after_messages(both, method):
-    """Native closes the array and loses the status; we give the same body and
-    keep the status in grpc-status / grpc-message headers."""
+def test_array_error_after_messages(both, method, filter_flavour):
+    """Native closes the array and loses the status; we give the same body. The Wasm
+    build holds data until its 10 ms tick, so a stream that ends within it still has
+    its headers and keeps the status in grpc-status / grpc-message headers; the
+    dynamic module passes each message on at once, so the headers are gone by then
+    and the status is in the trailers (which HTTP/1.1 clients do not see), as native."""
     native, wasm = stream(both, ARRAY, method, count=2, fail_code=9, fail_message="late")
     assert (wasm.status_code, wasm.headers["content-type"], wasm.content) == \
         (native.status_code, native.headers["content-type"], native.content)
     assert len(wasm.json()) == 2
-    assert (wasm.headers.get("grpc-status"), wasm.headers.get("grpc-message")) == ("9", "late")
+    if filter_flavour == "wasm":
+        assert (wasm.headers.get("grpc-status"), wasm.headers.get("grpc-message")) == ("9", "late")
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])
@@ -115,7 +119,7 @@ def test_slow_stream_arrives_whole(both):
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_stream_over_max_response_body_size(envoy_factory, method):
     options = with_defaults(max_response_body_size=20000)
-    wasm = envoy_factory("wasm", options)
+    wasm = envoy_factory("filter", options)
     small = wasm.post(PATH, body={"count": 3}) if method == "POST" else wasm.get(f"{PATH}?count=3")
     assert small.status_code == 200 and len(small.json()) == 3
     # The first message is already over the limit: nothing was sent, so the whole answer is the error.

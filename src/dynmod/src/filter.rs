@@ -1,0 +1,286 @@
+//! The filter as a dynamic module: per-configuration and per-stream state,
+//! and the core's [`Host`] over Envoy's dynamic-module callbacks. No unsafe
+//! here: the callbacks come wrapped from [`crate::abi::callbacks`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use filter_core::{Action, Host, HostError, Live, Metrics, OwnCall, OwnCallError, Side};
+use log::{error, info};
+use transcoder::{Transcoder, TranscoderConfig};
+
+use crate::abi::callbacks::{Body, HeaderMap, Stream};
+
+/// One `DynamicModuleFilter` configuration: shared by every worker (the
+/// transcoder is immutable and `Send + Sync`, so it is built once, not per worker as in Wasm).
+pub struct FilterConfig {
+    transcoder: Arc<Transcoder>,
+}
+
+impl FilterConfig {
+    /// Loads the filter's JSON configuration (the Wasm plugin's, unchanged); the error says why not.
+    pub fn new(json: &[u8]) -> Result<FilterConfig, String> {
+        let started = Instant::now();
+        let config = TranscoderConfig::from_json(json).map_err(|e| format!("configuration refused: {e}"))?;
+        if config.descriptor_url.is_some() || config.descriptor_reflection.is_some() {
+            return Err("configuration refused: descriptor_url and descriptor_reflection are not supported by the dynamic module yet; use proto_descriptor_bin (or the Wasm build)".into());
+        }
+        let transcoder = Transcoder::new(config).map_err(|e| format!("configuration refused: {e}"))?;
+        let mut slot = None;
+        filter_core::install(&mut slot, transcoder, "the configuration", started.elapsed(), json.len());
+        let transcoder = slot.ok_or("configuration refused: nothing loaded")?;
+        info!("rust_grpc_proxy: dynamic module ready");
+        Ok(FilterConfig { transcoder })
+    }
+
+    /// The state of a new HTTP stream.
+    pub fn new_filter(&self) -> Filter {
+        Filter { core: filter_core::Request::new(Some(self.transcoder.clone()), None), details: None }
+    }
+}
+
+/// The details of Envoy's 413 for a request body over its buffer limit.
+const PAYLOAD_TOO_LARGE: &str = "request_payload_too_large";
+
+/// One HTTP stream.
+pub struct Filter {
+    core: filter_core::Request,
+    /// The details of the last local reply on the stream (`route_not_found`,
+    /// `upstream_reset_before_response_started{...}`): what Envoy's
+    /// `response.code_details` says, which the Wasm build reads as a property.
+    details: Option<String>,
+}
+
+/// Which hook is running: the received body is only reachable in body hooks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A headers or trailers hook.
+    HeadersOrTrailers,
+    /// A body hook.
+    Body,
+}
+
+impl Filter {
+    fn host<'a, 'h>(&'a self, stream: &'a Stream<'h>, phase: Phase) -> DynHost<'a, 'h> {
+        DynHost { stream, phase, details: self.details.as_deref() }
+    }
+
+    /// Request headers hook.
+    pub fn request_headers(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
+        let details = self.details.take();
+        let mut host = DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref() };
+        let action = self.core.on_request_headers(&mut host, end_of_stream);
+        self.details = details;
+        if self.core.transcoding() {
+            // Envoy may have picked the route for the REST path already (this filter's
+            // per-route lookup does): the router must route the gRPC call's :path.
+            stream.clear_route_cache();
+        }
+        action
+    }
+
+    /// Request body hook.
+    pub fn request_body(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
+        let details = self.details.take();
+        let mut host = DynHost { stream, phase: Phase::Body, details: details.as_deref() };
+        let action = self.core.on_request_body(&mut host, end_of_stream);
+        self.details = details;
+        action
+    }
+
+    /// Request trailers hook.
+    pub fn request_trailers(&mut self, stream: &Stream<'_>) -> Action {
+        let details = self.details.take();
+        let mut host = DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref() };
+        let action = self.core.on_request_trailers(&mut host);
+        self.details = details;
+        action
+    }
+
+    /// Response headers hook.
+    pub fn response_headers(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
+        if self.details.as_deref() == Some(PAYLOAD_TOO_LARGE) {
+            // Envoy's own 413, sent while it was still reading the request: replacing it
+            // with ours from here made Envoy 1.40 crash (seen: SIGSEGV after our reply went
+            // out), so it goes to the client as Envoy wrote it (text/plain).
+            return Action::Continue;
+        }
+        let details = self.details.take();
+        let mut host = DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref() };
+        let action = self.core.on_response_headers(&mut host, end_of_stream);
+        self.details = details;
+        action
+    }
+
+    /// Response body hook.
+    pub fn response_body(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
+        let details = self.details.take();
+        let mut host = DynHost { stream, phase: Phase::Body, details: details.as_deref() };
+        let action = self.core.on_response_body(&mut host, end_of_stream);
+        self.details = details;
+        action
+    }
+
+    /// Response trailers hook.
+    pub fn response_trailers(&mut self, stream: &Stream<'_>) -> Action {
+        let details = self.details.take();
+        let mut host = DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref() };
+        let action = self.core.on_response_trailers(&mut host);
+        self.details = details;
+        action
+    }
+
+    /// The stream is complete: count the answer.
+    pub fn stream_complete(&self, stream: &Stream<'_>) {
+        self.core.on_log(&self.host(stream, Phase::HeadersOrTrailers));
+    }
+
+    /// Envoy is sending a local reply on this stream (its own, or ours).
+    pub fn local_reply(&mut self, details: String) {
+        self.details = Some(details);
+    }
+}
+
+/// The core's host for one hook of one stream.
+struct DynHost<'a, 'h> {
+    stream: &'a Stream<'h>,
+    phase: Phase,
+    details: Option<&'a str>,
+}
+
+impl DynHost<'_, '_> {
+    fn body_type(&self, side: Side) -> Body {
+        match (side, self.phase) {
+            (Side::Request, Phase::Body) => Body::ReceivedRequest,
+            (Side::Request, Phase::HeadersOrTrailers) => Body::BufferedRequest,
+            (Side::Response, Phase::Body) => Body::ReceivedResponse,
+            (Side::Response, Phase::HeadersOrTrailers) => Body::BufferedResponse,
+        }
+    }
+
+    fn text(&self, map: HeaderMap, name: &str) -> Option<String> {
+        self.stream.header(map, name).and_then(|v| String::from_utf8(v).ok())
+    }
+
+    fn set(&self, map: HeaderMap, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        if self.stream.set_header(map, name, value) {
+            Ok(())
+        } else {
+            Err(HostError(format!("Envoy refused to change header {name:?}")))
+        }
+    }
+}
+
+impl Metrics for DynHost<'_, '_> {
+    fn count(&self, _name: &str) {}
+
+    fn gauge(&self, _name: &str, _value: u64) {}
+}
+
+impl Host for DynHost<'_, '_> {
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.text(HeaderMap::RequestHeaders, name)
+    }
+
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.stream.headers(HeaderMap::RequestHeaders)
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.set(HeaderMap::RequestHeaders, name, Some(value))
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        self.set(HeaderMap::RequestHeaders, name, None)
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.text(HeaderMap::ResponseHeaders, name)
+    }
+
+    fn response_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.stream.headers(HeaderMap::ResponseHeaders)
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.set(HeaderMap::ResponseHeaders, name, Some(value))
+    }
+
+    fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
+        self.set(HeaderMap::ResponseHeaders, name, None)
+    }
+
+    fn response_trailers(&self) -> Vec<(String, Vec<u8>)> {
+        self.stream.headers(HeaderMap::ResponseTrailers)
+    }
+
+    fn response_code_details(&self) -> Option<String> {
+        self.details.map(str::to_string)
+    }
+
+    fn body(&self, side: Side) -> Result<Vec<u8>, HostError> {
+        Ok(self.stream.body(self.body_type(side)))
+    }
+
+    fn replace_body(&mut self, side: Side, held: usize, new: &[u8]) -> Result<(), HostError> {
+        let body = self.body_type(side);
+        if held > 0 && !self.stream.drain(body, held) {
+            return Err(HostError("Envoy has no body to drain".into()));
+        }
+        if !new.is_empty() && !self.stream.append(body, new) {
+            return Err(HostError("Envoy refused to add to the body".into()));
+        }
+        Ok(())
+    }
+
+    fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) -> Result<(), HostError> {
+        self.stream.send_response(status, headers, body, "rust_grpc_proxy");
+        Ok(())
+    }
+
+    fn can_append_request_body(&self) -> bool {
+        true
+    }
+
+    fn append_request_body(&mut self, frame: &[u8]) -> Result<(), HostError> {
+        if self.stream.append(Body::BufferedRequest, frame) {
+            Ok(())
+        } else {
+            Err(HostError("Envoy refused to add a body to the request".into()))
+        }
+    }
+
+    fn own_call(&mut self, _call: OwnCall) -> Result<u32, OwnCallError> {
+        // Never asked: this host appends the frame instead (can_append_request_body).
+        error!("rust_grpc_proxy: own call asked of the dynamic module");
+        Err(OwnCallError::Failed("the dynamic module makes no calls of its own".into()))
+    }
+
+    fn cancel_own_call(&mut self, _token: u32) {}
+
+    fn release_stream(&mut self, live: &Rc<RefCell<Live>>, end: bool) -> Action {
+        // Data written in a body hook goes on with Continue: nothing stays held.
+        let mut live = live.borrow_mut();
+        live.held = false;
+        live.released = true;
+        live.json_len = 0;
+        if end && self.phase == Phase::HeadersOrTrailers {
+            // The closing bytes were added in the trailers hook; Envoy 1.40 drops data
+            // added to a response buffer there when the trailers go on at once, so the
+            // trailers wait for the next turn of the worker's loop, which sends the data first.
+            if self.stream.continue_encoding_soon() {
+                return Action::Pause;
+            }
+            error!("rust_grpc_proxy: cannot schedule the end of a stream");
+        }
+        Action::Continue
+    }
+
+    fn forget_stream(&mut self) {}
+
+    fn raise_buffer_limit(&mut self, limit: usize) {
+        self.stream.set_buffer_limit(u64::try_from(limit).unwrap_or(u64::MAX));
+    }
+}

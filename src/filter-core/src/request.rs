@@ -1,0 +1,623 @@
+//! The per-request state machine: what every Envoy callback of a request does,
+//! whichever host runs the filter.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use log::{debug, error, warn};
+use transcoder::{source, HttpReply, RequestOutcome, RequestPlan, ResponseStream, Status, Transcoder};
+
+use crate::headers::{find, grpc_status_of, is_grpc_response_header, non_grpc_answer, text_pairs, RestTarget};
+use crate::{metrics, Action, Host, Side};
+
+/// Past this many request body bytes the request headers go upstream before
+/// the body is complete: a frame passed to Envoy while the filter holds the
+/// request would be buffered, and refused (413) over the listener's
+/// per_connection_buffer_limit_bytes (1 MiB by default).
+pub const RELEASE_HEADERS_AFTER: usize = 64 * 1024;
+
+/// A server stream whose JSON goes to the client as its messages complete.
+///
+/// Every chunk's raw bytes are replaced, in what Envoy holds, by the JSON of
+/// the messages it completes; the host then lets that go ([`Host::release_stream`]):
+/// at once (dynamic modules), or on the worker's next tick (Wasm, whose host can
+/// only rewrite data a filter holds: it keeps what it holds here).
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Bytes of our JSON at the start of the body Envoy holds for us.
+    pub json_len: usize,
+    /// A chunk (or the trailers) is held until the host releases it.
+    pub held: bool,
+    /// The response headers were rewritten for the stream, to go with the first JSON.
+    pub headers_sent: bool,
+    /// The headers (and data) went to the client: headers can no longer change.
+    pub released: bool,
+    /// The filter gave up on the stream after messages were sent (bad frame,
+    /// limit): the rest of the upstream body is dropped.
+    pub failed: bool,
+}
+
+/// Per-request state.
+pub struct Request {
+    /// No descriptor set is loaded yet (from this source): answer 503.
+    not_ready: Option<Rc<str>>,
+    /// `service.Method` of a transcoded request, for the request counters.
+    metric_method: Option<(String, String)>,
+    pub(crate) transcoder: Option<Arc<Transcoder>>,
+    /// Set while the request is being transcoded.
+    pub(crate) plan: Option<RequestPlan>,
+    pub(crate) content_type: Option<String>,
+    /// A local reply was sent: our own callbacks must let it through.
+    replied: bool,
+    /// The call the filter made itself for a request without a body ([`crate::OwnCall`]).
+    pub(crate) via_stream: Option<u32>,
+    /// Upstream response headers (gRPC initial metadata) to pass on.
+    pub(crate) response_headers: Vec<(String, String)>,
+    /// The filter's own call brought initial metadata entries (else its answer was trailers-only).
+    pub(crate) initial_metadata: bool,
+    pub(crate) stream_messages: Vec<Vec<u8>>,
+    pub(crate) stream_trailers: Vec<(String, String)>,
+    /// For a server-streaming method: the stream's transcoder.
+    pub(crate) response_stream: Option<ResponseStream>,
+    /// The JSON body transcoded so far by the filter's own call.
+    pub(crate) stream_body: Vec<u8>,
+    /// The upstream response's `grpc-encoding` (for compressed messages).
+    response_encoding: Option<String>,
+    /// A server stream passed on message by message.
+    live: Option<Rc<RefCell<Live>>>,
+    /// A client stream: its body's elements become frames as they complete.
+    request_stream: Option<transcoder::RequestStream>,
+    /// The REST request as the client sent it, for errors about its routing.
+    pub(crate) target: Option<RestTarget>,
+    /// A unary request's body so far, kept here rather than in Envoy's buffer
+    /// (whose limit, the listener's per_connection_buffer_limit_bytes, would
+    /// answer 413 past 1 MiB): `max_request_body_size` is the only limit.
+    request_body: Vec<u8>,
+    /// Request body bytes seen so far (against `max_request_body_size`).
+    request_bytes: usize,
+    /// The request headers went upstream before the body was complete (a big body).
+    body_streaming: bool,
+    /// A unary response's body so far, kept here for the same reason.
+    response_body: Vec<u8>,
+}
+
+impl Request {
+    /// A request served with `transcoder` (None: none loaded yet; then
+    /// `not_ready` names the source awaited, when requests must wait for it).
+    pub fn new(transcoder: Option<Arc<Transcoder>>, not_ready: Option<Rc<str>>) -> Self {
+        Request {
+            not_ready,
+            metric_method: None,
+            transcoder,
+            plan: None,
+            content_type: None,
+            replied: false,
+            via_stream: None,
+            response_headers: Vec::new(),
+            initial_metadata: false,
+            stream_messages: Vec::new(),
+            stream_trailers: Vec::new(),
+            response_stream: None,
+            stream_body: Vec::new(),
+            response_encoding: None,
+            live: None,
+            request_stream: None,
+            target: None,
+            request_body: Vec::new(),
+            request_bytes: 0,
+            body_streaming: false,
+            response_body: Vec::new(),
+        }
+    }
+
+    /// The answer is final, whoever made it (upstream, our local replies, Envoy): count it.
+    pub fn on_log(&self, host: &dyn Host) {
+        if let Some((service, method)) = &self.metric_method {
+            let status = host.response_header(":status").unwrap_or_else(|| "none".into());
+            host.count(&format!("requests.{service}.{method}.{}", metrics::element(&status)));
+        }
+    }
+
+    /// Request headers: routes the request and rewrites it into its gRPC call.
+    pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+        let content_type = host.request_header("content-type");
+        if content_type.as_deref().is_some_and(transcoder::is_grpc_content_type) {
+            return Action::Continue;
+        }
+        let Some(t) = self.transcoder.clone() else {
+            if let Some(source) = self.not_ready.clone() {
+                // Without descriptors no route is known: every REST request may be one.
+                host.count("descriptor.not_loaded_replies");
+                self.send(host, source::not_loaded_reply(&source), &mut Vec::new());
+                return Action::Pause;
+            }
+            return Action::Continue;
+        };
+        let (Some(method), Some(path)) = (host.request_header(":method"), host.request_header(":path")) else {
+            return Action::Continue;
+        };
+        let plan = match t.route_request(&method, &path) {
+            RequestOutcome::PassThrough(reason) => {
+                debug!("rust_grpc_proxy: passing {method} {path} through: {reason}");
+                return Action::Continue;
+            }
+            RequestOutcome::Reject(status) => {
+                self.reject(host, &t, &status);
+                return Action::Pause;
+            }
+            RequestOutcome::Transcode(plan) => plan,
+        };
+        self.metric_method =
+            t.method(&plan).map(|info| (metrics::element(&info.service), metrics::element(&info.name)));
+        let authority = host.request_header(":authority").unwrap_or_default();
+        self.target = Some(RestTarget { method: method.clone(), authority, path: path.clone() });
+        self.content_type = content_type;
+        self.response_stream = t.response_stream(&plan);
+        self.request_stream = t.request_stream(&plan);
+        if let Err(e) = rewrite_request_headers(host, &t, &plan, &method, &path) {
+            self.reject(host, &t, &Status::internal(format!("cannot rewrite the request headers: {e}")));
+            return Action::Pause;
+        }
+        self.plan = Some(plan);
+        if let Some(max) = t.max_request_body_size() {
+            host.raise_buffer_limit(max);
+        }
+        if end_of_stream {
+            return self.request_without_body(host, &t);
+        }
+        Action::Pause
+    }
+
+    /// A request that ended with its headers: its frame becomes its body where
+    /// the host allows it (then it goes through the router like any other),
+    /// else the filter makes the call itself.
+    fn request_without_body(&mut self, host: &mut dyn Host, t: &Transcoder) -> Action {
+        if !host.can_append_request_body() {
+            if let Err(status) = self.call_without_body(host) {
+                self.reject(host, t, &status);
+            }
+            return Action::Pause;
+        }
+        let Some(plan) = self.plan.as_ref() else { return Action::Continue };
+        // request_message, not request_frame: it refuses an empty client stream as the own call does.
+        let appended = t.request_message(plan, self.content_type.as_deref(), &[]).and_then(|message| {
+            host.append_request_body(&transcoder::frame::encode_frame(&message))
+                .map_err(|e| Status::internal(format!("cannot give the request its body: {e}")))
+        });
+        match appended {
+            Ok(()) => Action::Continue,
+            Err(status) => {
+                self.reject(host, t, &status);
+                Action::Pause
+            }
+        }
+    }
+
+    /// A request body chunk (what Envoy holds for the request now).
+    pub fn on_request_body(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+        let Some(t) = self.transcoder.clone() else { return Action::Continue };
+        if self.replied {
+            return Action::Pause;
+        }
+        if self.plan.is_none() || self.via_stream.is_some() {
+            return Action::Continue;
+        }
+        let chunk = match host.body(Side::Request) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                self.reject(host, &t, &Status::internal(format!("cannot read the request body: {e}")));
+                return Action::Pause;
+            }
+        };
+        self.request_bytes += chunk.len();
+        if let Some(max) = t.max_request_body_size() {
+            if self.request_bytes > max {
+                let status = Status::new(
+                    transcoder::Code::ResourceExhausted,
+                    format!("the request body is larger than max_request_body_size ({max} bytes)"),
+                );
+                let mut reply = t.local_error(&status);
+                reply.status = 413;
+                self.send(host, reply, &mut Vec::new());
+                return Action::Pause;
+            }
+        }
+        if self.request_stream.is_some() {
+            return self.stream_request_chunk(host, &t, &chunk, end_of_stream);
+        }
+        self.request_body.extend_from_slice(&chunk);
+        if !end_of_stream {
+            // Envoy holds nothing: the body is ours until it is complete.
+            if let Err(e) = host.replace_body(Side::Request, chunk.len(), &[]) {
+                self.reject(host, &t, &Status::internal(format!("cannot take the request body: {e}")));
+                return Action::Pause;
+            }
+            if self.request_body.len() > RELEASE_HEADERS_AFTER {
+                // A big body: let the headers go now, so that the frame, when
+                // it comes, is passed on rather than buffered (and limited) by Envoy.
+                self.body_streaming = true;
+                return Action::Continue;
+            }
+            return if self.body_streaming { Action::Continue } else { Action::Pause };
+        }
+        self.finish_request_body(host, chunk.len())
+    }
+
+    /// Request trailers: the body is complete.
+    pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Action {
+        if self.replied {
+            return Action::Pause;
+        }
+        if self.plan.is_none() || self.via_stream.is_some() {
+            return Action::Continue;
+        }
+        // The body ended without end_of_stream because trailers follow: it is complete now.
+        if let Some(t) = self.transcoder.clone().filter(|_| self.request_stream.is_some()) {
+            return self.stream_request_chunk(host, &t, &[], true);
+        }
+        if self.body_streaming {
+            // The body was passed on chunk by chunk (empty): nothing is held to put the frame in.
+            let status = Status::new(
+                transcoder::Code::Unimplemented,
+                format!("request trailers after a body over {RELEASE_HEADERS_AFTER} bytes are not supported; send the body without trailers"),
+            );
+            if let Some(t) = self.transcoder.clone() {
+                self.reject(host, &t, &status);
+            }
+            return Action::Pause;
+        }
+        let held = host.body(Side::Request).unwrap_or_default();
+        self.request_body.extend_from_slice(&held);
+        self.finish_request_body(host, held.len())
+    }
+
+    /// Response headers: a gRPC answer to our call is held (or streamed), anything else answered as JSON.
+    pub fn on_response_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+        if !self.handling_response() {
+            return Action::Continue;
+        }
+        let headers = text_pairs(host.response_headers());
+        let is_grpc = find(&headers, "content-type").is_some_and(transcoder::is_grpc_content_type);
+        if !is_grpc {
+            // Not a gRPC answer to our gRPC call: an Envoy error (no upstream, reset,
+            // timeout, body over the buffer limit) or a backend that is no gRPC server.
+            // The client asked for JSON, so it gets a JSON status saying so (Envoy's
+            // native filter passes such answers on as they are).
+            self.plan = None;
+            if let Some(t) = self.transcoder.clone() {
+                let grpc_path = host.request_header(":path").unwrap_or_default();
+                let details = host.response_code_details();
+                let reply = non_grpc_answer(&t, &headers, details, self.target.as_ref(), &grpc_path);
+                self.send(host, reply, &mut Vec::new());
+                return Action::Pause;
+            }
+            return Action::Continue;
+        }
+        self.response_headers = headers.iter().filter(|(k, _)| !is_grpc_response_header(k)).cloned().collect();
+        self.response_encoding = find(&headers, "grpc-encoding").map(str::to_string);
+        if end_of_stream {
+            // Trailers-only: the status is in the headers and there is no body.
+            self.finish_response(host, &[], &headers, true);
+            return Action::Pause;
+        }
+        // Keep the status headers in case the body ends without trailers.
+        self.stream_trailers = headers.into_iter().filter(|(k, _)| k.starts_with("grpc-")).collect();
+        if let Some(stream) = self.response_stream.as_mut() {
+            stream.set_encoding(self.response_encoding.as_deref());
+            self.live = Some(Rc::default());
+        }
+        Action::Pause
+    }
+
+    /// A response body chunk.
+    pub fn on_response_body(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
+        if !self.handling_response() {
+            // Our own local reply comes through here too: it must pass.
+            return Action::Continue;
+        }
+        if let Some(live) = self.live.clone() {
+            return self.live_body(host, &live, end_of_stream);
+        }
+        let Some(t) = self.transcoder.clone() else { return Action::Continue };
+        // Envoy holds nothing (its buffer limit would fail big replies): the body is ours until it is complete.
+        let chunk = host.body(Side::Response).unwrap_or_default();
+        self.response_body.extend_from_slice(&chunk);
+        if let Some(max) = t.max_response_body_size() {
+            if self.response_body.len() > max {
+                self.plan = None;
+                self.response_body = Vec::new();
+                let status =
+                    Status::internal(format!("the gRPC response is larger than max_response_body_size ({max} bytes)"));
+                self.send(host, t.local_error(&status), &mut Vec::new());
+                return Action::Pause;
+            }
+        }
+        if end_of_stream {
+            let body = std::mem::take(&mut self.response_body);
+            let status_headers = std::mem::take(&mut self.stream_trailers);
+            self.finish_response(host, &body, &status_headers, false);
+        } else if let Err(e) = host.replace_body(Side::Response, chunk.len(), &[]) {
+            error!("rust_grpc_proxy: cannot take a response chunk: {e}");
+        }
+        Action::Pause
+    }
+
+    /// Response trailers: the gRPC status is in; the answer goes.
+    pub fn on_response_trailers(&mut self, host: &mut dyn Host) -> Action {
+        if !self.handling_response() {
+            // Our own local reply comes through here too: it must pass.
+            return Action::Continue;
+        }
+        let trailers = text_pairs(host.response_trailers());
+        if let Some(live) = self.live.clone() {
+            return self.live_end(host, &live, &trailers);
+        }
+        let mut body = std::mem::take(&mut self.response_body);
+        body.extend_from_slice(&host.body(Side::Response).unwrap_or_default());
+        self.finish_response(host, &body, &trailers, false);
+        Action::Pause
+    }
+
+    /// The request is being transcoded (its headers were rewritten into a gRPC call's).
+    pub fn transcoding(&self) -> bool {
+        self.plan.is_some()
+    }
+
+    /// The filter's own call, if it made one (its host's token).
+    pub fn own_call_token(&self) -> Option<u32> {
+        self.via_stream
+    }
+
+    /// Sends a local reply, with extra headers first (upstream metadata).
+    pub(crate) fn send(&mut self, host: &mut dyn Host, reply: HttpReply, extra: &mut Vec<(String, String)>) {
+        let HttpReply { status, headers, body } = reply;
+        extra.extend(headers);
+        self.replied = true;
+        host.forget_stream();
+        self.plan = None;
+        if let Err(e) = host.send_response(status, extra, &body) {
+            error!("rust_grpc_proxy: could not send the reply ({status}): {e}");
+        }
+    }
+
+    pub(crate) fn reject(&mut self, host: &mut dyn Host, transcoder: &Transcoder, status: &Status) {
+        host.count(&format!("transcoding_errors.{}", metrics::code_name(status.code)));
+        debug!("rust_grpc_proxy: rejecting request: {status}");
+        self.send(host, transcoder.local_error(status), &mut Vec::new());
+    }
+
+    /// Builds the reply once the whole upstream response is in.
+    fn finish_response(
+        &mut self,
+        host: &mut dyn Host,
+        body: &[u8],
+        status_headers: &[(String, String)],
+        trailers_only: bool,
+    ) {
+        let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.take()) else {
+            return;
+        };
+        let mut grpc = grpc_status_of(status_headers);
+        grpc.trailers_only = trailers_only;
+        let encoding = self.response_encoding.take();
+        let reply = match self.response_stream.take() {
+            Some(mut stream) => {
+                stream.set_encoding(encoding.as_deref());
+                match t.stream_chunk(&plan, &mut stream, body) {
+                    Ok(json) => t.stream_reply(&mut stream, json, grpc),
+                    Err(status) => t.local_error(&status),
+                }
+            }
+            None => t.unary_response_encoded(&plan, body, grpc, encoding.as_deref()),
+        };
+        let mut headers = std::mem::take(&mut self.response_headers);
+        self.send(host, reply, &mut headers);
+    }
+
+    /// Turns the whole request body into the gRPC frame, which replaces the
+    /// `held` bytes Envoy still holds (the last chunk).
+    fn finish_request_body(&mut self, host: &mut dyn Host, held: usize) -> Action {
+        let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.as_ref()) else {
+            return Action::Continue;
+        };
+        let body = std::mem::take(&mut self.request_body);
+        match t.request_frame(plan, self.content_type.as_deref(), &body) {
+            Ok(frame) => {
+                drop(body);
+                match host.replace_body(Side::Request, held, &frame) {
+                    Ok(()) => Action::Continue,
+                    Err(e) => {
+                        self.reject(host, &t, &Status::internal(format!("cannot replace the request body: {e}")));
+                        Action::Pause
+                    }
+                }
+            }
+            Err(status) => {
+                self.reject(host, &t, &status);
+                Action::Pause
+            }
+        }
+    }
+
+    /// A chunk of a client stream's body: replaced by the frames of the
+    /// elements it completed, and passed on at once.
+    fn stream_request_chunk(&mut self, host: &mut dyn Host, t: &Transcoder, chunk: &[u8], end: bool) -> Action {
+        let (Some(plan), Some(stream)) = (self.plan.as_ref(), self.request_stream.as_mut()) else {
+            return Action::Continue;
+        };
+        let result =
+            t.request_stream_chunk(plan, stream, self.content_type.as_deref(), chunk, end).and_then(|frames| {
+                if chunk.is_empty() && frames.is_empty() {
+                    return Ok(());
+                }
+                host.replace_body(Side::Request, chunk.len(), &frames)
+                    .map_err(|e| Status::internal(format!("cannot replace the request body: {e}")))
+            });
+        match result {
+            Ok(()) => Action::Continue,
+            Err(status) => {
+                self.reject(host, t, &status);
+                Action::Pause
+            }
+        }
+    }
+
+    /// A chunk of a live stream: the messages it completes replace its raw
+    /// bytes in what Envoy holds, which the host then lets go.
+    fn live_body(&mut self, host: &mut dyn Host, live: &Rc<RefCell<Live>>, end_of_stream: bool) -> Action {
+        let Some(t) = self.transcoder.clone() else { return Action::Continue };
+        let body = host.body(Side::Response).unwrap_or_default();
+        let mut state = live.borrow_mut();
+        state.held = true;
+        let start = state.json_len.min(body.len());
+        let raw = &body[start..];
+        let mut json = Vec::new();
+        if !state.failed {
+            if let (Some(plan), Some(stream)) = (self.plan.as_ref(), self.response_stream.as_mut()) {
+                match t.stream_chunk(plan, stream, raw) {
+                    Ok(bytes) => json = bytes,
+                    Err(status) if !state.released => {
+                        drop(state);
+                        self.live = None;
+                        self.reject(host, &t, &status);
+                        return Action::Pause;
+                    }
+                    Err(status) => {
+                        warn!("rust_grpc_proxy: abandoning a stream after its first messages: {status}");
+                        json = t.stream_abort(stream, &status);
+                        state.failed = true;
+                    }
+                }
+            }
+        }
+        if !json.is_empty() && !state.headers_sent {
+            self.rewrite_stream_headers(host);
+            state.headers_sent = true;
+        }
+        // The decoder keeps an unfinished frame itself: Envoy keeps only our JSON.
+        if let Err(e) = replace_held_tail(host, &body, start, &json) {
+            error!("rust_grpc_proxy: cannot rewrite a stream chunk: {e}");
+        }
+        state.json_len = start + json.len();
+        if end_of_stream {
+            // The upstream ended without trailers: its status is in the headers, if anywhere.
+            drop(state);
+            let status_headers = std::mem::take(&mut self.stream_trailers);
+            return self.live_end(host, live, &status_headers);
+        }
+        if state.headers_sent && state.json_len > 0 {
+            drop(state);
+            return host.release_stream(live, false);
+        }
+        Action::Pause
+    }
+
+    /// The end of a live stream: the closing bytes go after what was sent.
+    fn live_end(
+        &mut self,
+        host: &mut dyn Host,
+        live: &Rc<RefCell<Live>>,
+        status_headers: &[(String, String)],
+    ) -> Action {
+        let Some(t) = self.transcoder.clone() else { return Action::Continue };
+        let body = host.body(Side::Response).unwrap_or_default();
+        let mut state = live.borrow_mut();
+        let start = state.json_len.min(body.len());
+        let raw = &body[start..];
+        if !state.headers_sent {
+            // Nothing went out: the whole stream is one answer, as for a stream without live delivery.
+            drop(state);
+            self.live = None;
+            host.forget_stream();
+            let raw = raw.to_vec();
+            self.finish_response(host, &raw, status_headers, false);
+            return Action::Pause;
+        }
+        let mut out = Vec::new();
+        if let (false, Some(plan), Some(stream)) = (state.failed, self.plan.take(), self.response_stream.as_mut()) {
+            match t.stream_chunk(&plan, stream, raw) {
+                Ok(json) => {
+                    out = json;
+                    let mut grpc = grpc_status_of(status_headers);
+                    grpc.trailers_only = false;
+                    if let Ok(tail) = t.stream_end(stream, grpc) {
+                        out.extend_from_slice(&tail.bytes);
+                        if !state.released {
+                            for (name, value) in transcoder::stream_status_headers(stream, &tail.status) {
+                                let _ = host.set_response_header(&name, &value);
+                            }
+                        }
+                    }
+                }
+                Err(status) => out = t.stream_abort(stream, &status),
+            }
+        }
+        self.plan = None;
+        if let Err(e) = replace_held_tail(host, &body, start, &out) {
+            error!("rust_grpc_proxy: cannot end a stream: {e}");
+        }
+        state.json_len = start + out.len();
+        if state.held {
+            // A chunk is held: continuing sends it, then the trailers.
+            drop(state);
+            host.forget_stream();
+            return Action::Continue;
+        }
+        drop(state);
+        host.release_stream(live, true)
+    }
+
+    /// The upstream's headers, made the headers of a JSON stream.
+    fn rewrite_stream_headers(&self, host: &mut dyn Host) {
+        let content_type = self.response_stream.as_ref().map(|s| s.content_type());
+        for name in [
+            "content-length",
+            "grpc-encoding",
+            "grpc-accept-encoding",
+            "grpc-status",
+            "grpc-message",
+            "grpc-status-details-bin",
+        ] {
+            let _ = host.remove_response_header(name);
+        }
+        if let Some(content_type) = content_type {
+            let _ = host.set_response_header("content-type", &content_type);
+        }
+    }
+
+    fn handling_response(&self) -> bool {
+        !self.replied && self.plan.is_some() && self.via_stream.is_none()
+    }
+}
+
+/// Rewrites the request headers into a gRPC call's.
+fn rewrite_request_headers(
+    host: &mut dyn Host,
+    transcoder: &Transcoder,
+    plan: &RequestPlan,
+    method: &str,
+    path: &str,
+) -> Result<(), crate::HostError> {
+    let Some(info) = transcoder.method(plan) else { return Ok(()) };
+    host.set_request_header("x-envoy-original-path", path)?;
+    host.set_request_header("x-envoy-original-method", method)?;
+    host.set_request_header(":path", &info.grpc_path)?;
+    host.set_request_header(":method", "POST")?;
+    host.set_request_header("content-type", "application/grpc")?;
+    host.set_request_header("te", "trailers")?;
+    host.remove_request_header("content-length")
+}
+
+/// Replaces what follows `start` in the response body Envoy holds (`held`)
+/// with `new`. Hosts can only replace a prefix or append, so a JSON prefix
+/// still held is written again.
+fn replace_held_tail(host: &mut dyn Host, held: &[u8], start: usize, new: &[u8]) -> Result<(), crate::HostError> {
+    if start == 0 {
+        return host.replace_body(Side::Response, held.len(), new);
+    }
+    let mut body = Vec::with_capacity(start + new.len());
+    body.extend_from_slice(&held[..start.min(held.len())]);
+    body.extend_from_slice(new);
+    host.replace_body(Side::Response, held.len(), &body)
+}
