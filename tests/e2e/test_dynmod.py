@@ -144,3 +144,22 @@ def test_the_route_retry_policy_applies_to_get(retrying):
             assert r.status_code == 503 and r.json()["code"] == 14, r.text
             attempts[flavour, method] = sum(1 for _, fault in backend.seen if fault == "reset")
     assert attempts == {("wasm", "POST"): 3, ("wasm", "GET"): 1, ("dynmod", "POST"): 3, ("dynmod", "GET"): 3}
+
+
+def test_envoys_own_413_passes_and_envoy_survives(e2e_dir, example_service):
+    """A body over the listener's buffer limit while the filter holds the headers, with no
+    max_request_body_size: Envoy answers 413 itself. Replacing that reply with ours crashed
+    Envoy 1.40 (SIGSEGV); the module passes Envoy's own answer on, and the process serves on."""
+    edit = lambda text: text.replace("    filter_chains:\n",  # noqa: E731
+                                     "    per_connection_buffer_limit_bytes: 1024\n    filter_chains:\n", 1)
+    envoy = harness.Envoy("dynmod", harness.with_defaults(), example_service, e2e_dir / "envoy-dynmod-413",
+                          edit_config=edit, concurrency=1).start()
+    try:
+        r = envoy.request("POST", "/v1/shelves", body={"theme": "x" * 3000})
+        assert r.status_code == 413, r.text
+        ok = envoy.request("POST", "/v1/shelves", body={"theme": "y"})
+        assert ok.status_code == 200 and ok.json()["theme"] == "y", ok.text
+        assert envoy.alive
+        envoy.assert_no_wasm_failures()
+    finally:
+        envoy.stop()

@@ -104,7 +104,8 @@ impl Filter {
         if self.details.as_deref() == Some(PAYLOAD_TOO_LARGE) {
             // Envoy's own 413, sent while it was still reading the request: replacing it
             // with ours from here made Envoy 1.40 crash (seen: SIGSEGV after our reply went
-            // out), so it goes to the client as Envoy wrote it (text/plain).
+            // out), so it goes to the client as Envoy wrote it (text/plain), body included.
+            self.core.leave_response();
             return Action::Continue;
         }
         let details = self.details.take();

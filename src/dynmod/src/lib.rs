@@ -13,6 +13,9 @@
 //! any other (route timeouts, retries, router stats and access logs apply);
 //! stream data is rewritten as it passes, with no timer.
 
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)] // the FFI edge: every unsafe block there says why it is sound
 pub mod abi;
 mod filter;
 mod logger;

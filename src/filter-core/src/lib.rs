@@ -19,6 +19,8 @@
 //!   the gRPC status; the JSON answer replaces the whole response;
 //! - server-streaming response: passed on message by message ([`Live`]).
 
+#![forbid(unsafe_code)]
+
 mod descriptors;
 mod headers;
 pub mod metrics;

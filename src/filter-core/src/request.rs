@@ -364,6 +364,12 @@ impl Request {
         self.plan.is_some()
     }
 
+    /// Leaves the response alone from here on (headers, body, trailers pass as they are).
+    pub fn leave_response(&mut self) {
+        self.plan = None;
+        self.live = None;
+    }
+
     /// The filter's own call, if it made one (its host's token).
     pub fn own_call_token(&self) -> Option<u32> {
         self.via_stream
