@@ -477,7 +477,7 @@ bench-tools:
 
 # Bounded: every wrk run stops by itself; criterion runs 3 s per benchmark.
 ## bench: performance (README "Performance"): native transcoder vs the filter (wasm, dynmod) end to end (wrk),
-##   the engine vs a DynamicMessage baseline (criterion), footprint; about 20 min; BENCH_SECONDS=2 to shorten;
+##   the engine vs a DynamicMessage baseline (criterion), footprint; about 25 min; BENCH_SECONDS=2 to shorten;
 ##   report in $(BUILD)/bench/REPORT.md
 bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	$(CARGO) build --release -p bench-backend
