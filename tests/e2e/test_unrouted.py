@@ -1,7 +1,7 @@
 """Transcoded requests no Envoy route takes: 404 NOT_FOUND, as Envoy's router answers.
 
-Three route configurations around the example service, each in the native and
-the Wasm flavour:
+Three route configurations around the example service, each with the native
+filter and with ours (each build: wasm, dynmod):
 - `host`: the only virtual host serves `library.example.test`; a request for
   another host matches nothing (REST path or gRPC path);
 - `grpc-direct`: the gRPC path of the bookstore has a direct-response route,
@@ -10,10 +10,11 @@ the Wasm flavour:
 
 Every method and body (GET, POST, a server stream, a client stream) answers 404
 with a JSON google.rpc.Status, code 5, naming the host and the REST request.
-Requests without a body are the Wasm host's limit: the filter calls the
+Requests without a body are the Wasm host's limit: the Wasm build calls the
 cluster of the route their REST path matched (it can neither give them a body
 nor route them again), so under `grpc-direct`/`grpc-redirect` they are served
-where native answers the direct response (README, "Known limits").
+where native answers the direct response (README, "Known limits"); the module
+gives them a body and routes them like native.
 """
 
 from __future__ import annotations
