@@ -253,7 +253,10 @@ impl Transcoder {
                             binding.name
                         )));
                     }
-                    if strict && bindings.iter().any(|b| b.source == Source::Query && sets_same_value(b, &binding)) {
+                    if strict
+                        && binding.is_singular()
+                        && bindings.iter().any(|b| b.source == Source::Query && b.same_target(&binding))
+                    {
                         return RequestOutcome::Reject(Status::invalid_argument(format!(
                             "query parameter `{}` is given more than once, but its field is not repeated",
                             binding.name
@@ -306,20 +309,22 @@ impl Transcoder {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Vec<u8>, Status> {
-        let streams_json = |r: &Route| r.method.client_streaming && r.method.input.full_name() != routes::HTTP_BODY;
-        if body.is_empty() && self.route(plan).is_some_and(streams_json) {
-            return Err(empty_stream_body());
-        }
-        let mut out = Vec::with_capacity(body.len());
-        if self.direct_request(plan, body, &mut out) {
-            return Ok(out);
-        }
-        // Without a body (a GET), the message is its URL bindings: straight to the wire when they are plain.
-        let whole_message =
-            |r: &Route| matches!(r.body, routes::BodyRule::Whole) && r.method.input.full_name() != routes::HTTP_BODY;
-        if body.is_empty() && self.route(plan).is_some_and(whole_message) {
-            if let Some(message) = direct::bindings_to_wire(&plan.bindings, self.parse.case_insensitive_enums) {
-                return Ok(message);
+        let route = self.route(plan).ok_or_else(|| Status::internal("the route of this request vanished"))?;
+        let http_body = route.method.input.full_name() == routes::HTTP_BODY;
+        if body.is_empty() {
+            if route.method.client_streaming && !http_body {
+                return Err(empty_stream_body());
+            }
+            // Without a body (a GET), the message is its URL bindings: straight to the wire when they are plain.
+            if matches!(route.body, routes::BodyRule::Whole) && !http_body {
+                if let Some(message) = direct::bindings_to_wire(&plan.bindings, self.parse.case_insensitive_enums) {
+                    return Ok(message);
+                }
+            }
+        } else {
+            let mut out = Vec::with_capacity(body.len());
+            if self.direct_request(plan, body, &mut out) {
+                return Ok(out);
             }
         }
         self.general_request_message(plan, content_type, body)
@@ -343,6 +348,10 @@ impl Transcoder {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Vec<u8>, Status> {
+        if body.is_empty() {
+            // The same rules as without a body at all: an empty client stream is refused, bindings go straight to the wire.
+            return self.request_message(plan, content_type, body).map(|m| frame::encode_frame(&m));
+        }
         // The fast path writes the message after room for the frame header, filled
         // in afterwards: one buffer, no copy.
         let mut out = Vec::with_capacity(body.len() + frame::HEADER_LEN);
@@ -760,14 +769,6 @@ fn split_path(path_and_query: &str) -> (&str, &str) {
         Some((path, query)) => (path, query),
         None => (without_fragment, ""),
     }
-}
-
-/// Whether two bindings set the same singular value (a field, or one map entry).
-fn sets_same_value(a: &FieldBinding, b: &FieldBinding) -> bool {
-    a.map_key == b.map_key
-        && a.fields.len() == b.fields.len()
-        && a.fields.iter().zip(&b.fields).all(|(x, y)| x.full_name() == y.full_name())
-        && a.fields.last().is_some_and(|leaf| !leaf.is_list())
 }
 
 /// Splits and decodes a query string into (name, value) pairs, in order.

@@ -38,6 +38,20 @@ pub struct FieldBinding {
     pub name: String,
 }
 
+impl FieldBinding {
+    /// Whether `other` binds the same field (and the same map entry, if any).
+    pub fn same_target(&self, other: &FieldBinding) -> bool {
+        self.map_key == other.map_key
+            && self.fields.len() == other.fields.len()
+            && self.fields.iter().zip(&other.fields).all(|(a, b)| a.full_name() == b.full_name())
+    }
+
+    /// Whether the bound field holds one value (a singular field or a map entry), so a second binding replaces it.
+    pub fn is_singular(&self) -> bool {
+        self.fields.last().is_some_and(|leaf| !leaf.is_list())
+    }
+}
+
 /// How request JSON is read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ParseOptions {

@@ -150,8 +150,6 @@ impl Request {
         };
         self.metric_method =
             t.method(&plan).map(|info| (metrics::element(&info.service), metrics::element(&info.name)));
-        let authority = host.request_header(":authority").unwrap_or_default();
-        self.target = Some(RestTarget { method: method.clone(), authority, path: path.clone() });
         self.content_type = content_type;
         self.response_stream = t.response_stream(&plan);
         self.request_stream = t.request_stream(&plan);
@@ -159,6 +157,7 @@ impl Request {
             self.reject(host, &t, &Status::internal(format!("cannot rewrite the request headers: {e}")));
             return Action::Pause;
         }
+        self.target = Some(RestTarget { method, path });
         self.plan = Some(plan);
         if let Some(max) = t.max_request_body_size() {
             host.raise_buffer_limit(max);
@@ -180,9 +179,8 @@ impl Request {
             return Action::Pause;
         }
         let Some(plan) = self.plan.as_ref() else { return Action::Continue };
-        // request_message, not request_frame: it refuses an empty client stream as the own call does.
-        let appended = t.request_message(plan, self.content_type.as_deref(), &[]).and_then(|message| {
-            host.append_request_body(&transcoder::frame::encode_frame(&message))
+        let appended = t.request_frame(plan, self.content_type.as_deref(), &[]).and_then(|frame| {
+            host.append_request_body(&frame)
                 .map_err(|e| Status::internal(format!("cannot give the request its body: {e}")))
         });
         match appended {
@@ -286,9 +284,9 @@ impl Request {
             // native filter passes such answers on as they are).
             self.plan = None;
             if let Some(t) = self.transcoder.clone() {
-                let grpc_path = host.request_header(":path").unwrap_or_default();
                 let details = host.response_code_details();
-                let reply = non_grpc_answer(&t, &headers, details, self.target.as_ref(), &grpc_path);
+                let reply =
+                    non_grpc_answer(&t, &headers, details, self.target.as_ref(), |name| host.request_header(name));
                 self.send(host, reply, &mut Vec::new());
                 return Action::Pause;
             }

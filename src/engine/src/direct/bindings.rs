@@ -22,17 +22,12 @@ pub fn bindings_to_wire(bindings: &[FieldBinding], case_insensitive_enums: bool)
     for (i, binding) in bindings.iter().enumerate() {
         // A singular field bound twice keeps the last value, even a default one
         // (which is not written): the general path's to settle.
-        let singular = binding.fields.last().is_some_and(|leaf| !leaf.is_list());
-        if singular && bindings[..i].iter().any(|b| same_field(b, binding)) {
+        if binding.is_singular() && bindings[..i].iter().any(|b| b.same_target(binding)) {
             return None;
         }
         write_binding(binding, case_insensitive_enums, &mut out)?;
     }
     Some(out)
-}
-
-fn same_field(a: &FieldBinding, b: &FieldBinding) -> bool {
-    a.fields.len() == b.fields.len() && a.fields.iter().zip(&b.fields).all(|(x, y)| x.full_name() == y.full_name())
 }
 
 fn write_binding(binding: &FieldBinding, case_insensitive_enums: bool, out: &mut Vec<u8>) -> Option<()> {
