@@ -12,6 +12,8 @@ The templates hold ${NAME} placeholders; this fills them:
   WASM_PLUGIN_CONFIG            (wasm) the plugin's JSON configuration, as a YAML string
   FILTER_CONFIG                 (dynmod) the same JSON, for the dynamic module
   NATIVE_TRANSCODER_FIELDS      (native) the GrpcJsonTranscoder fields, one per line
+  COMPANION_FILTER              (wasm) the Lua companion (envoy/companion.lua) right after the
+                                Wasm filter, unless the options say "lua_companion": false
 
 The transcoder options are a dict with the fields of Envoy's
 envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder
@@ -210,6 +212,12 @@ def transcoder_config(flavour: str, options: dict | None, descriptor: str | os.P
     if flavour not in TEMPLATES:
         raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
     opts = dict(default_options() if options is None else options)
+    # The Wasm build gets requests without a body through the router via envoy/companion.lua
+    # unless told otherwise; the module appends their body itself, native has no such field.
+    if flavour == "wasm":
+        opts.setdefault("lua_companion", True)
+    elif flavour == "native":
+        opts.pop("lua_companion", None)
     # descriptor_url, descriptor_reflection (rust-grpc-proxy): the filter fetches the set itself.
     if not {"proto_descriptor", "proto_descriptor_bin", "descriptor_url", "descriptor_reflection"} & opts.keys():
         if descriptor is None:
@@ -223,6 +231,22 @@ def transcoder_config(flavour: str, options: dict | None, descriptor: str | os.P
                     "which this filter refuses at load)" for m in stripped)
         opts["proto_descriptor_bin"] = base64.b64encode(data).decode("ascii")
     return opts
+
+
+COMPANION_LUA = Path(__file__).resolve().parent / "companion.lua"
+
+
+def companion_filter(indent: str) -> str:
+    """The Lua companion as one http_filters entry (YAML), its first line unindented."""
+    code = "\n".join(indent + "        " + line if line else "" for line in COMPANION_LUA.read_text().splitlines())
+    lines = [
+        "- name: envoy.filters.http.lua",
+        "  typed_config:",
+        '    "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua',
+        "    default_source_code:",
+        "      inline_string: |",
+    ]
+    return ("\n" + indent).join(lines) + "\n" + code
 
 
 def render(
@@ -285,6 +309,9 @@ def render(
             lines = [f"# {note}" for note in notes]
             lines += [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in config.items()]
             return ("\n" + indent).join(lines)
+        if name == "COMPANION_FILTER":
+            line_start = template.rfind("\n", 0, match.start()) + 1
+            return companion_filter(" " * (match.start() - line_start)) if config.get("lua_companion") else ""
         if name not in values:
             raise KeyError(f"{TEMPLATES[flavour].name}: no value for placeholder ${{{name}}}")
         return values[name]

@@ -10,11 +10,12 @@ filter and with ours (each build: wasm, dynmod):
 
 Every method and body (GET, POST, a server stream, a client stream) answers 404
 with a JSON google.rpc.Status, code 5, naming the host and the REST request.
-Requests without a body are the Wasm host's limit: the Wasm build calls the
-cluster of the route their REST path matched (it can neither give them a body
-nor route them again), so under `grpc-direct`/`grpc-redirect` they are served
-where native answers the direct response (README, "Known limits"); the module
-gives them a body and routes them like native.
+Requests without a body: the module gives them a body, and the Wasm build has
+its Lua companion give them one (envoy/companion.lua, on in every configuration
+we render); then they are routed again on the gRPC path like native's. Only the
+Wasm build without the companion (`"lua_companion": false`) calls the cluster
+of the route their REST path matched itself, so under `grpc-direct` they are
+served where native answers the direct response (README, "Known limits").
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import pytest
 
 from checks import JSON, assert_own_error, describe
-from harness import Envoy
+from harness import Envoy, with_defaults
 
 HOST = "library.example.test"
 OTHER = "evil.example.test"
@@ -55,13 +56,14 @@ CALLS = {
 def envoys(e2e_dir, example_service, filter_flavour):
     started: dict[tuple[str, str], Envoy] = {}
 
-    def get(flavour: str, edit: str) -> Envoy:
+    def get(flavour: str, edit: str, companion: bool = True) -> Envoy:
         flavour = filter_flavour if flavour == "wasm" else flavour  # our filter, the build under test
-        if (flavour, edit) not in started:
-            workdir = e2e_dir / f"envoy-unrouted-{edit}-{flavour}"
-            started[(flavour, edit)] = Envoy(flavour, None, example_service, workdir,
-                                             edit_config=EDITS[edit]).start()
-        return started[(flavour, edit)]
+        key = (flavour, edit, companion)
+        if key not in started:
+            workdir = e2e_dir / f"envoy-unrouted-{edit}-{flavour}{'' if companion else '-alone'}"
+            options = None if companion else with_defaults(lua_companion=False)
+            started[key] = Envoy(flavour, options, example_service, workdir, edit_config=EDITS[edit]).start()
+        return started[key]
 
     yield get
     for envoy in started.values():
@@ -97,16 +99,23 @@ def test_a_gRPC_path_without_a_cluster(envoys, edit, call):
 
 
 @pytest.mark.parametrize("call", [c for c, (_, _, body) in CALLS.items() if body is None])
-def test_without_a_body_the_rest_route_decides(envoys, call, filter_flavour):
-    """Known limit of the Wasm build: a call without a body goes to the cluster of its
-    REST path's route, so it is served although its gRPC path has a direct-response
-    route; native routes it again on the gRPC path and answers that route's response.
-    The dynamic module routes it again too (the frame is its body): 404 as with a body."""
+def test_without_a_body_the_grpc_route_decides(envoys, call):
+    """A call without a body is routed again on its gRPC path, as native routes it: the
+    module appends its frame, the Wasm build's companion gives it its frame."""
     method, path, body = CALLS[call]
-    wasm = envoys("wasm", "grpc-direct").request(method, path, headers={"host": HOST})
-    if filter_flavour == "dynmod":
-        assert_not_found(wasm, method, path, HOST)
-        return
-    assert wasm.status_code == 200 and wasm.headers["content-type"].startswith(JSON), describe(wasm)
+    ours = envoys("wasm", "grpc-direct").request(method, path, headers={"host": HOST})
+    assert_not_found(ours, method, path, HOST)
     native = envoys("native", "grpc-direct").request(method, path, headers={"host": HOST})
     assert (native.status_code, native.content) == (200, b"not here"), describe(native)
+
+
+@pytest.mark.parametrize("call", [c for c, (_, _, body) in CALLS.items() if body is None])
+def test_without_the_companion_the_rest_route_decides(envoys, call, filter_flavour):
+    """Known limit of the Wasm build without its companion: it calls the cluster of the
+    REST path's route itself, so the call is served although its gRPC path has a
+    direct-response route. The module has no companion and needs none."""
+    if filter_flavour != "wasm":
+        pytest.skip("lua_companion is a setting of the Wasm build")
+    method, path, body = CALLS[call]
+    alone = envoys("wasm", "grpc-direct", companion=False).request(method, path, headers={"host": HOST})
+    assert alone.status_code == 200 and alone.headers["content-type"].startswith(JSON), describe(alone)

@@ -78,6 +78,11 @@ pub struct TranscoderConfig {
     /// through untouched instead of answering 503.
     #[serde(alias = "passThroughUntilLoaded")]
     pub pass_through_until_loaded: bool,
+    /// (rust-grpc-proxy, Wasm build) `envoy/companion.lua` runs right after the
+    /// filter: a request without a body hands it its gRPC frame and goes
+    /// through the router, instead of the filter making the call itself.
+    #[serde(alias = "luaCompanion")]
+    pub lua_companion: bool,
 }
 
 /// Envoy's `GrpcJsonTranscoder.PrintOptions`.

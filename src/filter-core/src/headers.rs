@@ -65,6 +65,10 @@ pub struct RestTarget {
     pub method: String,
     /// The client's path and query.
     pub path: String,
+    /// The client's `:authority` and the call's gRPC path, when read before the
+    /// request went on: a Wasm filter can no longer read request headers once
+    /// its headers callback returned Continue (a bodiless request with the companion).
+    pub early: Option<(String, String)>,
 }
 
 impl RestTarget {
@@ -97,9 +101,11 @@ pub(crate) fn non_grpc_answer(
     let http = find(headers, ":status").and_then(|s| s.trim().parse::<u16>().ok()).unwrap_or(0);
     let details = details.filter(|d| !d.is_empty() && d != "via_upstream");
     if let (Some("route_not_found" | "direct_response"), Some(target)) = (details.as_deref(), target) {
-        let (authority, grpc_path) = (request_header(":authority"), request_header(":path"));
-        return transcoder
-            .local_error(&target.no_route(&authority.unwrap_or_default(), &grpc_path.unwrap_or_default()));
+        let (authority, grpc_path) = match &target.early {
+            Some((authority, grpc_path)) => (authority.clone(), grpc_path.clone()),
+            None => (request_header(":authority").unwrap_or_default(), request_header(":path").unwrap_or_default()),
+        };
+        return transcoder.local_error(&target.no_route(&authority, &grpc_path));
     }
     let code =
         if (400..=599).contains(&http) { transcoder::Code::for_http_error(http) } else { transcoder::Code::Unknown };

@@ -157,7 +157,7 @@ impl Request {
             self.reject(host, &t, &Status::internal(format!("cannot rewrite the request headers: {e}")));
             return Action::Pause;
         }
-        self.target = Some(RestTarget { method, path });
+        self.target = Some(RestTarget { method, path, early: None });
         self.plan = Some(plan);
         if let Some(max) = t.max_request_body_size() {
             host.raise_buffer_limit(max);
@@ -179,6 +179,10 @@ impl Request {
             return Action::Pause;
         }
         let Some(plan) = self.plan.as_ref() else { return Action::Continue };
+        if let (Some(target), Some(info)) = (self.target.as_mut(), t.method(plan)) {
+            // Read now: after Continue a Wasm host cannot, and a no-route answer names them.
+            target.early = Some((host.request_header(":authority").unwrap_or_default(), info.grpc_path.clone()));
+        }
         let appended = t.request_frame(plan, self.content_type.as_deref(), &[]).and_then(|frame| {
             host.append_request_body(&frame)
                 .map_err(|e| Status::internal(format!("cannot give the request its body: {e}")))

@@ -27,7 +27,7 @@ use wasm_host::{Deadline, Deadlines, WasmHost, DEADLINE_TICK};
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { transcoder: None, deadlines: Rc::default(), remote: None })
+        Box::new(Root { transcoder: None, deadlines: Rc::default(), remote: None, companion: false })
     });
 }}
 
@@ -38,6 +38,8 @@ struct Root {
     deadlines: Deadlines,
     /// The descriptor set comes (also) from a `descriptor_url` or reflection.
     remote: Option<Remote>,
+    /// `lua_companion` is set: see [`wasm_host::COMPANION_HEADER`].
+    companion: bool,
 }
 
 impl Root {
@@ -56,7 +58,7 @@ impl Root {
             if host::set_effective_context(d.context_id).is_err() {
                 continue; // the request is gone already
             }
-            let mut host = WasmHost { context_id: d.context_id, deadlines: &self.deadlines };
+            let mut host = WasmHost { context_id: d.context_id, deadlines: &self.deadlines, companion: self.companion };
             filter_core::own_call_expired(&mut host, &t, d.timeout);
         }
     }
@@ -81,6 +83,7 @@ impl RootContext for Root {
             }
         };
         self.remote = Remote::from_config(&config, started);
+        self.companion = config.lua_companion;
         if config.proto_descriptor_bin.is_some() {
             match Transcoder::new(config) {
                 Ok(transcoder) => {
@@ -119,6 +122,7 @@ impl RootContext for Root {
             core: filter_core::Request::new(self.transcoder.clone(), not_ready),
             context_id,
             deadlines: self.deadlines.clone(),
+            companion: self.companion,
         }))
     }
 
@@ -132,11 +136,14 @@ struct Request {
     core: filter_core::Request,
     context_id: u32,
     deadlines: Deadlines,
+    companion: bool,
 }
 
 impl Request {
-    fn host(&self) -> WasmHost<'_> {
-        WasmHost { context_id: self.context_id, deadlines: &self.deadlines }
+    /// The core and a host for it, borrowed apart so that a hook can take both.
+    fn split(&mut self) -> (&mut filter_core::Request, WasmHost<'_>) {
+        let host = WasmHost { context_id: self.context_id, deadlines: &self.deadlines, companion: self.companion };
+        (&mut self.core, host)
     }
 
     /// The call answered (or the request ended): its deadline no longer applies.
@@ -177,8 +184,8 @@ impl Context for Request {
                 return;
             }
         };
-        let (context_id, deadlines) = (self.context_id, self.deadlines.clone());
-        self.core.call_message(&mut WasmHost { context_id, deadlines: &deadlines }, token, message);
+        let (core, mut host) = self.split();
+        core.call_message(&mut host, token, message);
     }
 
     fn on_grpc_stream_trailing_metadata(&mut self, _token: u32, _n: u32) {
@@ -191,44 +198,52 @@ impl Context for Request {
         self.forget_deadline();
         // Envoy's own reason (no upstream, reset, ...), if any.
         let host_message = proxy_wasm::hostcalls::get_grpc_status().ok().and_then(|(_, m)| m);
-        let (context_id, deadlines) = (self.context_id, self.deadlines.clone());
-        self.core.call_close(&mut WasmHost { context_id, deadlines: &deadlines }, status_code, host_message);
+        let (core, mut host) = self.split();
+        core.call_close(&mut host, status_code, host_message);
     }
 }
 
 impl HttpContext for Request {
     fn on_log(&mut self) {
-        self.core.on_log(&self.host());
+        let (core, host) = self.split();
+        core.on_log(&host);
     }
 
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        let (context_id, deadlines) = (self.context_id, self.deadlines.clone());
-        action(self.core.on_request_headers(&mut WasmHost { context_id, deadlines: &deadlines }, end_of_stream))
+        if self.companion {
+            // Only this filter may hand the companion a frame: a client's marker would
+            // replace the body of whatever request carries it.
+            if let Err(e) = host::remove_header(MapType::HttpRequestHeaders, wasm_host::COMPANION_HEADER) {
+                warn!("rust_grpc_proxy: cannot remove a client's {}: {e}", wasm_host::COMPANION_HEADER);
+            }
+        }
+        let (core, mut host) = self.split();
+        action(core.on_request_headers(&mut host, end_of_stream))
     }
 
     fn on_http_request_body(&mut self, _size: usize, end_of_stream: bool) -> Action {
-        let (context_id, deadlines) = (self.context_id, self.deadlines.clone());
-        action(self.core.on_request_body(&mut WasmHost { context_id, deadlines: &deadlines }, end_of_stream))
+        let (core, mut host) = self.split();
+        action(core.on_request_body(&mut host, end_of_stream))
     }
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
-        let (context_id, deadlines) = (self.context_id, self.deadlines.clone());
-        action(self.core.on_request_trailers(&mut WasmHost { context_id, deadlines: &deadlines }))
+        let (core, mut host) = self.split();
+        action(core.on_request_trailers(&mut host))
     }
 
     fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        let (context_id, deadlines) = (self.context_id, self.deadlines.clone());
-        action(self.core.on_response_headers(&mut WasmHost { context_id, deadlines: &deadlines }, end_of_stream))
+        let (core, mut host) = self.split();
+        action(core.on_response_headers(&mut host, end_of_stream))
     }
 
     fn on_http_response_body(&mut self, _size: usize, end_of_stream: bool) -> Action {
-        let (context_id, deadlines) = (self.context_id, self.deadlines.clone());
-        action(self.core.on_response_body(&mut WasmHost { context_id, deadlines: &deadlines }, end_of_stream))
+        let (core, mut host) = self.split();
+        action(core.on_response_body(&mut host, end_of_stream))
     }
 
     fn on_http_response_trailers(&mut self, _n: usize) -> Action {
-        let (context_id, deadlines) = (self.context_id, self.deadlines.clone());
-        action(self.core.on_response_trailers(&mut WasmHost { context_id, deadlines: &deadlines }))
+        let (core, mut host) = self.split();
+        action(core.on_response_trailers(&mut host))
     }
 }
 

@@ -1,7 +1,8 @@
 //! The core's [`Host`] on proxy-wasm: moves headers and bodies of the current
 //! HTTP context, holds live stream data until the worker's next tick, and
-//! makes the gRPC call of a request without a body (a Wasm filter cannot give
-//! such a request a body in Envoy 1.40).
+//! hands the gRPC frame of a request without a body to the Lua companion
+//! (`envoy/companion.lua`), or without one makes the call itself: a Wasm
+//! filter cannot give such a request a body in Envoy 1.40.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -93,6 +94,23 @@ pub struct WasmHost<'a> {
     pub context_id: u32,
     /// The worker's own calls and their deadlines.
     pub deadlines: &'a Deadlines,
+    /// `lua_companion`: the companion filter gives requests without a body their frame.
+    pub companion: bool,
+}
+
+/// The header in which the filter hands a bodiless request's gRPC frame (hex) to
+/// `envoy/companion.lua`; the same name is in that script.
+pub const COMPANION_HEADER: &str = "x-rust-grpc-proxy-frame";
+
+/// Lower-case hex, as the companion's `tonumber(pair, 16)` reads it.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
 }
 
 fn host_error(e: host::HostError) -> HostError {
@@ -173,11 +191,14 @@ impl Host for WasmHost<'_> {
     }
 
     fn can_append_request_body(&self) -> bool {
-        false
+        self.companion
     }
 
-    fn append_request_body(&mut self, _frame: &[u8]) -> Result<(), HostError> {
-        Err(HostError("a Wasm filter cannot give a request without a body a body".into()))
+    fn append_request_body(&mut self, frame: &[u8]) -> Result<(), HostError> {
+        if !self.companion {
+            return Err(HostError("a Wasm filter cannot give a request without a body a body".into()));
+        }
+        host::set_header(MapType::HttpRequestHeaders, COMPANION_HEADER, &hex(frame)).map_err(host_error)
     }
 
     fn own_call(&mut self, call: OwnCall) -> Result<u32, OwnCallError> {
@@ -271,4 +292,15 @@ fn push_varint(out: &mut Vec<u8>, mut n: usize) {
         n >>= 7;
     }
     out.push(n as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex;
+
+    #[test]
+    fn hex_is_lower_case_two_digits_per_byte() {
+        assert_eq!(hex(&[0, 0x0f, 0xa0, 0xff]), "000fa0ff");
+        assert_eq!(hex(&[]), "");
+    }
 }
