@@ -21,4 +21,7 @@ function envoy_on_request(handle)
     return string.char(tonumber(pair, 16))
   end)
   handle:body(true):setBytes(frame)
+  -- setBytes adds a content-length; a gRPC request carries none (native
+  -- transcoder's and the filter's own POSTs do not), so the backend sees the same.
+  headers:remove("content-length")
 end

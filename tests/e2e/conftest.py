@@ -86,9 +86,7 @@ def _envoy_pool(request, e2e_dir, example_service):
 _POOL_KEY = pytest.StashKey[EnvoyPool]()
 
 
-# The builds of our filter the session tests (E2E_FILTERS=wasm,dynmod narrows it).
-FILTERS = tuple(f for f in os.environ.get("E2E_FILTERS", ",".join(harness.FILTER_FLAVOURS)).split(",")
-                if f in harness.FILTER_FLAVOURS)
+FILTERS = harness.SELECTED_FILTERS
 
 
 @pytest.fixture(scope="session", params=FILTERS)

@@ -33,6 +33,9 @@ import render  # noqa: E402  (envoy/render.py: the config templates' renderer)
 FLAVOURS = ("native", "wasm", "dynmod")
 # The two builds of our filter: the same JSON configuration, meant to answer the same bytes.
 FILTER_FLAVOURS = ("wasm", "dynmod")
+# The builds of our filter this session tests (E2E_FILTERS=wasm,dynmod narrows it).
+SELECTED_FILTERS = tuple(f for f in os.environ.get("E2E_FILTERS", ",".join(FILTER_FLAVOURS)).split(",")
+                         if f in FILTER_FLAVOURS)
 
 
 def _path(env: str, default: Path) -> Path:
@@ -249,6 +252,13 @@ class Envoy:
         self._checked = 0
 
     @property
+    def bodiless_via_router(self) -> bool:
+        """Whether a transcoded request without a body goes through Envoy's router (native;
+        the module; the Wasm build with its Lua companion, on unless `"lua_companion": false`)
+        rather than being the Wasm filter's own gRPC call."""
+        return self.flavour != "wasm" or self.options.get("lua_companion", True) is not False
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.listen_port}"
 
@@ -412,6 +422,22 @@ class Envoy:
         lines = self.wasm_failures(since)
         assert not lines, (f"{self.flavour} Envoy logged Wasm failures ({self.log_path}):\n"
                            + "\n".join(lines[:20]))
+
+
+def static_cluster(name: str, port: int) -> str:
+    """A STATIC cluster on 127.0.0.1:port (HTTP/1.1), as an item for Envoy(extra_clusters=...)."""
+    return f"""
+  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+"""
 
 
 def probe_envoy(admin_address_path: Path, admin_port: int, listener: str | None = None) -> tuple[int, int]:

@@ -1,20 +1,17 @@
 """The dynamic-module build of the filter (make dynmod -> build/librust_grpc_proxy.so)
 in the real Envoy 1.40: it loads with the exact ABI version, binds only callbacks this
-Envoy exports and exports every hook it looks up, and it does what the ABI allows and
-Wasm does not: a request without a body goes through the router (upstream in the
-access log, route timeout) and its server stream reaches the client message by message.
+Envoy exports and exports every hook it looks up, and passes Envoy's own 413 on.
 
-The rest of the suite runs against this build too (conftest.py's filter_flavour)."""
+The rest of the suite runs against this build too (conftest.py's filter_flavour);
+test_bodiless.py shows requests without a body going through the router."""
 
 from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 import harness
 
@@ -61,89 +58,6 @@ def test_the_module_exports_every_hook_this_envoy_looks_up(module):
     exported = symbols(module, "--defined-only")
     assert looked_up <= exported, sorted(looked_up - exported)
     assert "envoy_dynamic_module_on_program_init" in exported
-
-
-def access_line(envoy: harness.Envoy, since: int, path: str) -> str:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        lines = [l for l in envoy.log_text(since).splitlines() if l.startswith("access: ") and path in l]
-        if lines:
-            return lines[-1]
-        time.sleep(0.05)
-    raise AssertionError(f"no access line for {path}")
-
-
-def test_get_goes_through_the_router(envoy_factory):
-    """With the frame appended in the headers phase, a GET is an upstream request of
-    the router (its upstream host is logged); the Wasm build calls the cluster itself."""
-    path = "/v1/shelves/1"
-    upstream = {}
-    for flavour in harness.FILTER_FLAVOURS:
-        envoy = envoy_factory(flavour)
-        since = envoy.log_size()
-        r = envoy.get(path)
-        assert r.status_code == 200, r.text
-        upstream[flavour] = re.search(r"upstream=(\S+)", access_line(envoy, since, path)).group(1)
-    assert upstream["dynmod"].startswith("127.0.0.1:"), upstream
-    assert upstream["wasm"] == "-", upstream
-
-
-def test_get_server_stream_is_delivered_live(envoy_factory):
-    """Four messages 400 ms apart, asked for by a GET: the dynamic module passes each on
-    as it comes (the Wasm build can only answer a bodiless stream at its end); the
-    bytes are the same as native's and the Wasm build's."""
-    path = "/v1/shelves/1/books:stream?count=4&delay_ms=400"
-    bodies, first_at = {}, {}
-    for flavour in ("dynmod", "wasm", "native"):
-        envoy = envoy_factory(flavour)
-        start = time.monotonic()
-        chunks = []
-        with requests.get(envoy.base_url + path, stream=True, timeout=30) as r:
-            assert r.status_code == 200, r.text
-            for chunk in r.iter_content(chunk_size=None):
-                chunks.append((time.monotonic() - start, chunk))
-        total = time.monotonic() - start
-        bodies[flavour] = b"".join(c for _, c in chunks)
-        first_at[flavour] = (chunks[0][0], total)
-    assert bodies["dynmod"] == bodies["wasm"] == bodies["native"], bodies
-    first, total = first_at["dynmod"]
-    assert total > 1.1 and first < total - 0.8, first_at
-    first, total = first_at["wasm"]
-    assert first > total - 0.3, f"the Wasm build now streams bodiless requests? {first_at}"
-
-
-RETRY = """                  cluster: grpc_backend
-                  retry_policy: { retry_on: "reset", num_retries: 2 }
-"""
-
-
-@pytest.fixture(scope="module")
-def retrying(e2e_dir):
-    """A resetting backend behind both builds, on a route that retries resets twice."""
-    from fake_backend import FakeBackend
-
-    backend = FakeBackend().start()
-    edit = lambda text: text.replace("                  cluster: grpc_backend\n", RETRY, 1)  # noqa: E731
-    envoys = {f: harness.Envoy(f, None, backend, e2e_dir / f"envoy-retry-{f}", edit_config=edit).start()
-              for f in harness.FILTER_FLAVOURS}
-    yield backend, envoys
-    for envoy in envoys.values():
-        envoy.stop()
-    backend.stop()
-
-
-def test_the_route_retry_policy_applies_to_get(retrying):
-    """The route retries resets twice: a POST is tried three times by both builds; a GET
-    too by the module (it goes through the router), once by the Wasm build (its own call)."""
-    backend, envoys = retrying
-    attempts = {}
-    for flavour, envoy in envoys.items():
-        for method, path, body in (("POST", "/v1/shelves", {"theme": "x"}), ("GET", "/v1/shelves/1", None)):
-            backend.seen.clear()
-            r = envoy.request(method, path, headers={"x-fault": "reset"}, body=body)
-            assert r.status_code == 503 and r.json()["code"] == 14, r.text
-            attempts[flavour, method] = sum(1 for _, fault in backend.seen if fault == "reset")
-    assert attempts == {("wasm", "POST"): 3, ("wasm", "GET"): 1, ("dynmod", "POST"): 3, ("dynmod", "GET"): 3}
 
 
 def test_envoys_own_413_passes_and_envoy_survives(e2e_dir, example_service):

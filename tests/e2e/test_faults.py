@@ -6,8 +6,10 @@ The client always gets an answer: a JSON google.rpc.Status with a 5xx that says
 what went wrong (500 for a reply that is not valid gRPC, 502 for an answer that
 is not gRPC at all, 503 when the backend is unreachable or resets, 504 when it
 is too slow), never a hang, and the same Envoy serves normally once the backend
-behaves again. Both request paths are covered: with a body (Envoy's router
-carries the call) and without (the filter's own gRPC call).
+behaves again. Both request paths are covered: through Envoy's router (with a
+body; without one too for the module and for the Wasm build with its Lua
+companion) and the Wasm filter's own gRPC call (without a body and without the
+companion, "alone").
 """
 
 from __future__ import annotations
@@ -52,12 +54,16 @@ FAULTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def faulty(e2e_dir, filter_flavour):
-    """(FakeBackend, Envoy with the filter in front of it: route timeout 2 s, 1 MB response limit)."""
+@pytest.fixture(scope="module", params=["companion", "alone"])
+def faulty(e2e_dir, filter_flavour, request):
+    """(FakeBackend, Envoy with the filter in front of it: route timeout 2 s, 1 MB response
+    limit); "alone": the Wasm build without its Lua companion."""
+    if request.param == "alone" and filter_flavour != "wasm":
+        pytest.skip("lua_companion is a setting of the Wasm build")
     backend = FakeBackend().start()
-    envoy = Envoy(filter_flavour, with_defaults(max_response_body_size=1_000_000), backend,
-                  e2e_dir / f"envoy-faults-{filter_flavour}", route_timeout="2s")
+    options = with_defaults(max_response_body_size=1_000_000, lua_companion=request.param == "companion")
+    envoy = Envoy(filter_flavour, options, backend,
+                  e2e_dir / f"envoy-faults-{filter_flavour}-{request.param}", route_timeout="2s")
     envoy.start()
     yield backend, envoy
     envoy.stop()
@@ -97,8 +103,8 @@ def test_misbehaving_backend(faulty, fault):
     mark = envoy.log_size()
     with_body, without_body = FAULTS[fault]
     assert_like_with_a_body(send(envoy, POST, fault), with_body)
-    if envoy.flavour == "dynmod":
-        # The module sends a bodiless request through the router: the same answer as with a body.
+    if envoy.bodiless_via_router:
+        # A bodiless request through the router: the same answer as with a body.
         assert_like_with_a_body(send(envoy, GET, fault), with_body)
     else:
         assert_status_json(send(envoy, GET, fault), *without_body)
@@ -121,7 +127,7 @@ def test_messages_say_what_the_backend_did_wrong(faulty):
         (POST, "reset", "upstream_reset_before_response_started{remote_reset}"),
         (GET, "reset", "reset reason: remote reset"),
     ]
-    if envoy.flavour == "dynmod":
+    if envoy.bodiless_via_router:
         # Through the router, a bodiless request fails as one with a body does.
         cases = [(how, fault, {"without a complete response message": "ended inside a frame",
                                "reset reason: remote reset": "upstream_reset_before_response_started{remote_reset}"}
@@ -132,9 +138,9 @@ def test_messages_say_what_the_backend_did_wrong(faulty):
 
 
 def test_slow_backend_gets_504_on_both_paths(faulty):
-    """Slower than the route timeout (2 s) with a body; slower than the client's
-    grpc-timeout without one: the filter enforces that deadline itself, since
-    Envoy's gRPC streams from Wasm have none."""
+    """Slower than the route timeout (2 s) through the router; slower than the client's
+    grpc-timeout for the Wasm filter's own call: the filter enforces that deadline
+    itself, since Envoy's gRPC streams from Wasm have none."""
     _, envoy = faulty
     started = time.monotonic()
     status = assert_status_json(send(envoy, POST, "slow"), 504, 4)
@@ -142,7 +148,7 @@ def test_slow_backend_gets_504_on_both_paths(faulty):
     assert time.monotonic() - started < 3.5
     started = time.monotonic()
     status = assert_status_json(send(envoy, GET, "slow", **{"grpc-timeout": "1S"}), 504, 4)
-    if envoy.flavour == "dynmod":
+    if envoy.bodiless_via_router:
         # Through the router: the route's timeout (2 s) applies to GET as to POST.
         assert "response_timeout" in status["message"], status
         assert 1.8 < time.monotonic() - started < 3.5
@@ -183,8 +189,8 @@ def test_backend_restarts_during_load(faulty):
     sending the response headers gets Envoy's own text 503, sent past the filters
     (the README's known limit, `reset-after-headers` above; native does the same).
     Only that exact answer is allowed, and only for requests that go through
-    Envoy's router: those with a body, and with the dynamic module also those
-    without (it gives them their frame as body; the Wasm build calls itself)."""
+    Envoy's router: all of them, except the Wasm filter's own calls without its
+    companion (requests without a body)."""
     backend, envoy = faulty
     mark = envoy.log_size()
     results: list[tuple[float, str, int, str]] = []
@@ -192,7 +198,7 @@ def test_backend_restarts_during_load(faulty):
     stop_at = time.monotonic() + 5
 
     def via_router(how) -> bool:
-        return how is POST or envoy.flavour == "dynmod"
+        return how is POST or envoy.bodiless_via_router
 
     def client(n: int):
         i = n

@@ -26,9 +26,10 @@ SENT = {
 }
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host", "content-length"}
 
-# Metadata the two flavours add differently on a bodiless request (the filter
-# makes that gRPC call itself through Envoy's async gRPC client; native goes
-# through the router): deadline headers, and the async client's internal mark.
+# Metadata that differs between two requests, or on a bodiless request when the
+# Wasm filter makes the gRPC call itself (without its Lua companion) through
+# Envoy's async gRPC client while native goes through the router: deadline
+# headers, and the async client's internal mark.
 DIFFERENT = {
     "x-request-id",                     # a fresh id per request
     "x-envoy-expected-rq-timeout-ms",   # the router's (native only)
@@ -58,21 +59,26 @@ def test_no_hop_by_hop_or_pseudo_headers_in_metadata(both):
         assert not (HOP_BY_HOP & set(md)), md
 
 
-def test_metadata_differences_on_bodiless_requests(both, filter_flavour):
-    """Deliberate difference (Envoy 1.40 Wasm host): a request without a body
-    is sent by the filter itself through Envoy's async gRPC client, which adds
-    x-envoy-internal: true and no x-envoy-expected-rq-timeout-ms; the filter
-    sends the client's grpc-timeout, or its default deadline 15S. The dynamic
-    module sends it through the router like any other: the same metadata as native."""
-    native, wasm = (metadata(r) for r in both(None, "GET", "/v1/metadata"))
-    if filter_flavour == "dynmod":
+@pytest.mark.parametrize("companion", [True, False])
+def test_metadata_differences_on_bodiless_requests(both, filter_flavour, companion):
+    """A request without a body goes through the router, with the module and with the
+    Wasm build's Lua companion: the same metadata as native. Deliberate difference
+    (Envoy 1.40 Wasm host) without the companion: the Wasm filter sends it itself through
+    Envoy's async gRPC client, which adds x-envoy-internal: true and no
+    x-envoy-expected-rq-timeout-ms; the filter sends the client's grpc-timeout, or its
+    default deadline 15S."""
+    options = with_defaults(lua_companion=companion)
+    native, wasm = (metadata(r) for r in both(options, "GET", "/v1/metadata"))
+    if companion or filter_flavour == "dynmod":
         assert "grpc-timeout" not in wasm and "x-envoy-internal" not in wasm, wasm
         assert wasm["x-envoy-expected-rq-timeout-ms"] == native["x-envoy-expected-rq-timeout-ms"] == "15000"
+        assert {k: v for k, v in wasm.items() if k != "x-request-id"} == \
+            {k: v for k, v in native.items() if k != "x-request-id"}
         return
     assert wasm["grpc-timeout"] == "15S" and "grpc-timeout" not in native
     assert wasm["x-envoy-internal"] == "true"
     assert native["x-envoy-expected-rq-timeout-ms"] == "15000"
-    native, wasm = (metadata(r) for r in both(None, "GET", "/v1/metadata", headers={"grpc-timeout": "3S"}))
+    native, wasm = (metadata(r) for r in both(options, "GET", "/v1/metadata", headers={"grpc-timeout": "3S"}))
     assert wasm["grpc-timeout"] == native["grpc-timeout"] == "3S"
 
 
@@ -85,8 +91,7 @@ def test_metadata_differences_on_bodiless_requests(both, filter_flavour):
     ("POST", "/api/v1/echo/x/post", b""),
 ])
 def test_metadata_header_on_every_path(both, method, path, body):
-    """Bodiless requests (the filter's own call) and requests with a body
-    (Envoy's router) both carry the headers as metadata."""
+    """Requests with and without a body carry the headers as metadata."""
     r = assert_same(both(None, method, path, headers={"MD-hello": "every"}, body=body))
     assert r.json()["response"].startswith(f"{method} md-hello=every ")
 

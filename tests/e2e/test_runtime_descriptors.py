@@ -64,21 +64,6 @@ class DescriptorServer:
         self.httpd.server_close()
 
 
-def cluster_yaml(name: str, port: int) -> str:
-    return f"""
-  - name: {name}
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
-"""
-
-
 def stats(envoy: harness.Envoy) -> dict[str, int]:
     """The filter's metrics from admin /stats (name without Envoy's namespace prefix)."""
     out = {}
@@ -121,7 +106,7 @@ def start_envoy(example_service, e2e_dir, server: DescriptorServer, name: str, *
         **extra,
     )
     envoy = harness.Envoy("wasm", options, example_service, e2e_dir / name,
-                          extra_clusters=cluster_yaml("descriptor_server", server.port))
+                          extra_clusters=harness.static_cluster("descriptor_server", server.port))
     return envoy.start()
 
 
