@@ -205,10 +205,12 @@ test: $(TEST_PARTS)
 test-engine:
 	$(CARGO) test -p transcoder
 
-# The glue's host-independent parts (map encoding); the rest needs Envoy and is covered by test-e2e.
-## test-filter: cargo test -p rust-grpc-proxy --lib (the glue's host-independent parts)
+# The core's host-call budget per request shape and the glue's host-independent parts (map
+# encoding); the rest needs Envoy and is covered by test-e2e.
+## test-filter: cargo test -p filter-core, -p rust-grpc-proxy --lib (host calls per request, the glue's pure parts)
 test-filter:
-	$(CARGO) test -p filter-core -p rust-grpc-proxy --lib
+	$(CARGO) test -p filter-core
+	$(CARGO) test -p rust-grpc-proxy --lib
 
 ## test-example: cargo test -p example-service (stateless answers, and the --stateful store)
 test-example:
@@ -481,6 +483,7 @@ bench-tools:
 ##   report in $(BUILD)/bench/REPORT.md
 bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	$(CARGO) build --release -p bench-backend
+	$(CARGO) build --release --target wasm32-wasip1 -p noop-filter
 	@mkdir -p $(BENCH_OUT)
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_OUT=$(BENCH_OUT) \
 	  $(VPY) bench/e2e.py

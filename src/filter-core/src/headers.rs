@@ -57,29 +57,28 @@ pub(crate) fn grpc_status_of(pairs: &[(String, String)]) -> GrpcStatusHeaders<'_
 
 /// A transcoded request in the client's terms: what a 404 names when no Envoy
 /// route takes its gRPC call (no virtual host for the host, no route for the
-/// gRPC path, a direct-response or redirect route). The host is read only then
-/// (the request headers stay readable): one host call fewer per request.
+/// gRPC path, a direct-response or redirect route).
 #[derive(Debug)]
 pub struct RestTarget {
     /// The client's HTTP method.
     pub method: String,
     /// The client's path and query.
     pub path: String,
-    /// The client's `:authority` and the call's gRPC path, when read before the
-    /// request went on: a Wasm filter can no longer read request headers once
-    /// its headers callback returned Continue (a bodiless request with the companion).
-    pub early: Option<(String, String)>,
+    /// The client's `:authority` (kept: a Wasm filter cannot read request headers
+    /// once its headers callback returned Continue, as a bodiless request's does).
+    pub authority: String,
+    /// The gRPC path the request was rewritten to.
+    pub grpc_path: String,
 }
 
 impl RestTarget {
-    /// NOT_FOUND (404), as Envoy's router answers a request no route matches;
-    /// `authority` is the client's `:authority`.
-    pub fn no_route(&self, authority: &str, grpc_path: &str) -> Status {
+    /// NOT_FOUND (404), as Envoy's router answers a request no route matches.
+    pub fn no_route(&self) -> Status {
         Status::new(
             transcoder::Code::NotFound,
             format!(
-                "no route serves {} {} on host {authority:?}: Envoy has no route to a cluster for its gRPC call {grpc_path}",
-                self.method, self.path
+                "no route serves {} {} on host {:?}: Envoy has no route to a cluster for its gRPC call {}",
+                self.method, self.path, self.authority, self.grpc_path
             ),
         )
     }
@@ -96,16 +95,11 @@ pub(crate) fn non_grpc_answer(
     headers: &[(String, String)],
     details: Option<String>,
     target: Option<&RestTarget>,
-    request_header: impl Fn(&str) -> Option<String>,
 ) -> HttpReply {
     let http = find(headers, ":status").and_then(|s| s.trim().parse::<u16>().ok()).unwrap_or(0);
     let details = details.filter(|d| !d.is_empty() && d != "via_upstream");
     if let (Some("route_not_found" | "direct_response"), Some(target)) = (details.as_deref(), target) {
-        let (authority, grpc_path) = match &target.early {
-            Some((authority, grpc_path)) => (authority.clone(), grpc_path.clone()),
-            None => (request_header(":authority").unwrap_or_default(), request_header(":path").unwrap_or_default()),
-        };
-        return transcoder.local_error(&target.no_route(&authority, &grpc_path));
+        return transcoder.local_error(&target.no_route());
     }
     let code =
         if (400..=599).contains(&http) { transcoder::Code::for_http_error(http) } else { transcoder::Code::Unknown };

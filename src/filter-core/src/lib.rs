@@ -95,6 +95,37 @@ pub trait Host: Metrics {
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     /// Removes a request header.
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// Rewrites the headers of `side` in one go: `remove` names go, `set` values replace
+    /// or add. `current` is the map as [`Host::request_headers`] or
+    /// [`Host::response_headers`] returned it, if the caller still has it. Hosts whose
+    /// calls are dear (Wasm: one per header) replace the whole map at once instead.
+    fn rewrite_headers(
+        &mut self,
+        side: Side,
+        _current: Option<Vec<(String, Vec<u8>)>>,
+        set: &[(&str, &str)],
+        remove: &[&str],
+    ) -> Result<(), HostError> {
+        for name in remove {
+            match side {
+                Side::Request => self.remove_request_header(name)?,
+                Side::Response => self.remove_response_header(name)?,
+            }
+        }
+        for (name, value) in set {
+            match side {
+                Side::Request => self.set_request_header(name, value)?,
+                Side::Response => self.set_response_header(name, value)?,
+            }
+        }
+        Ok(())
+    }
+    /// The request header in which this host hands a bodiless request's frame on
+    /// ([`Host::append_request_body`]), if it uses one: the core removes it from every
+    /// request, so that a client cannot hand one over itself.
+    fn frame_header(&self) -> Option<&'static str> {
+        None
+    }
     /// One response header's value (None when absent or not UTF-8).
     fn response_header(&self, name: &str) -> Option<String>;
     /// All response headers, values as bytes.

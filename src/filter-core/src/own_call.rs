@@ -68,9 +68,7 @@ impl Request {
                 Ok(())
             }
             Err(OwnCallError::NoCluster) => Err(match &self.target {
-                Some(target) => {
-                    target.no_route(&host.request_header(":authority").unwrap_or_default(), &info.grpc_path)
-                }
+                Some(target) => target.no_route(),
                 None => Status::new(transcoder::Code::NotFound, format!("no Envoy route serves {}", info.grpc_path)),
             }),
             Err(OwnCallError::Failed(e)) => Err(Status::new(transcoder::Code::Unavailable, e)),

@@ -80,6 +80,10 @@ pub struct Request {
     body_streaming: bool,
     /// A unary response's body so far, kept here for the same reason.
     response_body: Vec<u8>,
+    /// The HTTP status the client gets, once known (spares on_log a host call).
+    answered: Option<u16>,
+    /// Envoy holds response body bytes the filter has not drained.
+    response_held: bool,
 }
 
 impl Request {
@@ -108,20 +112,40 @@ impl Request {
             request_bytes: 0,
             body_streaming: false,
             response_body: Vec::new(),
+            answered: None,
+            response_held: false,
         }
     }
 
     /// The answer is final, whoever made it (upstream, our local replies, Envoy): count it.
     pub fn on_log(&self, host: &dyn Host) {
         if let Some((service, method)) = &self.metric_method {
-            let status = host.response_header(":status").unwrap_or_else(|| "none".into());
+            let status = match self.answered {
+                Some(status) => status.to_string(),
+                None => host.response_header(":status").unwrap_or_else(|| "none".into()),
+            };
             host.count(&format!("requests.{service}.{method}.{}", metrics::element(&status)));
         }
     }
 
     /// Request headers: routes the request and rewrites it into its gRPC call.
     pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Action {
-        let content_type = host.request_header("content-type");
+        // One read of the whole map: under Wasm each host call costs more than the
+        // transcoding of a small message.
+        let headers = host.request_headers();
+        let value = |name: &str| {
+            headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok()).map(str::to_string)
+        };
+        let forged = host.frame_header().filter(|marker| headers.iter().any(|(k, _)| k == marker));
+        let content_type = value("content-type");
+        let (method, path, authority) = (value(":method"), value(":path"), value(":authority"));
+        if let Some(marker) = forged {
+            // Only the host may hand a frame over in this header: a client's would
+            // replace the body of whatever request carries it.
+            if let Err(e) = host.remove_request_header(marker) {
+                warn!("rust_grpc_proxy: cannot remove a client's {marker}: {e}");
+            }
+        }
         if content_type.as_deref().is_some_and(transcoder::is_grpc_content_type) {
             return Action::Continue;
         }
@@ -134,7 +158,7 @@ impl Request {
             }
             return Action::Continue;
         };
-        let (Some(method), Some(path)) = (host.request_header(":method"), host.request_header(":path")) else {
+        let (Some(method), Some(path)) = (method, path) else {
             return Action::Continue;
         };
         let plan = match t.route_request(&method, &path) {
@@ -153,11 +177,12 @@ impl Request {
         self.content_type = content_type;
         self.response_stream = t.response_stream(&plan);
         self.request_stream = t.request_stream(&plan);
-        if let Err(e) = rewrite_request_headers(host, &t, &plan, &method, &path) {
+        let grpc_path = t.method(&plan).map(|info| info.grpc_path.clone()).unwrap_or_default();
+        if let Err(e) = rewrite_request_headers(host, headers, &grpc_path, &method, &path) {
             self.reject(host, &t, &Status::internal(format!("cannot rewrite the request headers: {e}")));
             return Action::Pause;
         }
-        self.target = Some(RestTarget { method, path, early: None });
+        self.target = Some(RestTarget { method, path, authority: authority.unwrap_or_default(), grpc_path });
         self.plan = Some(plan);
         if let Some(max) = t.max_request_body_size() {
             host.raise_buffer_limit(max);
@@ -179,10 +204,6 @@ impl Request {
             return Action::Pause;
         }
         let Some(plan) = self.plan.as_ref() else { return Action::Continue };
-        if let (Some(target), Some(info)) = (self.target.as_mut(), t.method(plan)) {
-            // Read now: after Continue a Wasm host cannot, and a no-route answer names them.
-            target.early = Some((host.request_header(":authority").unwrap_or_default(), info.grpc_path.clone()));
-        }
         let appended = t.request_frame(plan, self.content_type.as_deref(), &[]).and_then(|frame| {
             host.append_request_body(&frame)
                 .map_err(|e| Status::internal(format!("cannot give the request its body: {e}")))
@@ -280,6 +301,7 @@ impl Request {
             return Action::Continue;
         }
         let headers = text_pairs(host.response_headers());
+        self.answered = find(&headers, ":status").and_then(|s| s.parse().ok());
         let is_grpc = find(&headers, "content-type").is_some_and(transcoder::is_grpc_content_type);
         if !is_grpc {
             // Not a gRPC answer to our gRPC call: an Envoy error (no upstream, reset,
@@ -289,8 +311,7 @@ impl Request {
             self.plan = None;
             if let Some(t) = self.transcoder.clone() {
                 let details = host.response_code_details();
-                let reply =
-                    non_grpc_answer(&t, &headers, details, self.target.as_ref(), |name| host.request_header(name));
+                let reply = non_grpc_answer(&t, &headers, details, self.target.as_ref());
                 self.send(host, reply, &mut Vec::new());
                 return Action::Pause;
             }
@@ -341,6 +362,7 @@ impl Request {
             self.finish_response(host, &body, &status_headers, false);
         } else if let Err(e) = host.replace_body(Side::Response, chunk.len(), &[]) {
             error!("rust_grpc_proxy: cannot take a response chunk: {e}");
+            self.response_held = true;
         }
         Action::Pause
     }
@@ -356,7 +378,10 @@ impl Request {
             return self.live_end(host, &live, &trailers);
         }
         let mut body = std::mem::take(&mut self.response_body);
-        body.extend_from_slice(&host.body(Side::Response).unwrap_or_default());
+        if self.response_held {
+            // A chunk could not be drained: Envoy still holds it (else it holds nothing).
+            body = host.body(Side::Response).unwrap_or_default();
+        }
         self.finish_response(host, &body, &trailers, false);
         Action::Pause
     }
@@ -382,6 +407,7 @@ impl Request {
         let HttpReply { status, headers, body } = reply;
         extra.extend(headers);
         self.replied = true;
+        self.answered = Some(status);
         host.forget_stream();
         self.plan = None;
         if let Err(e) = host.send_response(status, extra, &body) {
@@ -579,18 +605,17 @@ impl Request {
     /// The upstream's headers, made the headers of a JSON stream.
     fn rewrite_stream_headers(&self, host: &mut dyn Host) {
         let content_type = self.response_stream.as_ref().map(|s| s.content_type());
-        for name in [
+        let remove = [
             "content-length",
             "grpc-encoding",
             "grpc-accept-encoding",
             "grpc-status",
             "grpc-message",
             "grpc-status-details-bin",
-        ] {
-            let _ = host.remove_response_header(name);
-        }
-        if let Some(content_type) = content_type {
-            let _ = host.set_response_header("content-type", &content_type);
+        ];
+        let set: Vec<(&str, &str)> = content_type.iter().map(|ct| ("content-type", ct.as_ref())).collect();
+        if let Err(e) = host.rewrite_headers(Side::Response, None, &set, &remove) {
+            warn!("rust_grpc_proxy: cannot rewrite a stream's response headers: {e}");
         }
     }
 
@@ -599,22 +624,28 @@ impl Request {
     }
 }
 
-/// Rewrites the request headers into a gRPC call's.
+/// Rewrites the request headers (`current`, as read) into a gRPC call's.
 fn rewrite_request_headers(
     host: &mut dyn Host,
-    transcoder: &Transcoder,
-    plan: &RequestPlan,
+    current: Vec<(String, Vec<u8>)>,
+    grpc_path: &str,
     method: &str,
     path: &str,
 ) -> Result<(), crate::HostError> {
-    let Some(info) = transcoder.method(plan) else { return Ok(()) };
-    host.set_request_header("x-envoy-original-path", path)?;
-    host.set_request_header("x-envoy-original-method", method)?;
-    host.set_request_header(":path", &info.grpc_path)?;
-    host.set_request_header(":method", "POST")?;
-    host.set_request_header("content-type", "application/grpc")?;
-    host.set_request_header("te", "trailers")?;
-    host.remove_request_header("content-length")
+    let set = [
+        ("x-envoy-original-path", path),
+        ("x-envoy-original-method", method),
+        (":path", grpc_path),
+        (":method", "POST"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ];
+    // A client's frame header goes too (see `Host::frame_header`).
+    let remove: &[&str] = match host.frame_header() {
+        Some(marker) => &["content-length", marker],
+        None => &["content-length"],
+    };
+    host.rewrite_headers(Side::Request, Some(current), &set, remove)
 }
 
 /// Replaces what follows `start` in the response body Envoy holds (`held`)

@@ -59,6 +59,7 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: MapType, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_set_header_map_pairs(map_type: MapType, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
@@ -139,6 +140,13 @@ pub fn get_header(map_type: MapType, name: &str) -> Option<String> {
 pub fn set_header(map_type: MapType, name: &str, value: &str) -> Result<(), HostError> {
     // SAFETY: pointers and lengths describe live strings.
     check(unsafe { proxy_replace_header_map_value(map_type, name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+/// Replaces a whole header map (one host call however many headers change).
+pub fn set_map<K: AsRef<[u8]>, V: AsRef<[u8]>>(map_type: MapType, pairs: &[(K, V)]) -> Result<(), HostError> {
+    let serialized = serialize_map(pairs);
+    // SAFETY: pointer and length describe a live buffer.
+    check(unsafe { proxy_set_header_map_pairs(map_type, serialized.as_ptr(), serialized.len()) })
 }
 
 /// Removes a header.

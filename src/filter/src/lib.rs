@@ -210,13 +210,6 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        if self.companion {
-            // Only this filter may hand the companion a frame: a client's marker would
-            // replace the body of whatever request carries it.
-            if let Err(e) = host::remove_header(MapType::HttpRequestHeaders, wasm_host::COMPANION_HEADER) {
-                warn!("rust_grpc_proxy: cannot remove a client's {}: {e}", wasm_host::COMPANION_HEADER);
-            }
-        }
         let (core, mut host) = self.split();
         action(core.on_request_headers(&mut host, end_of_stream))
     }

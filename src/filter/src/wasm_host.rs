@@ -151,6 +151,35 @@ impl Host for WasmHost<'_> {
         host::remove_header(MapType::HttpRequestHeaders, name).map_err(host_error)
     }
 
+    fn rewrite_headers(
+        &mut self,
+        side: Side,
+        current: Option<Vec<(String, Vec<u8>)>>,
+        set: &[(&str, &str)],
+        remove: &[&str],
+    ) -> Result<(), HostError> {
+        // Two host calls at most (read, write) instead of one per header.
+        let map = match side {
+            Side::Request => MapType::HttpRequestHeaders,
+            Side::Response => MapType::HttpResponseHeaders,
+        };
+        let current = match current {
+            Some(current) => current,
+            None => host::get_map(map).map_err(host_error)?,
+        };
+        let mut pairs: Vec<(&str, &[u8])> = current
+            .iter()
+            .filter(|(k, _)| !remove.contains(&k.as_str()) && !set.iter().any(|(name, _)| name == k))
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        pairs.extend(set.iter().map(|(k, v)| (*k, v.as_bytes())));
+        host::set_map(map, &pairs).map_err(host_error)
+    }
+
+    fn frame_header(&self) -> Option<&'static str> {
+        self.companion.then_some(COMPANION_HEADER)
+    }
+
     fn response_header(&self, name: &str) -> Option<String> {
         host::get_header(MapType::HttpResponseHeaders, name)
     }
