@@ -497,6 +497,7 @@ bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 ## test-bench: make bench's end-to-end driver once, briefly (same JSON from every flavour, no failed request)
 test-bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	$(CARGO) build --release -p bench-backend
+	$(CARGO) build --release --target wasm32-wasip1 -p noop-filter
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) BENCH_SECONDS=1 BENCH_REPEATS=1 BENCH_CONCURRENCY=4 \
 	  BENCH_OUT=$(BUILD)/bench-test $(VPY) bench/e2e.py
 

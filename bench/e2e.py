@@ -4,11 +4,19 @@ native grpc_json_transcoder, (b) the rust-grpc-proxy Wasm filter and (c) the
 same filter as a dynamic module, in front of the same near-free gRPC backend
 (src/bench-backend), loaded by the same wrk.
 
+Two more Envoys bound what a transcoder can reach here:
+- floor: no transcoding at all; wrk sends each case's equivalent gRPC call
+  (the same request message, framed, `application/grpc` over HTTP/1.1) and
+  Envoy only proxies it: the physical limit of this setup.
+- toll: native's transcoder behind a Wasm filter that only returns Continue
+  (bench/noop-filter): what any Wasm filter costs, before it does anything.
+
 The Envoys run side by side (each idle while another is measured); every case
-is run native, wasm, dynmod, native, ... (BENCH_REPEATS times each), after one
-warm-up run per flavour, and the table reports the median of the repeats.
-Before any timing, each request is sent once to each and the answers must be
-the same JSON: a benchmark of failing requests would measure nothing.
+is run native, wasm, dynmod, floor, toll, native, ... (BENCH_REPEATS times each),
+after one warm-up run per flavour, and the table reports the median of the
+repeats. Before any timing, each request is sent once to each and the answers
+must be the same (JSON; the floor's gRPC answer decodes to the message native's
+JSON says): a benchmark of failing requests would measure nothing.
 
 Environment (all optional):
   BENCH_SECONDS       seconds per wrk run (default 5)
@@ -16,10 +24,11 @@ Environment (all optional):
   BENCH_CONCURRENCY   comma-separated wrk connection counts (default 1,16,64)
   BENCH_ENVOY_WORKERS Envoy --concurrency (default 1: with wrk and the backend on 2 cores)
   BENCH_CASES         comma-separated case names to run (default: all)
-  BENCH_FLAVOURS      comma-separated flavours (default native,wasm,dynmod; native is required)
+  BENCH_FLAVOURS      comma-separated flavours (default native,wasm,dynmod,floor,toll; native is required;
+                      wasm-alone: the Wasm build without its Lua companion, GETs by its own gRPC call)
   BENCH_OUT           output folder (default build/bench)
 Paths: E2E_ENVOY, E2E_WASM (build/rust_grpc_proxy.wasm), E2E_DYNMOD (build/librust_grpc_proxy.so), BENCH_BACKEND
-(target/release/bench-backend).
+(target/release/bench-backend), BENCH_NOOP_WASM (target/wasm32-wasip1/release/noop_filter.wasm).
 
 Prints a markdown table; writes BENCH_OUT/e2e.md and BENCH_OUT/e2e.json (every run).
 """
@@ -46,10 +55,15 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,16,64").split(",") if c.strip()]
 WORKERS = int(os.environ.get("BENCH_ENVOY_WORKERS", "1"))
-FLAVOURS = [f.strip() for f in os.environ.get("BENCH_FLAVOURS", "native,wasm,dynmod").split(",") if f.strip()]
+FLAVOURS = [f.strip() for f in os.environ.get("BENCH_FLAVOURS", "native,wasm,dynmod,floor,toll").split(",")
+            if f.strip()]
 if "native" not in FLAVOURS:
     FLAVOURS.insert(0, "native")
 FILTERS = [f for f in FLAVOURS if f != "native"]
+# The bounds, not transcoders of ours: they are run and tabled, not checked against targets.
+BOUNDS = ("floor", "toll")
+NOOP_WASM = Path(os.environ.get("BENCH_NOOP_WASM",
+                                REPO / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm")).resolve()
 
 # The harness of tests/e2e starts Envoy and the backend; it reads its paths from
 # the environment when imported, so they are set first.
@@ -71,6 +85,18 @@ CASES = [
     ("listing POST", "POST", "/v1/listings", PAYLOADS / "listing.json"),
     ("catalog POST", "POST", "/v1/catalogs", PAYLOADS / "catalog.json"),
 ]
+# The floor's gRPC call per case: (path, request type, request message as JSON; None: the case's body).
+GRPC_CALLS = {
+    "small GET": ("/bench.v1.Bench/GetSmall", "bench.v1.SmallRequest",
+                  {"id": "s-1", "name": "small message", "count": 42, "active": True}),
+    "small POST": ("/bench.v1.Bench/PostSmall", "bench.v1.Small", None),
+    "order GET": ("/bench.v1.Bench/GetOrder", "bench.v1.OrderRequest",
+                  {"id": "order-000123", "customerId": "customer-4567", "status": "STATUS_PAID", "pageSize": 20,
+                   "fields": ["items", "total"]}),
+    "order POST": ("/bench.v1.Bench/PostOrder", "bench.v1.Order", None),
+    "listing POST": ("/bench.v1.Bench/PostListing", "bench.v1.Listing", None),
+    "catalog POST": ("/bench.v1.Bench/PostCatalog", "bench.v1.Catalog", None),
+}
 if os.environ.get("BENCH_CASES"):
     wanted = {c.strip() for c in os.environ["BENCH_CASES"].split(",")}
     CASES = [c for c in CASES if c[0] in wanted]
@@ -98,8 +124,67 @@ _render = harness.render.render
 harness.render.render = lambda *a, **k: without_access_log(_render(*a, **k))
 
 
-def wrk(url: str, method: str, body: Path | None, connections: int, seconds: int) -> dict:
-    env = dict(os.environ, BENCH_METHOD=method, BENCH_BODY_FILE=str(body) if body else "")
+_TRANSCODER_FILTER = re.compile(r"\n( +)- name: envoy\.filters\.http\.grpc_json_transcoder\n(?:\1 .*\n)+")
+
+
+def without_transcoder(config: str) -> str:
+    """The floor: native's config with its transcoder filter gone (only the router is left)."""
+    stripped = _TRANSCODER_FILTER.sub("\n", config, count=1)
+    if stripped == config:
+        raise RuntimeError("no grpc_json_transcoder filter found in the rendered config: update bench/e2e.py")
+    return stripped
+
+
+def behind_noop_wasm(config: str) -> str:
+    """The toll: a Wasm filter that only returns Continue, before native's transcoder."""
+    marker = "          - name: envoy.filters.http.grpc_json_transcoder\n"
+    if marker not in config:
+        raise RuntimeError("no grpc_json_transcoder filter found in the rendered config: update bench/e2e.py")
+    noop = f"""          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: noop
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {json.dumps(str(NOOP_WASM))} }} }}
+"""
+    return config.replace(marker, noop + marker, 1)
+
+
+class Load:
+    """What wrk sends for one case to one flavour: method, body file, content type."""
+
+    def __init__(self, method: str, path: str, body: Path | None, content_type: str = "application/json"):
+        self.method, self.path, self.body, self.content_type = method, path, body, content_type
+
+
+def grpc_loads(descriptor_set: Path, work: Path) -> tuple[dict, dict]:
+    """Per case: the floor's Load (the framed request message in a file) and the response
+    class, from the bench backend's descriptor set (Python protobuf, no protoc)."""
+    from google.protobuf import descriptor_pb2, json_format, message_factory
+
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
+    classes = message_factory.GetMessages(files)
+    loads, responses = {}, {}
+    service = next(s for f in files for s in f.service if f.package == "bench.v1")
+    outputs = {m.name: m.output_type.lstrip(".") for m in service.method}
+    for name, method, path, body in CASES:
+        grpc_path, request_type, message = GRPC_CALLS[name]
+        request = classes[request_type]()
+        json_format.Parse(body.read_text() if message is None else json.dumps(message), request)
+        data = request.SerializeToString()
+        frame = work / f"{name.replace(' ', '-')}.grpc"
+        frame.write_bytes(b"\0" + len(data).to_bytes(4, "big") + data)
+        loads[name] = Load("POST", grpc_path, frame, "application/grpc")
+        responses[name] = classes[outputs[grpc_path.rsplit("/", 1)[1]]]
+    return loads, responses
+
+
+def wrk(url: str, method: str, body: Path | None, connections: int, seconds: int,
+        content_type: str = "application/json") -> dict:
+    env = dict(os.environ, BENCH_METHOD=method, BENCH_BODY_FILE=str(body) if body else "",
+               BENCH_CONTENT_TYPE=content_type)
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(WRK_SCRIPT), url]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
     line = next((l for l in run.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
@@ -113,18 +198,29 @@ def wrk(url: str, method: str, body: Path | None, connections: int, seconds: int
     return result
 
 
-def check_same_answers(envoys: dict) -> None:
+def check_same_answers(envoys: dict, loads: dict, responses: dict) -> None:
+    from google.protobuf import json_format
+
     for name, method, path, body in CASES:
         answers = {}
         for flavour, envoy in envoys.items():
-            data = body.read_bytes() if body else None
-            r = envoy.request(method, path, body=data,
-                              headers={"Content-Type": "application/json"} if data else None)
+            load = loads[flavour][name]
+            data = load.body.read_bytes() if load.body else None
+            r = envoy.request(load.method, load.path, body=data,
+                              headers={"Content-Type": load.content_type} if data else None)
             if r.status_code != 200:
                 raise RuntimeError(f"{name}: {flavour} answered {r.status_code}: {r.text[:500]}")
-            answers[flavour] = r.json()
+            answers[flavour] = r.content if load.content_type == "application/grpc" else r.json()
         for flavour in FILTERS:
-            if answers["native"] != answers[flavour]:
+            if flavour == "floor":
+                # The floor's answer is the gRPC message native's JSON was made from.
+                got, want = responses[name](), responses[name]()
+                got.ParseFromString(answers["floor"][5:])
+                json_format.Parse(json.dumps(answers["native"]), want)
+                same = got == want and len(answers["floor"]) > 5
+            else:
+                same = answers["native"] == answers[flavour]
+            if not same:
                 raise RuntimeError(f"{name}: native and {flavour} answer differently:\n{answers}")
         size = len(json.dumps(answers["native"], separators=(",", ":")))
         print(f"  {name}: {', '.join(envoys)} answer 200 with the same JSON ({size} bytes)", flush=True)
@@ -143,21 +239,32 @@ def main() -> int:
     work = OUT / "e2e-run"
     backend = harness.ExampleService(work / "backend", binary=BACKEND_BIN).start()
     envoys = {}
+    json_loads = {name: Load(method, path, body) for name, method, path, body in CASES}
+    grpc, responses = grpc_loads(Path(os.environ["E2E_DESCRIPTORS"]), OUT)
+    loads = {flavour: grpc if flavour == "floor" else json_loads for flavour in FLAVOURS}
+    if "toll" in FLAVOURS:
+        harness.require(NOOP_WASM, "no-op Wasm filter (make bench builds it)")
     try:
         for flavour in FLAVOURS:
-            envoys[flavour] = harness.Envoy(flavour, OPTIONS, backend, work / flavour,
-                                            concurrency=WORKERS).start()
+            edit = {"floor": without_transcoder, "toll": behind_noop_wasm}.get(flavour)
+            runs_as = {"floor": "native", "toll": "native", "wasm-alone": "wasm"}.get(flavour, flavour)
+            options = dict(OPTIONS, lua_companion=False) if flavour == "wasm-alone" else OPTIONS
+            envoys[flavour] = harness.Envoy(runs_as, options, backend, work / flavour, concurrency=WORKERS,
+                                            edit_config=edit).start()
         print(f"Envoy {WORKERS} worker(s); wrk 1 thread; {SECONDS}s per run, {REPEATS} runs per flavour, "
               f"concurrency {CONCURRENCY}", flush=True)
-        check_same_answers(envoys)
+        check_same_answers(envoys, loads, responses)
         runs = []
         for name, method, path, body in CASES:
             for connections in CONCURRENCY:
                 for flavour, envoy in envoys.items():  # warm-up, not recorded
-                    wrk(envoy.base_url + path, method, body, connections, 1)
+                    load = loads[flavour][name]
+                    wrk(envoy.base_url + load.path, load.method, load.body, connections, 1, load.content_type)
                 for repeat in range(REPEATS):
                     for flavour, envoy in envoys.items():
-                        r = wrk(envoy.base_url + path, method, body, connections, SECONDS)
+                        load = loads[flavour][name]
+                        r = wrk(envoy.base_url + load.path, load.method, load.body, connections, SECONDS,
+                                load.content_type)
                         r.update(case=name, flavour=flavour, connections=connections, repeat=repeat)
                         runs.append(r)
                         print(f"  {name:10} c={connections:<3} {flavour:6} #{repeat + 1}: {r['rps']:9.0f} req/s  "
@@ -177,6 +284,11 @@ def main() -> int:
         rule += "---:|---:|"
     head += " native p99 ms |" + "".join(f" {f} p99 ms | {f} p99 ratio |" for f in FILTERS)
     rule += "---:|" + "---:|---:|" * len(FILTERS)
+    for f in ("wasm", "dynmod"):
+        for bound in BOUNDS:
+            if f in FLAVOURS and bound in FLAVOURS:
+                head += f" {f}/{bound} |"
+                rule += "---:|"
     rows = [head, rule]
     summary = []
     for name, *_ in CASES:
@@ -197,6 +309,11 @@ def main() -> int:
             row += f" {fmt_ms(med['native']['p99_us'])} |"
             for f in FILTERS:
                 row += f" {fmt_ms(med[f]['p99_us'])} | {med[f]['p99_us'] / med['native']['p99_us']:.2f} |"
+            for f in ("wasm", "dynmod"):
+                for bound in BOUNDS:
+                    if f in med and bound in med:
+                        entry[f"{f}_vs_{bound}"] = med[f]["rps"] / med[bound]["rps"]
+                        row += f" {entry[f'{f}_vs_{bound}']:.2f} |"
             summary.append(entry)
             rows.append(row)
     table = "\n".join(rows)

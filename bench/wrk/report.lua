@@ -1,14 +1,19 @@
 -- wrk script of `make bench` (bench/e2e.py): the request comes from the
 -- environment, and the summary is printed as one JSON line that e2e.py reads.
 --   BENCH_METHOD     GET or POST (default GET)
---   BENCH_BODY_FILE  file sent as the application/json body (POST)
+--   BENCH_BODY_FILE  file sent as the body (POST)
+--   BENCH_CONTENT_TYPE  its content type (default application/json; application/grpc: a framed message)
 wrk.method = os.getenv("BENCH_METHOD") or "GET"
 local body_file = os.getenv("BENCH_BODY_FILE")
 if body_file and body_file ~= "" then
   local f = assert(io.open(body_file, "rb"))
   wrk.body = f:read("*a")
   f:close()
-  wrk.headers["Content-Type"] = "application/json"
+  local content_type = os.getenv("BENCH_CONTENT_TYPE") or ""
+  wrk.headers["Content-Type"] = content_type ~= "" and content_type or "application/json"
+  if content_type == "application/grpc" then
+    wrk.headers["TE"] = "trailers"
+  end
 end
 
 done = function(summary, latency, requests)
