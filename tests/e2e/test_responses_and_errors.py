@@ -73,11 +73,12 @@ def test_without_convert_grpc_status_like_native(both, code, method, query, body
         assert wasm.json() == native.json() == {}
 
 
-@pytest.mark.xfail(strict=True, reason="The filter answers every transcoded request with a local reply "
-                                       "(send_http_response: in Envoy 1.40 the only way to answer a request without a "
-                                       "body, which the filter calls itself), and Envoy's local reply drops "
-                                       "content-type when the body is empty (Http::Utility::prepareLocalReply); "
-                                       "native rewrites the upstream's own headers to application/json.")
+@pytest.mark.xfail(strict=True, reason="The filter answers every unary transcoded request with a local reply "
+                                       "(send_http_response: the answer is built once the whole response is in, and "
+                                       "the Wasm filter's own call for a request without a body can be answered no "
+                                       "other way), and Envoy's local reply drops content-type when the body is empty "
+                                       "(Http::Utility::prepareLocalReply); native rewrites the upstream's own "
+                                       "headers to application/json.")
 @SHAPE_PARAMS
 def test_without_convert_grpc_status_errors_say_application_json(both, method, query, body):
     native, wasm = both(NO_CONVERSION, method, f"/v1/fail/5{query}", body=body)
