@@ -335,7 +335,7 @@ test-containers: image $(VENV_STAMP) $(RGP_BIN) $(DESCRIPTORS)
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$t; \
 	  else echo "error: test-containers needs $$t (apt-get install $$t)" >&2; exit 1; fi; done
 	CONTAINERS_IMAGE=$(IMAGE) CONTAINERS_EXAMPLE_IMAGE=$(EXAMPLE_IMAGE) CONTAINERS_WASM_IMAGE=$(WASM_IMAGE) \
-	  CONTAINERS_WASM=$(WASM) CONTAINERS_RGP=$(RGP_BIN) CONTAINERS_DESCRIPTORS=$(DESCRIPTORS) \
+	  CONTAINERS_WASM=$(WASM) CONTAINERS_DYNMOD=$(DYNMOD) CONTAINERS_RGP=$(RGP_BIN) CONTAINERS_DESCRIPTORS=$(DESCRIPTORS) \
 	  $(VPY) -m pytest tests/containers $(PYTEST_ARGS)
 
 # Built once per wasm-bindgen version (about 7 minutes of compiling on 2 cores).
