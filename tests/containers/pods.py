@@ -33,6 +33,7 @@ IMAGE = os.environ.get("CONTAINERS_IMAGE", "localhost/rust-grpc-proxy:0.1.0")
 EXAMPLE_IMAGE = os.environ.get("CONTAINERS_EXAMPLE_IMAGE", "localhost/rust-grpc-proxy-example:0.1.0")
 WASM_IMAGE = os.environ.get("CONTAINERS_WASM_IMAGE", "localhost/rust-grpc-proxy-filter:0.1.0")
 WASM = Path(os.environ.get("CONTAINERS_WASM", REPO / "build" / "rust_grpc_proxy.wasm"))
+DYNMOD = Path(os.environ.get("CONTAINERS_DYNMOD", REPO / "build" / "librust_grpc_proxy.so"))
 RGP = Path(os.environ.get("CONTAINERS_RGP", REPO / "target" / "debug" / "rgp"))
 DESCRIPTORS = Path(os.environ.get("CONTAINERS_DESCRIPTORS", REPO / "build" / "descriptors.pb"))
 

@@ -48,10 +48,14 @@ def injected_sidecar(webhook, layout: str) -> dict:
 
 
 def in_image_paths(sidecar: dict) -> set[str]:
-    """Every path of the image the sidecar's command, args and environment name."""
+    """Every path of the image the sidecar's command, args and environment name (for the
+    dynamic modules' search path: the module Envoy looks for by name there)."""
     words = list(sidecar["command"]) + list(sidecar["args"])
     for e in sidecar["env"]:
-        words.append(e["value"])
+        if e["name"] == "ENVOY_DYNAMIC_MODULES_SEARCH_PATH":
+            words.append(e["value"] + "/librust_grpc_proxy.so")
+        else:
+            words.append(e["value"])
     found = set()
     for w in words:
         for token in w.replace('"', " ").replace(",", " ").split():
@@ -78,8 +82,12 @@ def test_sidecar_image_has_what_the_webhook_writes_into_pods(webhook, layout):
         assert member.isfile(), path
         other = stat.S_IROTH | (stat.S_IXOTH if path in executables else 0)
         assert member.mode & other == other or member.uid == uid, (path, oct(member.mode), member.uid)
-    wasm = [p for p in paths if p.endswith(".wasm")]
-    assert len(wasm) == 1 and files[wasm[0]][1] == pods.WASM.read_bytes(), wasm
+    # The default runtime: the dynamic module, the one make built; the .wasm beside it
+    # (runtime wasm, and what a pod annotated so names) is checked by the same bytes.
+    module = [p for p in paths if p.endswith(".so")]
+    assert len(module) == 1 and files[module[0]][1] == pods.DYNMOD.read_bytes(), module
+    wasm = module[0].rsplit("/", 1)[0] + "/rust_grpc_proxy.wasm"
+    assert image_files(pods.IMAGE, [wasm])[wasm][1] == pods.WASM.read_bytes()
 
 
 def test_sidecar_image_binaries_run_as_the_pod_user(webhook):

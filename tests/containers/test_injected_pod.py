@@ -5,6 +5,10 @@ podman kube play, in three flavours of descriptor source:
   volume      the same ConfigMap as a volume of the pod, named by descriptor-volume
   reflection  no set at all: the app serves gRPC reflection (`serve --reflection`)
 
+The runtime is the webhook's default: the dynamic module from the image (configmap,
+volume), and for reflection, which the module cannot fetch yet, the Wasm filter with its
+Lua companion; the echo line, a GET, goes through the router either way.
+
 Every pod is annotated rust-grpc-proxy/native-sidecar: "false" (the classic layout, the
 sidecar as a second container): podman 4.3 does not run restartable init containers
 (native sidecars), and a pod with any init container failed to start under it. The native
@@ -110,6 +114,7 @@ def injected(request, webhook, descriptor_configmap):
     (sidecar,) = [c for c in spec["containers"] if c["name"] == "rust-grpc-proxy"]
     status = json.loads(patched["metadata"]["annotations"]["rust-grpc-proxy/status"])
     assert status["layout"] == "classic", status
+    assert status["runtime"] == ("wasm" if mode == "reflection" else "native"), status
     # The descriptor source is the one this mode asked for, not a default.
     mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}

@@ -9,13 +9,13 @@ reflection), a WebSocket echo server.
 Gateways (session), each an Envoy configured by `rgp envoy` from a description
 (gateway.Gateway: .url .port .admin_url .log_path, request(), json(), stats(),
 host_health()):
-  plain_gw   cleartext: both gRPC services (greeter with a 25 % canary, retries and a
+  plain_gw   runtime native (the dynamic module), cleartext: both gRPC services (greeter with a 25 % canary, retries and a
              1 s timeout), WebSockets (idle timeouts 3600 s and 1 s), a WebSocket
              backend nobody listens on and one a test stops and restarts, health
              checks everywhere
-  tls_gw     TLS (demo.example.com, HTTP/1.1 and h2 by ALPN), no client certificate;
+  tls_gw     runtime wasm (the Wasm filter and its Lua companion), TLS (demo.example.com, HTTP/1.1 and h2 by ALPN), no client certificate;
              its virtual host answers only :authority demo.example.com (any port)
-  mtls_gw    TLS that requires a client certificate signed by the test CA
+  mtls_gw    runtime wasm, TLS that requires a client certificate signed by the test CA
 Every test fails if a gateway logged a Wasm panic, trap or VM failure.
 Logs, descriptions and configs: build/gateway/ (kept after the session).
 """
@@ -85,14 +85,20 @@ def ws_backend(out_dir):
 HEALTH = {"interval": "0.5s", "timeout": "0.5s", "unhealthy_threshold": 2, "healthy_threshold": 1}
 
 
-def description(example_service, greeter_v1, greeter_v2, ws_backend, *, tls=None, extra_ws=()) -> dict:
+def runtime_fields(runtime: str) -> dict:
+    """The description fields that pick `runtime` ("native", the default, or "wasm")."""
+    return {"runtime": "wasm", "wasm": str(harness.WASM_PATH)} if runtime == "wasm" else {}
+
+
+def description(example_service, greeter_v1, greeter_v2, ws_backend, *, tls=None, extra_ws=(),
+                runtime="native") -> dict:
     """A gateway description: the example service under /v1/ and /api/, the greeter
     under /greeter/ (with its canary), WebSockets under /ws/."""
     desc = {
         "mode": "gateway",
         "listen": {"address": "127.0.0.1", "port": 0},
         "admin": {"address": "127.0.0.1", "port": 0},
-        "wasm": str(harness.WASM_PATH),
+        **runtime_fields(runtime),
         "grpc": [
             {
                 "name": "bookstore",
@@ -166,7 +172,7 @@ def plain_gw(out_dir, example_service, greeter_v1, greeter_v2, ws_backend, flapp
 @pytest.fixture(scope="session")
 def tls_gw(out_dir, certs, example_service, greeter_v1, greeter_v2, ws_backend):
     tls = {"cert": str(certs.server_cert), "key": str(certs.server_key)}
-    desc = description(example_service, greeter_v1, greeter_v2, ws_backend, tls=tls)
+    desc = description(example_service, greeter_v1, greeter_v2, ws_backend, tls=tls, runtime="wasm")
     desc["domains"] = [gateway.SERVER_NAME]  # clients must name it (the tests send demo.example.com:PORT)
     gw = _gateway("tls", desc, out_dir)
     yield gw
@@ -177,7 +183,8 @@ def tls_gw(out_dir, certs, example_service, greeter_v1, greeter_v2, ws_backend):
 def mtls_gw(out_dir, certs, example_service, greeter_v1, greeter_v2, ws_backend):
     tls = {"cert": str(certs.server_cert), "key": str(certs.server_key), "client_ca": str(certs.ca),
            "require_client_certificate": True}
-    gw = _gateway("mtls", description(example_service, greeter_v1, greeter_v2, ws_backend, tls=tls), out_dir)
+    gw = _gateway("mtls", description(example_service, greeter_v1, greeter_v2, ws_backend, tls=tls, runtime="wasm"),
+                  out_dir)
     yield gw
     gw.stop()
 

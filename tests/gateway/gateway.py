@@ -9,6 +9,7 @@ failure-line helpers come from tests/e2e/harness.py.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -192,8 +193,11 @@ class Gateway:
         cmd = [str(envoy), "-c", str(self.config_path), "--disable-hot-restart",
                "--concurrency", str(harness.ENVOY_CONCURRENCY), "-l", harness.ENVOY_LOG_LEVEL,
                "--admin-address-path", str(self.admin_address_path), "--file-flush-interval-msec", "50"]
+        # Runtime native: Envoy finds librust_grpc_proxy.so by name in this directory.
+        env = {**os.environ,
+               "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(require(harness.DYNMOD_PATH, "dynamic module").parent)}
         log = open(self.log_path, "ab", buffering=0)
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                      preexec_fn=_die_with_parent, cwd=self.workdir)
         log.close()
         deadline = time.monotonic() + harness.START_TIMEOUT

@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return reply_cls(message=f"Hello, {request.name}!", version=a.version)
 
     def get_greeting(request, context):
+        if request.name.startswith("sleep-"):
+            time.sleep(int(request.name.removeprefix("sleep-")) / 1000)
         return reply_cls(message=f"Greetings, {request.name}.", version=a.version)
 
     handlers = {

@@ -83,8 +83,12 @@ def test_gateway_deployment_matches_its_description():
     # Every TLS file the description names is a key of the mounted Secret.
     secret_files = {mounts["tls"] + "/" + i["path"] for i in volumes["tls"]["secret"]["items"]}
     assert {desc["tls"]["cert"], desc["tls"]["key"], desc["tls"]["client_ca"]} == secret_files
-    # The module is where deploy/Dockerfile's sidecar image puts it.
-    assert f"{desc['wasm']}\n" in (DEPLOY / "Dockerfile").read_text().replace(" ", "\n") + "\n"
+    # Runtime native (the description's default): Envoy finds the module by name in the
+    # directory the container's env names, where deploy/Dockerfile's sidecar image puts it.
+    assert "runtime" not in desc and "wasm" not in desc
+    env = {e["name"]: e["value"] for e in container["env"]}
+    module = env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] + "/librust_grpc_proxy.so"
+    assert f"{module}\n" in (DEPLOY / "Dockerfile").read_text().replace(" ", "\n") + "\n"
     service = next(d for d in docs if d["kind"] == "Service")
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["https"]
 
@@ -155,15 +159,28 @@ def test_wasmplugin_still_cannot_set_allow_on_headers_stop_iteration():
 
 def test_envoyfilter_patches_run_in_envoy_by_ecds(example_service, out_dir):
     """Envoy gets the EXTENSION_CONFIG patch by ECDS (from a file, as istio-agent would
-    hand it over after fetching the module) and the HTTP_FILTER patch in front of the
-    router of an inbound-like listener: REST is transcoded to the example service."""
+    hand it over after fetching the module), the first HTTP_FILTER patch in front of the
+    router of an inbound-like listener and the second (the Lua companion) right after it,
+    in the same context and workloads: REST is transcoded to the example service, and a
+    GET goes through the router."""
     doc = next(d.values[0] for d in ISTIO_DOCS if d.values[0]["kind"] == "EnvoyFilter")
-    patches = {p["applyTo"]: p["patch"] for p in doc["spec"]["configPatches"]}
+    config_patches = doc["spec"]["configPatches"]
+    assert [p["applyTo"] for p in config_patches] == ["EXTENSION_CONFIG", "HTTP_FILTER", "HTTP_FILTER"]
+    patches = {p["applyTo"]: p["patch"] for p in config_patches[:2]}
     assert patches["EXTENSION_CONFIG"]["operation"] == "ADD"
     assert patches["HTTP_FILTER"]["operation"] == "INSERT_BEFORE"
+    companion = config_patches[2]
+    assert companion["patch"]["operation"] == "INSERT_AFTER"
+    assert companion["match"]["context"] == config_patches[1]["match"]["context"]
+    assert companion["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == \
+        patches["HTTP_FILTER"]["value"]["name"]
+    lua_filter = companion["patch"]["value"]
+    assert lua_filter["typed_config"]["default_source_code"]["inline_string"] == \
+        (REPO / "envoy" / "companion.lua").read_text()
     extension = copy.deepcopy(patches["EXTENSION_CONFIG"]["value"])
     plugin = extension["typed_config"]["config"]
     assert plugin["allow_on_headers_stop_iteration"] is True
+    assert json.loads(plugin["configuration"]["value"])["lua_companion"] is True
     assert plugin["vm_config"]["code"]["remote"]["http_uri"]["uri"].startswith("oci://")
     plugin["vm_config"]["code"] = {"local": {"filename": str(harness.WASM_PATH)}}  # istio-agent's rewrite
     workdir = out_dir / "istio-ecds"
@@ -188,7 +205,7 @@ def test_envoyfilter_patches_run_in_envoy_by_ecds(example_service, out_dir):
                         "stat_prefix": "inbound",
                         "route_config": {"virtual_hosts": [{"name": "inbound", "domains": ["*"], "routes": [
                             {"match": {"prefix": "/"}, "route": {"cluster": "inbound|50051||"}}]}]},
-                        "http_filters": [http_filter, {
+                        "http_filters": [http_filter, lua_filter, {
                             "name": "envoy.filters.http.router",
                             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
                     }}]}],
@@ -207,8 +224,10 @@ def test_envoyfilter_patches_run_in_envoy_by_ecds(example_service, out_dir):
     try:
         status, body = gw.json("POST", "/v1/shelves", {"theme": "Meshes"})
         assert status == 200 and body["theme"] == "Meshes", body
+        routed = gw.stat("http.inbound.rq_total")
         status, body = gw.json("GET", "/api/v1/echo/mesh/get")
         assert status == 200 and "request=mesh" in body["response"], body
+        assert gw.stat("http.inbound.rq_total") == routed + 1, "the GET went through the router"
         reloads = {k: v for k, v in gw.stats().items()
                    if k.startswith("extension_config_discovery.") and k.endswith(".config_reload")}
         assert reloads and all(v >= 1 for v in reloads.values()), reloads  # it came by ECDS

@@ -5,6 +5,7 @@ bad descriptions are refused with a message that names the problem."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import yaml
 
 import gateway
 import harness
+from conftest import runtime_fields
 from gateway import REPO, RGP_BIN, Gateway, run
 
 ENVOY_DIR = REPO / "envoy" / "gateway"
@@ -53,20 +55,22 @@ def test_committed_configs_load_in_envoy(name, certs, tmp_path):
     text = text.replace("/etc/envoy/tls/", str(certs.server_dir) + "/")
     config = tmp_path / name
     config.write_text(text)
+    env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(harness.DYNMOD_PATH.parent)}
     proc = subprocess.run([str(harness.ENVOY_BIN), "--mode", "validate", "-c", str(config), "-l", "warning"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "OK" in proc.stdout + proc.stderr
 
 
-def test_sidecar_config_serves_rest(example_service, out_dir):
+@pytest.mark.parametrize("runtime", ["native", "wasm"])
+def test_sidecar_config_serves_rest(example_service, out_dir, runtime):
     desc = yaml.safe_load((ENVOY_DIR / "sidecar.yaml").read_text())
     desc["listen"]["port"] = desc["admin"]["port"] = desc["health"]["port"] = 0
     desc["listen"]["address"] = desc["health"]["address"] = "127.0.0.1"
-    desc["wasm"] = str(harness.WASM_PATH)
+    desc.update(runtime_fields(runtime))
     desc["grpc"][0]["descriptor"] = str((ENVOY_DIR / desc["grpc"][0]["descriptor"]).resolve())
     desc["grpc"][0]["backend"] = example_service.address
-    gw = Gateway("sidecar", desc, out_dir / "sidecar", listener="rest").start()
+    gw = Gateway(f"sidecar-{runtime}", desc, out_dir / f"sidecar-{runtime}", listener="rest").start()
     try:
         status, body = gw.json("GET", "/api/v1/echo/side/get?query=1")
         assert status == 200 and "request=side" in body["response"], body
@@ -81,7 +85,7 @@ def test_sidecar_config_serves_rest(example_service, out_dir):
 
 def _base(tmp_path: Path) -> dict:
     return {
-        "mode": "gateway", "wasm": "/m.wasm",
+        "mode": "gateway", "runtime": "wasm", "wasm": "/m.wasm",
         "grpc": [{"name": "greeter", "descriptor": str(gateway.GREETER_PB), "services": ["greeter.v1.Greeter"],
                   "prefixes": ["/greeter/"], "backend": "127.0.0.1:1"}],
     }
@@ -100,6 +104,13 @@ BAD = [
      "claimed twice"),
     ("mtls without ca", lambda d: d.update(tls={"cert": "a", "key": "b", "require_client_certificate": True}),
      "needs client_ca"),
+    ("bad runtime", lambda d: d.update(runtime="jvm"), "unknown variant `jvm`"),
+    ("wasm without path", lambda d: (d.update(runtime="wasm"), d.pop("wasm")), "runtime wasm needs `wasm`"),
+    ("wasm path with native", lambda d: d.update(runtime="native"), "add `runtime: wasm` to keep the Wasm filter"),
+    ("native fetching descriptors", lambda d: (d.pop("wasm"), d.pop("runtime"), d["grpc"][0].update(
+        options={"descriptor_url": {"cluster": "x", "path": "/set.pb"}})), "use runtime: wasm"),
+    ("native in istio", lambda d: d.update(mode="istio", runtime="native", istio={"name": "x", "namespace": "y"}),
+     "runtime native in istio mode"),
 ]
 
 

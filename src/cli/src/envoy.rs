@@ -1,12 +1,12 @@
 //! `rgp envoy`: a complete Envoy bootstrap from a small description (docs/gateway.md).
 //!
-//! Two modes share one renderer:
+//! Three modes share one renderer:
 //! - `gateway`: one listener (TLS from certificate files, optional client-certificate
 //!   verification, HTTP/1.1 and HTTP/2 by ALPN on one port) in front of several gRPC
 //!   services, each with its own descriptor set and REST prefixes, plus WebSocket
-//!   backends. Each gRPC service gets its own instance of the Wasm filter, wrapped in
+//!   backends. Each gRPC service gets its own instance of the filter, wrapped in
 //!   Envoy's `ExtensionWithMatcher` so that it is skipped for requests outside its
-//!   prefixes: a Wasm filter has no per-route configuration (`typed_per_filter_config`
+//!   paths: a Wasm filter has no per-route configuration (`typed_per_filter_config`
 //!   is not supported for `envoy.filters.http.wasm`), and the matcher keeps one
 //!   service's options (e.g. `reject_unknown_method`) from touching another's routes.
 //! - `sidecar`: the shape of the injector's bootstrap (src/injector/src/envoy.rs): one
@@ -16,6 +16,10 @@
 //!   from an OCI image by istio-agent. Istio's `WasmPlugin` cannot set
 //!   `allow_on_headers_stop_iteration` and an `EnvoyFilter` cannot patch the config a
 //!   `WasmPlugin` generates (EXTENSION_CONFIG patches are ADD only): docs/gateway.md.
+//!
+//! `runtime` picks the build of the filter ([`filters`]): the dynamic module (native, the
+//! default where the Envoy is ours) or the Wasm filter with its Lua companion (wasm, the
+//! only choice in istio mode).
 //!
 //! Native gRPC (any `/pkg.Service/` of a service, and server reflection where asked
 //! for) is routed to the backend untouched. The output is deterministic: keys are
@@ -34,10 +38,10 @@ use transcoder::Transcoder;
 use crate::load;
 use crate::Failure;
 
-/// `@type` of the Wasm HTTP filter's config (as in the injector and envoy/transcoder-wasm.yaml).
-const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
-/// The filter's root_id.
-const ROOT_ID: &str = "rust_grpc_proxy";
+mod filters;
+
+pub use filters::{Runtime, COMPANION_LUA};
+use filters::{companion_config, wants_companion, wasm_config, WASM_FILTER_TYPE};
 /// gRPC server reflection services routed to the service that sets `reflection: true`.
 const REFLECTION_SERVICES: [&str; 2] =
     ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
@@ -50,8 +54,12 @@ const ACCESS_LOG_FORMAT: &str = "access: \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Description {
-    /// `gateway` or `sidecar`.
+    /// `gateway`, `sidecar` or `istio`.
     pub mode: Mode,
+    /// `native` (the dynamic module; default in gateway and sidecar modes) or `wasm`
+    /// (the Wasm filter and its Lua companion; default and only choice in istio mode).
+    #[serde(default)]
+    pub runtime: Option<Runtime>,
     /// The listener for REST, native gRPC and WebSockets.
     #[serde(default = "default_listen")]
     pub listen: Address,
@@ -61,7 +69,9 @@ pub struct Description {
     /// Readiness listener (`GET /ready` answers 200 while Envoy is live and not draining).
     #[serde(default)]
     pub health: Option<Address>,
-    /// Path of rust_grpc_proxy.wasm as Envoy sees it (istio mode: the module's `oci://` image).
+    /// Runtime wasm: path of rust_grpc_proxy.wasm as Envoy sees it (istio mode: the
+    /// module's `oci://` image). Runtime native finds the module by name instead.
+    #[serde(default)]
     pub wasm: String,
     /// Virtual host domains (`:authority` values); default `["*"]`.
     #[serde(default)]
@@ -292,8 +302,8 @@ pub fn bootstrap(desc: &Description, base: &Path) -> Result<Value, Failure> {
     let mut routes = Vec::new();
     let mut clusters = Vec::new();
     for svc in &desc.grpc {
-        let config = filter_config(svc, base)?;
-        filters.push(wasm_filter(desc, svc, config));
+        let config = filter_config(desc, svc, base)?;
+        filters.extend(filters::service_filters(desc, svc, &config));
         routes.extend(grpc_routes(desc.mode, svc));
         clusters.extend(grpc_clusters(svc)?);
     }
@@ -363,6 +373,7 @@ fn validate(desc: &Description) -> Result<(), String> {
     if desc.grpc.is_empty() {
         return Err("`grpc` lists no service".into());
     }
+    check_runtime(desc)?;
     if desc.mode != Mode::Gateway {
         if desc.grpc.len() != 1 {
             return Err("sidecar and istio modes serve exactly one `grpc` entry (one workload's app)".into());
@@ -476,6 +487,41 @@ fn validate(desc: &Description) -> Result<(), String> {
     Ok(())
 }
 
+/// The runtime against the mode, `wasm` and the services' descriptor sources.
+fn check_runtime(desc: &Description) -> Result<(), String> {
+    match Runtime::of(desc) {
+        Runtime::Native if desc.mode == Mode::Istio => Err(
+            "runtime native in istio mode: Istio's Envoys are not ours to load a dynamic module into; \
+             use runtime: wasm (the default in istio mode)"
+                .into(),
+        ),
+        Runtime::Native if !desc.wasm.is_empty() => Err(format!(
+            "`wasm` is set but the runtime is native (the default in {} mode), which loads the dynamic module \
+             instead: remove `wasm`, or add `runtime: wasm` to keep the Wasm filter",
+            if desc.mode == Mode::Gateway { "gateway" } else { "sidecar" }
+        )),
+        Runtime::Native => {
+            for svc in &desc.grpc {
+                for key in ["descriptor_url", "descriptorUrl", "descriptor_reflection", "descriptorReflection"] {
+                    if svc.options.contains_key(key) {
+                        return Err(format!(
+                            "grpc `{}`: `options.{key}`: the dynamic module (runtime native) does not fetch \
+                             descriptors yet; use runtime: wasm, or `descriptor`",
+                            svc.name
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        Runtime::Wasm if desc.wasm.is_empty() => Err(
+            "runtime wasm needs `wasm`: the path of rust_grpc_proxy.wasm as Envoy sees it (istio mode: its oci:// image)"
+                .into(),
+        ),
+        Runtime::Wasm => Ok(()),
+    }
+}
+
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
@@ -537,8 +583,9 @@ fn socket_address(a: &Address) -> Value {
     json!({ "socket_address": { "address": a.address, "port_value": a.port } })
 }
 
-/// The filter configuration JSON of one service, checked as `rgp publish` checks it.
-fn filter_config(svc: &GrpcService, base: &Path) -> Result<Value, Failure> {
+/// The filter configuration JSON of one service, checked as `rgp publish` checks it. The
+/// Wasm runtime gets `"lua_companion": true` unless the options say otherwise.
+fn filter_config(desc: &Description, svc: &GrpcService, base: &Path) -> Result<Value, Failure> {
     let path = if svc.descriptor.is_absolute() { svc.descriptor.clone() } else { base.join(&svc.descriptor) };
     let set = match load::load_set(&path)? {
         Ok(set) => set,
@@ -549,6 +596,9 @@ fn filter_config(svc: &GrpcService, base: &Path) -> Result<Value, Failure> {
     };
     let mut object = svc.options.clone();
     object.insert("services".into(), json!(svc.services));
+    if Runtime::of(desc) == Runtime::Wasm && !object.contains_key("luaCompanion") {
+        object.entry("lua_companion").or_insert(json!(true));
+    }
     let full = load::with_descriptor(&object, &set.bytes);
     let config =
         load::parse_config(&full).map_err(|e| format!("grpc `{}`: the filter refuses its options: {e}", svc.name))?;
@@ -566,28 +616,10 @@ fn filter_config(svc: &GrpcService, base: &Path) -> Result<Value, Failure> {
     Ok(full)
 }
 
-/// The Wasm filter's typed config for one service; `code` is where the module comes from.
-fn wasm_config(svc: &GrpcService, config: &Value, code: Value) -> Value {
-    json!({
-        "@type": WASM_FILTER_TYPE,
-        "config": {
-            "name": format!("{ROOT_ID}.{}", svc.name),
-            "root_id": ROOT_ID,
-            // Required: the filter holds the request headers while it reads the JSON body (PLATFORM.md).
-            "allow_on_headers_stop_iteration": true,
-            "failure_policy": "FAIL_CLOSED",
-            "configuration": {
-                "@type": "type.googleapis.com/google.protobuf.StringValue",
-                "value": config.to_string()
-            },
-            "vm_config": { "runtime": "envoy.wasm.runtime.v8", "code": code }
-        }
-    })
-}
-
 /// istio mode: an EnvoyFilter that adds the filter by ECDS (the extension config, with
 /// the module as `remote` code that istio-agent fetches, `oci://` included, and hands
-/// Envoy as a local file) and inserts it before the router of the selected listeners.
+/// Envoy as a local file) and inserts it before the router of the selected listeners,
+/// with the Lua companion inline right after it.
 fn istio_envoy_filter(desc: &Description, base: &Path) -> Result<Value, Failure> {
     validate(desc)?;
     let (Some(istio), Some(svc)) = (&desc.istio, desc.grpc.first()) else {
@@ -597,7 +629,7 @@ fn istio_envoy_filter(desc: &Description, base: &Path) -> Result<Value, Failure>
     if !["SIDECAR_INBOUND", "GATEWAY"].contains(&istio.context.as_str()) {
         return Err(Failure::Usage(format!("istio.context {:?}: SIDECAR_INBOUND or GATEWAY", istio.context)));
     }
-    let config = filter_config(svc, base)?;
+    let config = filter_config(desc, svc, base)?;
     let code = json!({ "remote": { "http_uri": { "uri": desc.wasm, "timeout": "30s" } } });
     let router_of_hcm = json!({ "filterChain": { "filter": {
         "name": "envoy.filters.network.http_connection_manager",
@@ -626,6 +658,23 @@ fn istio_envoy_filter(desc: &Description, base: &Path) -> Result<Value, Failure>
             }
         ]
     });
+    if wants_companion(&config) {
+        // The companion right after the Wasm filter, in the same context and workloads.
+        let after_filter = json!({ "filterChain": { "filter": {
+            "name": "envoy.filters.network.http_connection_manager",
+            "subFilter": { "name": istio.name }
+        } } });
+        if let Some(patches) = spec["configPatches"].as_array_mut() {
+            patches.push(json!({
+                "applyTo": "HTTP_FILTER",
+                "match": { "context": istio.context, "listener": after_filter },
+                "patch": { "operation": "INSERT_AFTER", "value": {
+                    "name": format!("{}-companion", istio.name),
+                    "typed_config": companion_config()
+                } }
+            }));
+        }
+    }
     if !istio.selector.is_empty() {
         spec["workloadSelector"] = json!({ "labels": istio.selector });
     }
@@ -635,45 +684,6 @@ fn istio_envoy_filter(desc: &Description, base: &Path) -> Result<Value, Failure>
         "metadata": { "name": istio.name, "namespace": istio.namespace },
         "spec": spec
     }))
-}
-
-fn wasm_filter(desc: &Description, svc: &GrpcService, config: Value) -> Value {
-    let filter = wasm_config(svc, &config, json!({ "local": { "filename": desc.wasm } }));
-    let name = format!("envoy.filters.http.wasm.{}", svc.name);
-    if desc.mode != Mode::Gateway {
-        return json!({ "name": name, "typed_config": filter });
-    }
-    // Skip this instance unless :path starts with one of the service's prefixes. The
-    // matcher sees the path as the filters before it left it, so a request another
-    // instance already rewrote to `/pkg.Service/Method` is skipped here too.
-    let prefix_predicate = |p: &String| {
-        json!({ "single_predicate": {
-            "input": {
-                "name": "request-path",
-                "typed_config": { "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput", "header_name": ":path" }
-            },
-            "value_match": { "prefix": p }
-        } })
-    };
-    let in_prefixes = if svc.prefixes.len() == 1 {
-        prefix_predicate(&svc.prefixes[0])
-    } else {
-        json!({ "or_matcher": { "predicate": svc.prefixes.iter().map(prefix_predicate).collect::<Vec<_>>() } })
-    };
-    json!({
-        "name": name,
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
-            "extension_config": { "name": name, "typed_config": filter },
-            "xds_matcher": { "matcher_list": { "matchers": [{
-                "predicate": { "not_matcher": in_prefixes },
-                "on_match": { "action": {
-                    "name": "skip",
-                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter" }
-                } }
-            }] } }
-        }
-    })
 }
 
 fn canary_name(svc: &GrpcService) -> String {

@@ -28,7 +28,12 @@ pub fn run(
             return Err(Failure::Problems);
         }
     };
-    let (object, services) = load::config_json(select, &set)?;
+    let (mut object, services) = load::config_json(select, &set)?;
+    // The snippet's Wasm filter hands requests without a body to its Lua companion; the
+    // dynamic module, given the same JSON, ignores the field.
+    if !object.contains_key("luaCompanion") {
+        object.entry("lua_companion").or_insert(serde_json::Value::Bool(true));
+    }
     let full = load::with_descriptor(&object, &set.bytes);
 
     // Publish only what the filter loads without a problem (what `rgp check` passes).
@@ -88,6 +93,10 @@ pub fn run(
         "# Envoy http_filters for {name} (descriptor sha256 {sha}), written by rgp publish.\n\
          # Goes into the HttpConnectionManager; the router must come last. The gRPC route and\n\
          # an HTTP/2 cluster for the backend are yours to add (see envoy/transcoder-wasm.yaml).\n\
+         # The Lua filter right after the Wasm filter gives GET/DELETE requests the gRPC frame the\n\
+         # Wasm filter hands it (\"lua_companion\": true), so they go through the router too. With\n\
+         # the dynamic module instead (README, \"Which runtime\"), use {name}.filter.json as its\n\
+         # filter_config and leave out both.\n\
          http_filters:\n\
          - name: envoy.filters.http.wasm\n\
          \x20 typed_config:\n\
@@ -107,11 +116,21 @@ pub fn run(
          \x20       code:\n\
          \x20         local:\n\
          \x20           filename: {wasm}\n\
+         - name: envoy.filters.http.lua\n\
+         \x20 typed_config:\n\
+         \x20   \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua\n\
+         \x20   default_source_code:\n\
+         \x20     inline_string: |\n\
+         {lua}\
          - name: envoy.filters.http.router\n\
          \x20 typed_config:\n\
          \x20   \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n",
         value = yaml_single_quoted(&config_line),
         wasm = yaml_single_quoted(wasm_path),
+        lua = crate::envoy::COMPANION_LUA
+            .lines()
+            .map(|l| if l.is_empty() { "\n".to_string() } else { format!("        {l}\n") })
+            .collect::<String>(),
     );
 
     let files: [(String, Vec<u8>); 5] = [

@@ -50,6 +50,7 @@ fn publish_writes_set_sha_configmap_config_and_envoy_snippet() {
     let transcoder =
         transcoder::Transcoder::from_json(&config).expect("the filter accepts the published configuration");
     assert!(transcoder.config().convert_grpc_status);
+    assert!(transcoder.config().lua_companion, "the snippet's Wasm filter hands bodiless requests to its companion");
     assert_eq!(transcoder.config().services, ["bookstore.v1.Bookstore"]);
     // As many routes as `rgp check` lists for the service (none of the example's is broken or duplicate).
     let check =
@@ -63,6 +64,7 @@ fn publish_writes_set_sha_configmap_config_and_envoy_snippet() {
         "allow_on_headers_stop_iteration: true\n",
         "\"@type\": type.googleapis.com/google.protobuf.StringValue\n",
         "filename: '/etc/envoy/rust_grpc_proxy.wasm'\n",
+        "- name: envoy.filters.http.lua\n",
         "- name: envoy.filters.http.router\n",
     ] {
         assert!(envoy.contains(needle), "{needle} missing:\n{envoy}");

@@ -1,7 +1,10 @@
 //! The Envoy bootstrap of an injected sidecar, shaped like envoy/transcoder-wasm.yaml:
 //!
 //! - listener `rest` on 0.0.0.0:<port> (codec AUTO: REST over HTTP/1.1, native gRPC
-//!   over h2c): the Wasm filter, then the router, one route `/` to the app;
+//!   over h2c): the filter, then the router, one route `/` to the app. The filter is the
+//!   dynamic module (runtime native, found in ENVOY_DYNAMIC_MODULES_SEARCH_PATH), or the
+//!   Wasm filter followed by its Lua companion (envoy/companion.lua), which gives requests
+//!   without a body the gRPC frame the Wasm filter hands it, so they go through the router;
 //! - listener `health` on 0.0.0.0:<health-port>: Envoy's health_check filter answers
 //!   `GET /ready` (200 while Envoy runs and is not draining) for the readiness probe;
 //! - cluster `app`: 127.0.0.1:<grpc port>, HTTP/2;
@@ -15,10 +18,16 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::options::{DescriptorSource, Options};
+use crate::options::{DescriptorSource, Options, Runtime};
 
 /// `@type` of the Wasm HTTP filter's config; the sidecar step looks for it.
 pub const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// `@type` of the dynamic module HTTP filter's config; the sidecar step looks for it too.
+pub const DYNMOD_FILTER_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+/// The Lua companion of the Wasm filter (one source of truth with envoy/render.py and rgp envoy).
+pub const COMPANION_LUA: &str = include_str!("../../../envoy/companion.lua");
+const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
 /// The filter's root_id (as in envoy/transcoder-wasm.yaml).
 pub const ROOT_ID: &str = "rust_grpc_proxy";
 /// The cluster of the app's gRPC port: where requests go, and whom reflection asks.
@@ -29,6 +38,9 @@ pub const APP_CLUSTER: &str = "app";
 /// `services` left out when the pod names none (the filter then lists the app's).
 pub fn filter_options(opts: &Options) -> Map<String, Value> {
     let mut m = opts.transcoder.clone();
+    if opts.runtime == Runtime::Wasm {
+        m.insert("lua_companion".into(), json!(true));
+    }
     if !opts.services.is_empty() {
         m.insert("services".into(), json!(opts.services));
     }
@@ -39,9 +51,58 @@ pub fn filter_options(opts: &Options) -> Map<String, Value> {
     m
 }
 
-/// The bootstrap (JSON) for one pod; `wasm_path` is the module inside the image.
-pub fn bootstrap(opts: &Options, wasm_path: &str) -> Value {
+/// The filters of the `rest` listener, router last; `wasm_path` is the .wasm inside the image.
+fn rest_filters(opts: &Options, wasm_path: &str) -> Vec<Value> {
     let options = Value::Object(filter_options(opts)).to_string();
+    let configuration = json!({ "@type": STRING_VALUE_TYPE, "value": options });
+    let mut filters = match opts.runtime {
+        Runtime::Native => vec![json!({
+            "name": "envoy.filters.http.dynamic_modules",
+            "typed_config": {
+                "@type": DYNMOD_FILTER_TYPE,
+                "dynamic_module_config": { "name": ROOT_ID },
+                "filter_name": ROOT_ID,
+                "filter_config": configuration
+            }
+        })],
+        Runtime::Wasm => vec![
+            json!({
+                "name": "envoy.filters.http.wasm",
+                "typed_config": {
+                    "@type": WASM_FILTER_TYPE,
+                    "config": {
+                        "name": ROOT_ID,
+                        "root_id": ROOT_ID,
+                        "allow_on_headers_stop_iteration": true,
+                        "failure_policy": "FAIL_CLOSED",
+                        "configuration": configuration,
+                        "vm_config": {
+                            "runtime": "envoy.wasm.runtime.v8",
+                            "code": { "local": { "filename": wasm_path } }
+                        }
+                    }
+                }
+            }),
+            // Right after the Wasm filter: it moves the frame into the body (lua_companion above).
+            json!({
+                "name": "envoy.filters.http.lua",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                    "default_source_code": { "inline_string": COMPANION_LUA }
+                }
+            }),
+        ],
+    };
+    filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
+    }));
+    filters
+}
+
+/// The bootstrap (JSON) for one pod; `wasm_path` is the module inside the image (runtime wasm).
+pub fn bootstrap(opts: &Options, wasm_path: &str) -> Value {
+    let filters = rest_filters(opts, wasm_path);
     json!({
         "node": { "id": "rust-grpc-proxy-sidecar", "cluster": "rust-grpc-proxy" },
         "admin": {
@@ -74,32 +135,7 @@ pub fn bootstrap(opts: &Options, wasm_path: &str) -> Value {
                                     "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": APP_CLUSTER, "timeout": "60s" } }]
                                 }]
                             },
-                            "http_filters": [
-                                {
-                                    "name": "envoy.filters.http.wasm",
-                                    "typed_config": {
-                                        "@type": WASM_FILTER_TYPE,
-                                        "config": {
-                                            "name": ROOT_ID,
-                                            "root_id": ROOT_ID,
-                                            "allow_on_headers_stop_iteration": true,
-                                            "failure_policy": "FAIL_CLOSED",
-                                            "configuration": {
-                                                "@type": "type.googleapis.com/google.protobuf.StringValue",
-                                                "value": options
-                                            },
-                                            "vm_config": {
-                                                "runtime": "envoy.wasm.runtime.v8",
-                                                "code": { "local": { "filename": wasm_path } }
-                                            }
-                                        }
-                                    }
-                                },
-                                {
-                                    "name": "envoy.filters.http.router",
-                                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
-                                }
-                            ]
+                            "http_filters": filters
                         }
                     }] }]
                 },

@@ -15,10 +15,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{json, Value};
 
-use crate::options::{self, DescriptorSource, InjectorConfig, Options, HEALTH_PORT_NAME, REST_PORT_NAME};
+use crate::options::{self, DescriptorSource, InjectorConfig, Options, Runtime, HEALTH_PORT_NAME, REST_PORT_NAME};
 use crate::{
-    envoy, BOOTSTRAP_ENV, DEFAULT_CONTAINER_ANNOTATION, DESCRIPTOR_MOUNT, DESCRIPTOR_VOLUME, ENABLE_LABEL,
-    IMAGE_ENVOY_BIN, IMAGE_INJECTOR_BIN, IMAGE_WASM, RUN_MOUNT, RUN_VOLUME, SIDECAR_NAME, STATUS_ANNOTATION, VERSION,
+    envoy, BOOTSTRAP_ENV, DEFAULT_CONTAINER_ANNOTATION, DESCRIPTOR_MOUNT, DESCRIPTOR_VOLUME, DYNMOD_SEARCH_PATH_ENV,
+    ENABLE_LABEL, IMAGE_DYNMOD_DIR, IMAGE_ENVOY_BIN, IMAGE_INJECTOR_BIN, IMAGE_WASM, RUN_MOUNT, RUN_VOLUME, SIDECAR_NAME, STATUS_ANNOTATION, VERSION,
 };
 
 /// What the webhook answers for one pod.
@@ -113,6 +113,7 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
         "volumes": volumes.iter().map(|v| v.name.clone()).collect::<Vec<_>>(),
         "grpcPort": opts.grpc_port,
         "restPort": opts.rest_port,
+        "runtime": match opts.runtime { Runtime::Native => "native", Runtime::Wasm => "wasm" },
     });
 
     let mut ops: Vec<PatchOperation> = Vec::new();
@@ -160,8 +161,9 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
     }
 
     let summary = format!(
-        "{} sidecar: REST :{} -> gRPC 127.0.0.1:{}{}",
+        "{} sidecar ({}): REST :{} -> gRPC 127.0.0.1:{}{}",
         if opts.native_sidecar { "native" } else { "classic" },
+        match opts.runtime { Runtime::Native => "dynamic module", Runtime::Wasm => "Wasm filter" },
         opts.rest_port,
         opts.grpc_port,
         match &opts.descriptor {
@@ -210,11 +212,11 @@ pub fn sidecar_container(opts: &Options, descriptor_volume: Option<&str>) -> Con
         image_pull_policy: Some(opts.image_pull_policy.clone()),
         command: Some(vec![IMAGE_INJECTOR_BIN.into(), "sidecar".into()]),
         args: Some(args),
-        env: Some(vec![EnvVar {
-            name: BOOTSTRAP_ENV.into(),
-            value: Some(bootstrap.to_string()),
-            ..Default::default()
-        }]),
+        env: Some(vec![
+            EnvVar { name: BOOTSTRAP_ENV.into(), value: Some(bootstrap.to_string()), ..Default::default() },
+            // Also in the image, but an image built otherwise must still find the module.
+            EnvVar { name: DYNMOD_SEARCH_PATH_ENV.into(), value: Some(IMAGE_DYNMOD_DIR.into()), ..Default::default() },
+        ]),
         ports: Some(vec![
             ContainerPort {
                 name: Some(REST_PORT_NAME.into()),

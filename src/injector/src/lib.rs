@@ -1,5 +1,5 @@
 //! rgp-injector: a mutating admission webhook that adds an Envoy sidecar running the
-//! rust-grpc-proxy Wasm filter to pods labelled `rustGrpcProxyEnable: "<grpc port>"`,
+//! rust-grpc-proxy filter (dynamic module, or Wasm filter) to pods labelled `rustGrpcProxyEnable: "<grpc port>"`,
 //! and the sidecar's own startup step (`rgp-injector sidecar`), which renders the Envoy
 //! configuration from the mounted descriptor set and execs Envoy.
 //!
@@ -45,6 +45,10 @@ pub const RUN_MOUNT: &str = "/var/run/rust-grpc-proxy";
 pub const IMAGE_INJECTOR_BIN: &str = "/usr/local/bin/rgp-injector";
 pub const IMAGE_ENVOY_BIN: &str = "/usr/local/bin/envoy";
 pub const IMAGE_WASM: &str = "/usr/local/lib/rust-grpc-proxy/rust_grpc_proxy.wasm";
+/// Directory of the dynamic module (librust_grpc_proxy.so) inside the sidecar image.
+pub const IMAGE_DYNMOD_DIR: &str = "/usr/local/lib/rust-grpc-proxy";
+/// Where Envoy looks for dynamic modules by name (set in the sidecar's environment).
+pub const DYNMOD_SEARCH_PATH_ENV: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
 /// Environment variable carrying the Envoy bootstrap (JSON, without the descriptor set).
 pub const BOOTSTRAP_ENV: &str = "RGP_ENVOY_BOOTSTRAP";
 /// Version written into the status annotation.

@@ -120,6 +120,15 @@ const DESCRIPTOR_SOURCES: &[&str] = &["configmap", "volume", "reflection"];
 /// Annotations that configure a mounted descriptor set, so conflict with reflection.
 const MOUNTED_SET_ANNOTATIONS: &[&str] = &["descriptor-configmap", "descriptor-volume", "descriptor-key"];
 
+/// Which build of the filter the sidecar's Envoy runs (annotation `runtime`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// The dynamic module: the image's Envoy is ours (1.40), the ABI the module was built for.
+    Native,
+    /// The Wasm filter and its Lua companion; the only one that reads descriptors by reflection.
+    Wasm,
+}
+
 /// Everything the sidecar of one pod is built from.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -128,6 +137,8 @@ pub struct Options {
     pub health_port: u16,
     pub admin_port: u16,
     pub descriptor: DescriptorSource,
+    /// The filter's build: native unless the pod asks for wasm or reads descriptors by reflection.
+    pub runtime: Runtime,
     /// Empty: every service of the set (decided by the sidecar when it reads the set).
     pub services: Vec<String>,
     /// GrpcJsonTranscoder fields other than the descriptor and `services`.
@@ -146,6 +157,7 @@ pub struct Options {
 
 /// Annotation names (without the prefix) the injector understands.
 pub const KNOWN_ANNOTATIONS: &[&str] = &[
+    "runtime",
     "descriptor-source",
     "refresh-interval",
     "descriptor-configmap",
@@ -418,6 +430,25 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         }
     }
 
+    // The dynamic module cannot fetch descriptors yet: reflection pods run the Wasm build
+    // unless they ask for native, which is refused rather than silently changed.
+    let runtime = match annotation(pod, "runtime").as_deref() {
+        None if reflection => Runtime::Wasm,
+        None | Some("native") => Runtime::Native,
+        Some("wasm") => Runtime::Wasm,
+        Some(v) => {
+            errors.push(format!(
+                "annotation {ANNOTATION_PREFIX}runtime=\"{v}\": \"native\" (the dynamic module, the default) or \"wasm\" (the Wasm filter)"
+            ));
+            Runtime::Native
+        }
+    };
+    if runtime == Runtime::Native && reflection && annotation(pod, "runtime").is_some() {
+        errors.push(format!(
+            "annotation {ANNOTATION_PREFIX}runtime=\"native\": the dynamic module cannot read descriptors from the app's gRPC reflection service yet; set {ANNOTATION_PREFIX}runtime to \"wasm\", or mount a descriptor set ({ANNOTATION_PREFIX}descriptor-configmap or -volume)"
+        ));
+    }
+
     let services: Vec<String> = annotation(pod, "services")
         .map(|s| s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
@@ -585,6 +616,7 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         health_port,
         admin_port,
         descriptor,
+        runtime,
         services,
         transcoder,
         image,

@@ -16,26 +16,33 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::envoy::{ROOT_ID, WASM_FILTER_TYPE};
+use crate::envoy::{DYNMOD_FILTER_TYPE, ROOT_ID, WASM_FILTER_TYPE};
 use crate::{descriptor, BOOTSTRAP_ENV};
 
 /// A change to the filter's options (JSON object), or why it cannot be made.
 type EditOptions<'a> = dyn FnMut(&mut Map<String, Value>) -> Result<(), String> + 'a;
 
-/// Parse the bootstrap and call `edit` on the options of each of our Wasm filters,
-/// writing them back; refuses a bootstrap without one.
+/// Parse the bootstrap and call `edit` on the options of each of our filters (Wasm
+/// filter or dynamic module), writing them back; refuses a bootstrap without one.
 fn edit_filter_options(bootstrap: &str, edit: &mut EditOptions) -> Result<Value, String> {
     let mut config: Value = serde_json::from_str(bootstrap).map_err(|e| format!("{BOOTSTRAP_ENV} is not JSON: {e}"))?;
     let mut found = 0;
     let mut problem = None;
     visit(&mut config, &mut |obj| {
-        let is_ours = obj.get("@type").and_then(Value::as_str) == Some(WASM_FILTER_TYPE)
-            && obj.pointer("/config/root_id").and_then(Value::as_str) == Some(ROOT_ID);
-        if !is_ours || problem.is_some() {
+        let slot = match obj.get("@type").and_then(Value::as_str) {
+            Some(WASM_FILTER_TYPE) if obj.pointer("/config/root_id").and_then(Value::as_str) == Some(ROOT_ID) => {
+                "/config/configuration/value"
+            }
+            Some(DYNMOD_FILTER_TYPE) if obj.get("filter_name").and_then(Value::as_str) == Some(ROOT_ID) => {
+                "/filter_config/value"
+            }
+            _ => return,
+        };
+        if problem.is_some() {
             return;
         }
         found += 1;
-        let Some(slot) = obj.pointer_mut("/config/configuration/value") else {
+        let Some(slot) = obj.pointer_mut(slot) else {
             problem = Some("the filter has no configuration.value".to_string());
             return;
         };
@@ -55,7 +62,7 @@ fn edit_filter_options(bootstrap: &str, edit: &mut EditOptions) -> Result<Value,
         return Err(p);
     }
     if found == 0 {
-        return Err(format!("{BOOTSTRAP_ENV} has no {ROOT_ID} Wasm filter"));
+        return Err(format!("{BOOTSTRAP_ENV} has no {ROOT_ID} filter (Wasm or dynamic module)"));
     }
     Ok(config)
 }
@@ -276,7 +283,7 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_complete() {
         assert!(render("not json", &set()).unwrap_err().contains("not JSON"));
-        assert!(render("{}", &set()).unwrap_err().contains("no rust_grpc_proxy Wasm filter"));
+        assert!(render("{}", &set()).unwrap_err().contains("no rust_grpc_proxy filter"));
         assert!(render(&bootstrap("[]"), &set()).unwrap_err().contains("not a JSON object"));
         assert!(render(&bootstrap("{}"), b"garbage!").is_err());
         assert!(render(&bootstrap("{}"), &ld(1, &ld(1, b"empty.proto"))).unwrap_err().contains("no services"));
@@ -292,7 +299,21 @@ mod tests {
         assert!(o.get("proto_descriptor_bin").is_none() && o.get("services").is_none());
         let err = render_without_set(&bootstrap(r#"{"convert_grpc_status":true}"#)).unwrap_err();
         assert!(err.contains("names no descriptor_reflection or descriptor_url"), "{err}");
-        assert!(render_without_set("{}").unwrap_err().contains("no rust_grpc_proxy Wasm filter"));
+        assert!(render_without_set("{}").unwrap_err().contains("no rust_grpc_proxy filter"));
+    }
+
+    #[test]
+    fn completes_the_dynamic_modules_configuration_too() {
+        let b = serde_json::json!({"http_filters": [{"typed_config": {
+            "@type": DYNMOD_FILTER_TYPE, "filter_name": ROOT_ID,
+            "filter_config": {"value": r#"{"convert_grpc_status":true}"#}
+        }}]})
+        .to_string();
+        let (config, services) = render(&b, &set()).unwrap();
+        assert_eq!(services, ["shop.v1.Shop", "shop.v1.Admin"]);
+        let v = config.pointer("/http_filters/0/typed_config/filter_config/value").unwrap();
+        let o: Value = serde_json::from_str(v.as_str().unwrap()).unwrap();
+        assert_eq!(o["proto_descriptor_bin"], base64::engine::general_purpose::STANDARD.encode(set()));
     }
 
     #[test]

@@ -83,6 +83,7 @@ fn expectations() -> BTreeMap<&'static str, (&'static str, Vec<&'static str>)> {
                     "unknown option \\\"add_whitespaces\\\"",
                     "native-sidecar=\\\"yes\\\"",
                     "descriptor-key=\\\"sets/v2.pb\\\": not a ConfigMap key",
+                    "runtime=\\\"jvm\\\": \\\"native\\\" (the dynamic module, the default) or \\\"wasm\\\"",
                 ],
             ),
         ),
@@ -100,6 +101,14 @@ fn expectations() -> BTreeMap<&'static str, (&'static str, Vec<&'static str>)> {
         ("malformed-pod", ("error", vec!["does not parse as a v1 Pod"])),
         ("malformed-not-json", ("error", vec!["not JSON"])),
         ("reflection-annotation", ("injected", vec![])),
+        ("runtime-wasm", ("injected", vec![])),
+        (
+            "reflection-native",
+            (
+                "denied",
+                vec!["runtime=\\\"native\\\": the dynamic module cannot read descriptors from the app's gRPC reflection service yet; set rust-grpc-proxy/runtime to \\\"wasm\\\""],
+            ),
+        ),
         ("reflection-default-label-only", ("injected", vec![])),
         ("reflection-default-configmap-annotation", ("injected", vec![])),
         (
@@ -297,11 +306,32 @@ fn api_server_checks(name: &str, pod: &Value) {
         sidecar["volumeMounts"].as_array().unwrap().iter().any(|m| m["mountPath"] == "/etc/rust-grpc-proxy/descriptor");
     assert_eq!(args.contains(&"--descriptor"), mounted, "{name}: --descriptor without its mount or the reverse");
     let bootstrap: Value = serde_json::from_str(sidecar["env"][0]["value"].as_str().unwrap()).unwrap();
-    let filter_config = bootstrap
-        .pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/configuration/value")
+    // The runtime: the dynamic module (found through the env's search path), or the Wasm
+    // filter with its Lua companion right after it and `lua_companion` in its options.
+    let env = &sidecar["env"][1];
+    assert_eq!(env["name"], "ENVOY_DYNAMIC_MODULES_SEARCH_PATH", "{name}");
+    assert_eq!(env["value"], rgp_injector::IMAGE_DYNMOD_DIR, "{name}");
+    let filters = bootstrap
+        .pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters")
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("{name}: no http_filters in the bootstrap"));
+    let names: Vec<&str> = filters.iter().filter_map(|f| f["name"].as_str()).collect();
+    let (slot, runtime) = if names[0] == "envoy.filters.http.wasm" {
+        assert_eq!(names, ["envoy.filters.http.wasm", "envoy.filters.http.lua", "envoy.filters.http.router"], "{name}");
+        let lua = filters[1].pointer("/typed_config/default_source_code/inline_string");
+        assert_eq!(lua.and_then(Value::as_str), Some(include_str!("../../../envoy/companion.lua")), "{name}");
+        ("/typed_config/config/configuration/value", "wasm")
+    } else {
+        assert_eq!(names, ["envoy.filters.http.dynamic_modules", "envoy.filters.http.router"], "{name}");
+        ("/typed_config/filter_config/value", "native")
+    };
+    assert_eq!(status["runtime"], runtime, "{name}: the status annotation names the runtime");
+    let filter_config = filters[0]
+        .pointer(slot)
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("{name}: no filter configuration in the bootstrap"));
     let options: Value = serde_json::from_str(filter_config).unwrap();
+    assert_eq!(options.get("lua_companion"), (runtime == "wasm").then_some(&json!(true)), "{name}: {options}");
     if mounted {
         assert!(options.get("descriptor_reflection").is_none(), "{name}: {options}");
     } else {

@@ -12,9 +12,14 @@
 //! started with `--default-descriptor-source reflection`, no volume but the emptyDir, and
 //! the example service serving reflection (`serve --reflection`, tonic's v1alpha).
 //!
-//! Needs INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS
-//! (`make test-injector` sets them after building what they name). Without them the test
-//! says so and does nothing.
+//! Both runtimes: a pod by default runs the dynamic module (INJECTOR_DYNMOD, found through
+//! the ENVOY_DYNAMIC_MODULES_SEARCH_PATH the container's env sets), one annotated
+//! `runtime: wasm` (and a reflection pod) the .wasm with its Lua companion. Either way a
+//! transcoded GET goes through the router (its `http.rest.rq_total` counts it).
+//!
+//! Needs INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_DYNMOD, INJECTOR_EXAMPLE_SERVICE,
+//! INJECTOR_DESCRIPTORS (`make test-injector` sets them after building what they name).
+//! Without them the test says so and does nothing.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -48,14 +53,19 @@ fn env_path(name: &str) -> Option<PathBuf> {
 
 /// The real Envoy, .wasm, example service and descriptor set that `make test-injector`
 /// names in INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE and
-/// INJECTOR_DESCRIPTORS; None (and a NOT RUN line) without them.
+/// INJECTOR_DESCRIPTORS; None (and a NOT RUN line) without them or INJECTOR_DYNMOD.
 fn real_inputs() -> Option<[PathBuf; 4]> {
     let inputs = ["INJECTOR_ENVOY", "INJECTOR_WASM", "INJECTOR_EXAMPLE_SERVICE", "INJECTOR_DESCRIPTORS"].map(env_path);
-    if inputs.iter().any(Option::is_none) {
-        eprintln!("NOT RUN: set INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS (make test-injector does)");
+    if inputs.iter().any(Option::is_none) || dynmod().is_none() {
+        eprintln!("NOT RUN: set INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_DYNMOD, INJECTOR_EXAMPLE_SERVICE, INJECTOR_DESCRIPTORS (make test-injector does)");
         return None;
     }
     Some(inputs.map(Option::unwrap))
+}
+
+/// INJECTOR_DYNMOD: librust_grpc_proxy.so, which Envoy finds by name in its directory.
+fn dynmod() -> Option<PathBuf> {
+    env_path("INJECTOR_DYNMOD")
 }
 
 fn curl(args: &[&str]) -> (String, String) {
@@ -123,6 +133,9 @@ fn as_kubelet_would(pod: &Value, name: &str, envoy: &Path, wasm: &Path, descript
         (rgp_injector::IMAGE_ENVOY_BIN.into(), envoy.display().to_string()),
         (rgp_injector::IMAGE_WASM.into(), wasm.display().to_string()),
     ];
+    if let Some(dir) = dynmod().as_deref().and_then(Path::parent) {
+        map.push((rgp_injector::IMAGE_DYNMOD_DIR.into(), dir.display().to_string()));
+    }
     let mut writable = Vec::new();
     for m in sidecar["volumeMounts"].as_array().unwrap() {
         let name = m["name"].as_str().unwrap();
@@ -223,11 +236,21 @@ fn wait_ready(c: &Container, sidecar: &mut Child) {
     }
 }
 
-/// REST (GET, GET with a header, POST, an error) and native gRPC through the sidecar's port.
-fn check_rest_and_native_grpc(rest: u16, root: &Path) {
+/// The router's count of the requests it routed on the `rest` listener.
+fn routed(admin: u16) -> u64 {
+    let (out, e) = curl(&[&format!("http://127.0.0.1:{admin}/stats?filter=^http\\.rest\\.rq_total$")]);
+    let value = out.trim().strip_prefix("http.rest.rq_total: ").and_then(|v| v.parse().ok());
+    value.unwrap_or_else(|| panic!("no http.rest.rq_total in the admin's stats: {out} {e}"))
+}
+
+/// REST (GET, GET with a header, POST, an error) and native gRPC through the sidecar's
+/// port; the GET goes through the router (the module's body, or the Wasm filter's companion).
+fn check_rest_and_native_grpc(rest: u16, admin: u16, root: &Path) {
     let base = format!("http://127.0.0.1:{rest}");
+    let before = routed(admin);
     let (body, e) = curl(&[&format!("{base}/v1/shelves")]);
     assert!(body.contains("\"shelves\"") && body.contains("Fiction"), "GET /v1/shelves: {body} {e}");
+    assert_eq!(routed(admin), before + 1, "the GET went through the router");
     let (body, e) = curl(&[&format!("{base}/api/v1/echo/hello/get?query=666"), "-H", "MD-hello: world"]);
     assert_eq!(body.trim(), r#"{"response":"GET md-hello=world request=hello query=666"}"#, "{e}");
     let (body, e) = curl(&["-X", "POST", &format!("{base}/v1/shelves"), "-d", r#"{"theme": "Poetry"}"#]);
@@ -269,12 +292,23 @@ fn check_rest_and_native_grpc(rest: u16, root: &Path) {
     }
 }
 
+/// The default runtime (the dynamic module), and `runtime: wasm` (the .wasm and its companion).
 #[test]
 fn injected_sidecar_serves_rest_through_real_envoy() {
+    serves_rest("native", &[], "envoy.filters.http.dynamic_modules");
+}
+
+#[test]
+fn injected_wasm_sidecar_serves_rest_through_real_envoy() {
+    serves_rest("wasm", &[("rust-grpc-proxy/runtime", "wasm")], "envoy.filters.http.lua");
+}
+
+/// Runs the pod annotated with `extra`; `filter` must be in the rendered configuration.
+fn serves_rest(name: &str, extra: &[(&str, &str)], filter: &str) {
     let Some([envoy, wasm, example, descriptors]) = real_inputs() else { return };
     let (grpc, rest, health, admin) = (free_port(), free_port(), free_port(), free_port());
-    let pod = patched_pod(grpc, rest, health, admin, &[]);
-    let c = as_kubelet_would(&pod, "ok", &envoy, &wasm, &descriptors);
+    let pod = patched_pod(grpc, rest, health, admin, extra);
+    let c = as_kubelet_would(&pod, name, &envoy, &wasm, &descriptors);
 
     let mut procs = Kill(Vec::new());
     procs.0.push(spawn_example(&example, grpc, &[]));
@@ -282,7 +316,9 @@ fn injected_sidecar_serves_rest_through_real_envoy() {
     wait_ready(&c, &mut procs.0[1]);
     let err = std::fs::read_to_string(c.root.join("sidecar.err")).unwrap();
     assert!(err.contains("services: bookstore.v1.Bookstore, echo.v1.EchoService"), "{err}");
-    check_rest_and_native_grpc(rest, &c.root);
+    let rendered = std::fs::read_to_string(c.root.join("rust-grpc-proxy-run/envoy.json")).unwrap();
+    assert!(rendered.contains(&format!("\"name\":\"{filter}\"")), "{filter} not in {rendered}");
+    check_rest_and_native_grpc(rest, admin, &c.root);
 }
 
 /// Descriptor source reflection from the label alone: the webhook's default is
@@ -359,7 +395,7 @@ fn label_only_pod_with_reflection_default_serves_rest_from_the_apps_reflection()
         assert!(Instant::now() < deadline, "not every VM loaded the set:\n{err}");
         std::thread::sleep(Duration::from_millis(250));
     }
-    check_rest_and_native_grpc(cfg.rest_port, &c.root);
+    check_rest_and_native_grpc(cfg.rest_port, cfg.admin_port, &c.root);
 }
 
 /// An option value the filter refuses: Envoy exits at start (the container fails, and
