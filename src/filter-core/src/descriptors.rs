@@ -1,6 +1,7 @@
 //! Descriptor sets fetched at run time (`descriptor_url`, gRPC server
 //! reflection): when to fetch, and whether a fetched set replaces the one in
-//! service. The fetching itself (an HTTP call, a gRPC stream) is the host's.
+//! service. The fetches are driven by [`crate::fetch`]; the calls and streams
+//! themselves are the host's.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,15 +26,15 @@ pub enum Source {
 }
 
 /// A reflection exchange in progress.
-pub struct Exchange {
+pub(crate) struct Exchange {
     /// The exchange's state (requests sent, files received).
-    pub fetch: ReflectionFetch,
+    pub(crate) fetch: ReflectionFetch,
     /// Index in [`transcoder::reflection::SERVICES`] (v1, then v1alpha).
-    pub version: usize,
+    pub(crate) version: usize,
     /// The server answered at least once on this stream.
-    pub answered: bool,
+    pub(crate) answered: bool,
     /// The stream has no timeout of its own: the tick cancels it past this.
-    pub deadline: SystemTime,
+    pub(crate) deadline: SystemTime,
 }
 
 /// A descriptor set fetched by a worker, on its timer.
@@ -41,15 +42,15 @@ pub struct Remote {
     /// The configuration the fetched sets are loaded with (no descriptor bytes).
     pub config: TranscoderConfig,
     /// Where the set comes from.
-    pub source: Source,
+    pub(crate) source: Source,
     /// What the log and the 503 answer call the source.
     pub name: String,
     /// The in-flight fetch (the host's token for its call or stream), if any.
-    pub pending: Option<u32>,
+    pub(crate) pending: Option<u64>,
     /// The reflection exchange of the pending stream.
-    pub exchange: Option<Exchange>,
+    pub(crate) exchange: Option<Exchange>,
     /// When the next fetch is due (None: never again).
-    pub next_fetch: Option<SystemTime>,
+    pub(crate) next_fetch: Option<SystemTime>,
     /// Digest of the fetched set in service.
     digest: Option<[u8; 32]>,
     /// Digest of the last set refused, so that an unchanged broken set is
@@ -81,7 +82,7 @@ impl Remote {
 
     /// Whether a fetch should start now; if so, the next one is scheduled
     /// (before the call: a failed dispatch is retried at the next period, not at every tick).
-    pub fn due(&mut self, now: SystemTime, loaded: bool) -> bool {
+    pub(crate) fn due(&mut self, now: SystemTime, loaded: bool) -> bool {
         let Some(due) = self.next_fetch else { return false };
         if self.pending.is_some() || now < due {
             return false;
@@ -93,9 +94,9 @@ impl Remote {
     /// Checks a fetched set (`services`: those to transcode, the configured
     /// ones or the ones reflection listed) and returns the transcoder to put in
     /// service with its origin's name, or None to keep the set in service.
-    pub fn fetched(
+    pub(crate) fn fetched(
         &mut self,
-        metrics: &dyn Metrics,
+        metrics: &(impl Metrics + ?Sized),
         loaded: bool,
         fetched: Result<(Vec<u8>, Vec<String>), String>,
     ) -> Option<(Transcoder, String, usize)> {
@@ -140,7 +141,7 @@ impl Remote {
     }
 
     /// After the first set was loaded: from the fast first-load retry to the refresh interval.
-    pub fn first_loaded(&mut self, now: SystemTime) {
+    pub(crate) fn first_loaded(&mut self, now: SystemTime) {
         self.next_fetch = next_fetch(now, true, self.config.refresh_interval);
     }
 }

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod descriptors;
+mod fetch;
 mod headers;
 pub mod metrics;
 mod own_call;
@@ -30,7 +31,8 @@ mod request;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-pub use descriptors::{install, next_fetch, Exchange, Remote, Source, FIRST_LOAD_RETRY};
+pub use descriptors::{install, next_fetch, Remote, Source, FIRST_LOAD_RETRY};
+pub use fetch::{FetchHost, Loaded};
 pub use headers::{find, is_connection_header, is_grpc_response_header, text_pairs, RestTarget};
 pub use own_call::{own_call_expired, parse_grpc_timeout, OwnCall, DEFAULT_CALL_TIMEOUT};
 pub use request::{Live, Request, RELEASE_HEADERS_AFTER};
