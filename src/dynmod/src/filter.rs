@@ -4,40 +4,73 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Instant, SystemTime};
 
-use filter_core::{Action, Host, HostError, Live, Metrics, OwnCall, OwnCallError, Side};
+use filter_core::{Action, Host, HostError, Live, Loaded, Metrics, OwnCall, OwnCallError, Remote, Side};
 use log::{error, info};
 use transcoder::{Transcoder, TranscoderConfig};
 
-use crate::abi::callbacks::{Body, HeaderMap, Stream};
+use crate::abi::callbacks::{Body, ConfigHandle, HeaderMap, Stream};
+use crate::remote::{Event, Fetcher};
 
-/// One `DynamicModuleFilter` configuration: shared by every worker (the
-/// transcoder is immutable and `Send + Sync`, so it is built once, not per worker as in Wasm).
+/// One `DynamicModuleFilter` configuration, shared by every worker: the
+/// transcoder is immutable and `Send + Sync`, so each set is loaded once, not
+/// per worker as in Wasm. A set fetched at run time replaces it for new requests.
 pub struct FilterConfig {
-    transcoder: Arc<Transcoder>,
+    /// The remote source, if any (dropped first: its timer thread stops before the rest goes).
+    fetcher: Option<Fetcher>,
+    /// The set in service; each new stream takes its own `Arc` (one read lock per request).
+    current: RwLock<Option<Arc<Transcoder>>>,
+    /// The source requests wait for (503) until a set is loaded, unless `pass_through_until_loaded`.
+    waiting_for: Option<String>,
 }
 
 impl FilterConfig {
     /// Loads the filter's JSON configuration (the Wasm plugin's, unchanged); the error says why not.
-    pub fn new(json: &[u8]) -> Result<FilterConfig, String> {
+    pub fn new(json: &[u8], envoy: &ConfigHandle<'_>) -> Result<FilterConfig, String> {
         let started = Instant::now();
         let config = TranscoderConfig::from_json(json).map_err(|e| format!("configuration refused: {e}"))?;
-        if config.descriptor_url.is_some() || config.descriptor_reflection.is_some() {
-            return Err("configuration refused: descriptor_url and descriptor_reflection are not supported by the dynamic module yet; use proto_descriptor_bin (or the Wasm build)".into());
-        }
-        let transcoder = Transcoder::new(config).map_err(|e| format!("configuration refused: {e}"))?;
+        let remote = Remote::from_config(&config, Some(SystemTime::now()));
         let mut slot = None;
-        filter_core::install(&mut slot, transcoder, "the configuration", started.elapsed(), json.len());
-        let transcoder = slot.ok_or("configuration refused: nothing loaded")?;
+        if config.proto_descriptor_bin.is_some() {
+            let transcoder = Transcoder::new(config).map_err(|e| format!("configuration refused: {e}"))?;
+            filter_core::install(&mut slot, transcoder, "the configuration", started.elapsed(), json.len());
+        } else if let Some(remote) = &remote {
+            info!("rust_grpc_proxy: waiting for the descriptor set from {}", remote.name);
+        }
+        let fetcher = remote.map(|remote| Fetcher::new(remote, envoy));
+        let waiting_for = fetcher.as_ref().and_then(Fetcher::waiting_for);
         info!("rust_grpc_proxy: dynamic module ready");
-        Ok(FilterConfig { transcoder })
+        Ok(FilterConfig { fetcher, current: RwLock::new(slot), waiting_for })
+    }
+
+    /// The set in service, if any.
+    fn transcoder(&self) -> Option<Arc<Transcoder>> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The state of a new HTTP stream.
     pub fn new_filter(&self) -> Filter {
-        Filter { core: filter_core::Request::new(Some(self.transcoder.clone()), None), details: None }
+        let transcoder = self.transcoder();
+        let not_ready = match (&transcoder, &self.waiting_for) {
+            (None, Some(source)) => Some(Rc::from(source.as_str())),
+            _ => None,
+        };
+        Filter { core: filter_core::Request::new(transcoder, not_ready), details: None }
+    }
+
+    /// An event about the descriptor fetches, on the main thread.
+    pub fn fetch_event(&self, envoy: &ConfigHandle<'_>, event: Event) {
+        let Some(fetcher) = &self.fetcher else { return };
+        let loaded = || self.current.read().unwrap_or_else(PoisonError::into_inner).is_some();
+        let install = |l: Loaded| {
+            let mut slot = None;
+            filter_core::install(&mut slot, l.transcoder, &l.origin, l.elapsed, l.size);
+            // Requests in flight keep the `Arc` they started with.
+            *self.current.write().unwrap_or_else(PoisonError::into_inner) = slot;
+        };
+        fetcher.event(envoy, event, &loaded, &install);
     }
 }
 

@@ -6,6 +6,8 @@
 //!   and the event hooks Envoy calls, each catching panics;
 //! - [`filter`]: per-configuration and per-stream state, and the core's
 //!   `Host` over the callbacks: it only moves headers and bodies;
+//! - [`remote`]: descriptor sets fetched at run time, on the main thread, over
+//!   the configuration-level callouts and streams (the core decides what and when);
 //! - everything a request goes through is in [`filter_core`].
 //!
 //! What the ABI allows that Wasm does not: a request without a body gets its
@@ -19,3 +21,4 @@
 pub mod abi;
 mod filter;
 mod logger;
+mod remote;

@@ -123,6 +123,35 @@ extern "C" {
     fn envoy_dynamic_module_callback_http_filter_continue_encoding(filter: *mut c_void);
     fn envoy_dynamic_module_callback_http_set_buffer_limit(filter: *mut c_void, limit: u64);
     fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: *mut c_void,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *const ModuleHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_milliseconds: u64,
+    ) -> i32;
+    fn envoy_dynamic_module_callback_http_filter_config_start_http_stream(
+        config: *mut c_void,
+        stream_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *const ModuleHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        end_stream: bool,
+        timeout_milliseconds: u64,
+    ) -> i32;
+    fn envoy_dynamic_module_callback_http_filter_config_stream_send_data(
+        config: *mut c_void,
+        stream_id: u64,
+        data: ModuleBuffer,
+        end_stream: bool,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_config_reset_http_stream(config: *mut c_void, stream_id: u64);
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(config: *mut c_void) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(scheduler: *mut c_void, event_id: u64);
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
 }
 
 /// The event [`Stream::continue_encoding_soon`] schedules.
@@ -148,6 +177,13 @@ pub const DECLARED: &[&str] = &[
     "envoy_dynamic_module_callback_http_filter_continue_encoding",
     "envoy_dynamic_module_callback_http_set_buffer_limit",
     "envoy_dynamic_module_callback_http_clear_route_cache",
+    "envoy_dynamic_module_callback_http_filter_config_http_callout",
+    "envoy_dynamic_module_callback_http_filter_config_start_http_stream",
+    "envoy_dynamic_module_callback_http_filter_config_stream_send_data",
+    "envoy_dynamic_module_callback_http_filter_config_reset_http_stream",
+    "envoy_dynamic_module_callback_http_filter_config_scheduler_new",
+    "envoy_dynamic_module_callback_http_filter_config_scheduler_commit",
+    "envoy_dynamic_module_callback_http_filter_config_scheduler_delete",
 ];
 
 /// Logs through Envoy (`[dynamic_modules]` logger).
@@ -343,5 +379,180 @@ impl Stream<'_> {
     pub fn clear_route_cache(&self) {
         // SAFETY: plain call on the running hook's filter pointer.
         unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.ptr) }
+    }
+}
+
+/// Copies headers Envoy handed to an event hook.
+///
+/// # Safety
+/// `headers` must point to `size` valid headers (or be null), valid for the hook's duration.
+pub(super) unsafe fn envoy_headers(headers: *const EnvoyHeader, size: usize) -> Vec<(String, Vec<u8>)> {
+    if headers.is_null() || size == 0 {
+        return Vec::new();
+    }
+    std::slice::from_raw_parts(headers, size)
+        .iter()
+        .map(|h| {
+            (String::from_utf8_lossy(&copy(h.key_ptr, h.key_length)).into_owned(), copy(h.value_ptr, h.value_length))
+        })
+        .collect()
+}
+
+/// Copies and joins body chunks Envoy handed to an event hook.
+///
+/// # Safety
+/// `chunks` must point to `count` valid buffers (or be null), valid for the hook's duration.
+pub(super) unsafe fn envoy_chunks(chunks: *const EnvoyBuffer, count: usize) -> Vec<u8> {
+    if chunks.is_null() || count == 0 {
+        return Vec::new();
+    }
+    let chunks = std::slice::from_raw_parts(chunks, count);
+    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.length).sum());
+    for c in chunks {
+        out.extend_from_slice(&copy(c.ptr, c.length));
+    }
+    out
+}
+
+/// Why Envoy refused to start a configuration-level callout or stream
+/// (`envoy_dynamic_module_type_http_callout_init_result`).
+fn init_error(code: i32) -> String {
+    match code {
+        1 => "a required header (:method, :path, host) is missing".into(),
+        2 => "no such cluster".into(),
+        3 => "duplicate callout id".into(),
+        4 => "cannot create the request (no healthy host?)".into(),
+        other => format!("refused (code {other})"),
+    }
+}
+
+/// Module-owned headers pointing into `pairs` (which must outlive their use).
+fn module_headers(pairs: &[(&str, &str)]) -> Vec<ModuleHeader> {
+    pairs
+        .iter()
+        .map(|(k, v)| ModuleHeader {
+            key_ptr: k.as_ptr(),
+            key_length: k.len(),
+            value_ptr: v.as_ptr(),
+            value_length: v.len(),
+        })
+        .collect()
+}
+
+/// The filter configuration an event hook on the main thread was called for
+/// (`DynamicModuleHttpFilterConfig`); valid only during that hook.
+pub struct ConfigHandle<'hook> {
+    ptr: *mut c_void,
+    _hook: PhantomData<&'hook ()>,
+}
+
+impl ConfigHandle<'_> {
+    /// Made by the hooks only, from the pointer Envoy passed them.
+    pub(super) fn new(ptr: *mut c_void) -> Self {
+        ConfigHandle { ptr, _hook: PhantomData }
+    }
+
+    /// Starts an HTTP call without a body on `cluster`; its answer comes to the
+    /// `config_http_callout_done` hook with the returned id.
+    pub fn http_callout(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u64, String> {
+        let headers = module_headers(headers);
+        let mut id = 0u64;
+        // SAFETY: `self.ptr` is the configuration pointer of the running hook; every buffer
+        // outlives the call (Envoy copies them) and `id` is valid for writes.
+        let code = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.ptr,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                headers.as_ptr(),
+                headers.len(),
+                ModuleBuffer::NULL,
+                timeout_ms,
+            )
+        };
+        if code == 0 {
+            Ok(id)
+        } else {
+            Err(init_error(code))
+        }
+    }
+
+    /// Opens an HTTP stream on `cluster` (request body to follow); its events come to
+    /// the `config_http_stream_*` hooks with the returned id.
+    pub fn start_stream(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u64, String> {
+        let headers = module_headers(headers);
+        let mut id = 0u64;
+        // SAFETY: as in http_callout.
+        let code = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_start_http_stream(
+                self.ptr,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                headers.as_ptr(),
+                headers.len(),
+                ModuleBuffer::NULL,
+                false,
+                timeout_ms,
+            )
+        };
+        if code == 0 {
+            Ok(id)
+        } else {
+            Err(init_error(code))
+        }
+    }
+
+    /// Sends request data on a stream opened by [`ConfigHandle::start_stream`].
+    pub fn send_data(&self, stream: u64, data: &[u8], end_stream: bool) -> bool {
+        // SAFETY: the data outlives the call and Envoy copies it; an unknown id is refused by Envoy.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_stream_send_data(
+                self.ptr,
+                stream,
+                ModuleBuffer::of(data),
+                end_stream,
+            )
+        }
+    }
+
+    /// Resets a stream opened by [`ConfigHandle::start_stream`].
+    pub fn reset_stream(&self, stream: u64) {
+        // SAFETY: plain call on the running hook's configuration pointer; Envoy ignores unknown ids.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_reset_http_stream(self.ptr, stream) }
+    }
+
+    /// A scheduler posting [`ConfigScheduler::commit`]'s events to this configuration's
+    /// `config_scheduled` hook on the main thread.
+    pub fn scheduler(&self) -> Option<ConfigScheduler> {
+        // SAFETY: plain call on the configuration pointer (valid during config_new and every config hook).
+        let ptr = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.ptr) };
+        (!ptr.is_null()).then_some(ConfigScheduler { ptr })
+    }
+}
+
+/// Envoy's scheduler of a filter configuration: posts events to the main thread.
+pub struct ConfigScheduler {
+    ptr: *mut c_void,
+}
+
+// SAFETY: Envoy's configuration scheduler is made to be committed from any thread (it posts to
+// the main dispatcher and holds only a weak reference to the configuration, so an event for a
+// configuration that is gone is dropped); the pointer stays valid until `Drop` deletes it.
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: as above: `commit` is the only method and is thread-safe on Envoy's side.
+unsafe impl Sync for ConfigScheduler {}
+
+impl ConfigScheduler {
+    /// Has Envoy call the configuration's `config_scheduled` hook with `event` on the main thread.
+    pub fn commit(&self, event: u64) {
+        // SAFETY: `self.ptr` came from scheduler_new and is deleted only in Drop.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.ptr, event) }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from scheduler_new and is deleted once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.ptr) }
     }
 }

@@ -8,8 +8,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use filter_core::Action;
 
-use super::callbacks::{self, envoy_bytes, EnvoyBuffer, EnvoyHeader, LogLevel, Stream};
+use super::callbacks::{
+    self, envoy_bytes, envoy_chunks, envoy_headers, ConfigHandle, EnvoyBuffer, EnvoyHeader, LogLevel, Stream,
+};
 use crate::filter::{Filter, FilterConfig};
+use crate::remote::{Event, TICK_EVENT};
 
 /// `Continue` in every `*_status` enum of the ABI.
 const CONTINUE: i32 = 0;
@@ -28,7 +31,7 @@ fn guard<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => value,
         Err(_) => {
-            callbacks::log(LogLevel::Error, &format!("rust_grpc_proxy: panic in {what}; the request gets a 500"));
+            callbacks::log(LogLevel::Error, &format!("rust_grpc_proxy: panic in {what}"));
             fallback
         }
     }
@@ -71,6 +74,16 @@ fn stream_hook(
     }
 }
 
+/// Runs a configuration-level hook (main thread): hands the event `make` builds
+/// to the configuration's descriptor fetches, catching panics.
+fn config_event(what: &str, envoy: *mut c_void, config: *const c_void, make: impl FnOnce() -> Event) {
+    guard(what, (), || {
+        // SAFETY: Envoy passes the pointer we returned from config_new, alive until config_destroy.
+        let Some(config) = (unsafe { (config as *const FilterConfig).as_ref() }) else { return };
+        config.fetch_event(&ConfigHandle::new(envoy), make());
+    })
+}
+
 static ABI_VERSION: &[u8] = b"v0.2.0\0";
 
 /// Process-wide start: installs the logger and reports the ABI version.
@@ -86,14 +99,14 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const u8 {
 /// A filter configuration: null refuses it (Envoy then refuses the listener's config).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _config_envoy: *mut c_void,
+    config_envoy: *mut c_void,
     _name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> *const c_void {
     guard("config_new", std::ptr::null(), || {
         // SAFETY: Envoy's configuration buffer is valid for the duration of this hook.
         let json = unsafe { envoy_bytes(config) };
-        match FilterConfig::new(&json) {
+        match FilterConfig::new(&json, &ConfigHandle::new(config_envoy)) {
             Ok(config) => Box::into_raw(Box::new(config)) as *const c_void,
             Err(e) => {
                 callbacks::log(LogLevel::Error, &format!("rust_grpc_proxy: {e}"));
@@ -223,7 +236,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
     })
 }
 
-// Hooks for features this module does not use (callouts, streams, configuration schedulers,
+// Hooks for features this module does not use (per-stream callouts and streams,
 // per-route configuration, watermarks). Envoy requires them all to exist.
 
 /// Per-route configuration is not supported: refusing it makes Envoy say so at load.
@@ -255,13 +268,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     })
 }
 
-/// Envoy's `config scheduled` hook: unused by this module (Envoy requires it).
+/// The configuration's scheduler fired (the descriptor fetch timer's tick), on the main thread.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
-    _envoy: *mut c_void,
-    _config: *const c_void,
-    _event: u64,
+    envoy: *mut c_void,
+    config: *const c_void,
+    event: u64,
 ) {
+    if event == TICK_EVENT {
+        config_event("config_scheduled", envoy, config, || Event::Tick);
+    }
 }
 
 /// Envoy's `http callout done` hook: unused by this module (Envoy requires it).
@@ -278,18 +294,27 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
 ) {
 }
 
-/// Envoy's `config http callout done` hook: unused by this module (Envoy requires it).
+/// A `descriptor_url` call ended (`result` 0: an answer came; else reset or too large).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
-    _envoy: *mut c_void,
-    _config: *const c_void,
-    _id: u64,
-    _result: i32,
-    _headers: *const EnvoyHeader,
-    _headers_size: usize,
-    _body: *const EnvoyBuffer,
-    _body_size: usize,
+    envoy: *mut c_void,
+    config: *const c_void,
+    id: u64,
+    result: i32,
+    headers: *const EnvoyHeader,
+    headers_size: usize,
+    body: *const EnvoyBuffer,
+    body_size: usize,
 ) {
+    config_event("config_http_callout_done", envoy, config, || {
+        // SAFETY: Envoy's headers and body chunks are valid for the duration of this hook (or null).
+        let (headers, body) = unsafe { (envoy_headers(headers, headers_size), envoy_chunks(body, body_size)) };
+        let status = (result == 0)
+            .then(|| headers.into_iter().find(|(name, _)| name == ":status"))
+            .flatten()
+            .map(|(_, value)| String::from_utf8_lossy(&value).into_owned());
+        Event::CalloutDone { id, status, body }
+    });
 }
 
 /// Envoy's `http stream headers` hook: unused by this module (Envoy requires it).
@@ -346,58 +371,75 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
 ) {
 }
 
-/// Envoy's `config http stream headers` hook: unused by this module (Envoy requires it).
+/// Response headers on a reflection stream.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_headers(
-    _envoy: *mut c_void,
-    _config: *const c_void,
-    _stream: u64,
-    _headers: *const EnvoyHeader,
-    _headers_size: usize,
-    _end: bool,
+    envoy: *mut c_void,
+    config: *const c_void,
+    stream: u64,
+    headers: *const EnvoyHeader,
+    headers_size: usize,
+    end: bool,
 ) {
+    config_event("config_http_stream_headers", envoy, config, || {
+        // SAFETY: Envoy's headers are valid for the duration of this hook (or null).
+        let headers = unsafe { envoy_headers(headers, headers_size) };
+        Event::StreamHeaders { id: stream, headers, end }
+    });
 }
 
-/// Envoy's `config http stream data` hook: unused by this module (Envoy requires it).
+/// Response data on a reflection stream.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_data(
-    _envoy: *mut c_void,
-    _config: *const c_void,
-    _stream: u64,
-    _data: *const EnvoyBuffer,
-    _count: usize,
-    _end: bool,
+    envoy: *mut c_void,
+    config: *const c_void,
+    stream: u64,
+    data: *const EnvoyBuffer,
+    count: usize,
+    end: bool,
 ) {
+    config_event("config_http_stream_data", envoy, config, || {
+        // SAFETY: Envoy's data chunks are valid for the duration of this hook (or null).
+        let data = unsafe { envoy_chunks(data, count) };
+        Event::StreamData { id: stream, data, end }
+    });
 }
 
-/// Envoy's `config http stream trailers` hook: unused by this module (Envoy requires it).
+/// Response trailers on a reflection stream (the gRPC status).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_trailers(
-    _envoy: *mut c_void,
-    _config: *const c_void,
-    _stream: u64,
-    _trailers: *const EnvoyHeader,
-    _size: usize,
+    envoy: *mut c_void,
+    config: *const c_void,
+    stream: u64,
+    trailers: *const EnvoyHeader,
+    size: usize,
 ) {
+    config_event("config_http_stream_trailers", envoy, config, || {
+        // SAFETY: Envoy's trailers are valid for the duration of this hook (or null).
+        let trailers = unsafe { envoy_headers(trailers, size) };
+        Event::StreamTrailers { id: stream, trailers }
+    });
 }
 
-/// Envoy's `config http stream complete` hook: unused by this module (Envoy requires it).
+/// A reflection stream ended.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_complete(
-    _envoy: *mut c_void,
-    _config: *const c_void,
-    _stream: u64,
+    envoy: *mut c_void,
+    config: *const c_void,
+    stream: u64,
 ) {
+    config_event("config_http_stream_complete", envoy, config, || Event::StreamComplete { id: stream });
 }
 
-/// Envoy's `config http stream reset` hook: unused by this module (Envoy requires it).
+/// A reflection stream was reset (no connection, timeout, or our own cancel).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
-    _envoy: *mut c_void,
-    _config: *const c_void,
-    _stream: u64,
-    _reason: i32,
+    envoy: *mut c_void,
+    config: *const c_void,
+    stream: u64,
+    reason: i32,
 ) {
+    config_event("config_http_stream_reset", envoy, config, || Event::StreamReset { id: stream, reason });
 }
 
 /// Envoy's `downstream above write buffer high watermark` hook: unused by this module (Envoy requires it).
