@@ -242,3 +242,174 @@ impl Remote {
         Some(Loaded { transcoder, origin, elapsed, size })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use transcoder::TranscoderConfig;
+
+    use super::*;
+    use crate::FIRST_LOAD_RETRY;
+
+    /// Records what the core asks of its host; the clock moves only when told.
+    #[derive(Default)]
+    struct FakeHost {
+        now: Duration,
+        calls: Vec<(String, Vec<(String, String)>)>,
+        streams: Vec<(String, String)>,
+        sent: Vec<u64>,
+        cancelled: Vec<u64>,
+        counters: RefCell<HashMap<String, u64>>,
+        next_token: u64,
+    }
+
+    impl FakeHost {
+        fn failures(&self) -> u64 {
+            self.counters.borrow().get("descriptor.failures").copied().unwrap_or(0)
+        }
+    }
+
+    impl Metrics for FakeHost {
+        fn count(&self, name: &str) {
+            *self.counters.borrow_mut().entry(name.to_string()).or_default() += 1;
+        }
+
+        fn gauge(&self, _name: &str, _value: u64) {}
+    }
+
+    impl FetchHost for FakeHost {
+        fn now(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH + self.now
+        }
+
+        fn http_call(&mut self, cluster: &str, headers: &[(&str, &str)], _timeout: Duration) -> Result<u64, String> {
+            let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            self.calls.push((cluster.to_string(), headers));
+            self.next_token += 1;
+            Ok(self.next_token)
+        }
+
+        fn open_grpc_stream(
+            &mut self,
+            cluster: &str,
+            service: &str,
+            _method: &str,
+            _timeout: Duration,
+        ) -> Result<u64, String> {
+            self.streams.push((cluster.to_string(), service.to_string()));
+            self.next_token += 1;
+            Ok(self.next_token)
+        }
+
+        fn send_grpc_message(&mut self, token: u64, _message: &[u8]) -> Result<(), String> {
+            self.sent.push(token);
+            Ok(())
+        }
+
+        fn cancel_grpc_stream(&mut self, token: u64) {
+            self.cancelled.push(token);
+        }
+    }
+
+    fn remote(json: &str) -> Remote {
+        let config = TranscoderConfig::from_json(json.as_bytes()).expect("a valid test configuration");
+        Remote::from_config(&config, Some(SystemTime::UNIX_EPOCH)).expect("a remote source")
+    }
+
+    const URL: &str = r#"{"services": ["bookstore.v1.Bookstore"], "descriptor_url": {"cluster": "descriptors", "url": "http://host.test/set.pb"}}"#;
+    const REFLECTION: &str = r#"{"services": ["bookstore.v1.Bookstore"], "descriptor_reflection": {"cluster": "grpc_backend", "timeout": "2s"}}"#;
+
+    #[test]
+    fn a_url_is_fetched_with_its_authority_and_path_then_retried_after_a_failure() {
+        let mut host = FakeHost::default();
+        let mut remote = remote(URL);
+        assert!(remote.poll(&mut host, false).is_none());
+        let (cluster, headers) = &host.calls[0];
+        assert_eq!(cluster, "descriptors");
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        assert_eq!(
+            (header(":method"), header(":path"), header(":authority")),
+            (Some("GET"), Some("/set.pb"), Some("host.test"))
+        );
+
+        // Nothing new while the call is out, however late.
+        host.now += FIRST_LOAD_RETRY * 3;
+        assert!(remote.poll(&mut host, false).is_none());
+        assert_eq!(host.calls.len(), 1);
+
+        // An answer for another call changes nothing; this call's 404 is a counted failure.
+        assert!(remote.http_answer(&mut host, false, 99, Some("200"), Ok(vec![1])).is_none());
+        assert!(remote.http_answer(&mut host, false, 1, Some("404"), Ok(Vec::new())).is_none());
+        assert_eq!(host.failures(), 1);
+
+        // The next fetch is due at once (its period passed while the call was out).
+        assert!(remote.poll(&mut host, false).is_none());
+        assert_eq!(host.calls.len(), 2);
+        assert!(remote.http_answer(&mut host, false, 2, None, Err("reset".into())).is_none());
+        assert_eq!(host.failures(), 2);
+    }
+
+    #[test]
+    fn an_unchanged_broken_set_is_reported_once() {
+        let mut host = FakeHost::default();
+        let mut remote = remote(URL);
+        for token in 1..=2 {
+            remote.poll(&mut host, false);
+            let broken = Ok(b"\x0a\xff\xff not a FileDescriptorSet".to_vec());
+            assert!(remote.http_answer(&mut host, false, token, Some("200"), broken).is_none());
+            host.now += FIRST_LOAD_RETRY;
+        }
+        assert_eq!(host.calls.len(), 2);
+        assert_eq!(host.failures(), 1);
+    }
+
+    #[test]
+    fn reflection_falls_back_to_v1alpha_when_v1_is_unimplemented_then_reports_the_end() {
+        let mut host = FakeHost::default();
+        let mut remote = remote(REFLECTION);
+        remote.poll(&mut host, false);
+        assert_eq!(host.streams, [("grpc_backend".to_string(), reflection::SERVICES[0].to_string())]);
+        assert_eq!(host.sent, [1]);
+
+        assert!(remote.grpc_close(&mut host, false, 1, UNIMPLEMENTED, None).is_none());
+        assert_eq!(host.streams[1].1, reflection::SERVICES[1]);
+        assert_eq!(host.failures(), 0);
+
+        // v1alpha unimplemented too: no version left, a failure.
+        assert!(remote.grpc_close(&mut host, false, 2, UNIMPLEMENTED, Some("unknown service".into())).is_none());
+        assert_eq!(host.streams.len(), 2);
+        assert_eq!(host.failures(), 1);
+    }
+
+    #[test]
+    fn a_reflection_exchange_past_its_timeout_is_cancelled_and_counted() {
+        let mut host = FakeHost::default();
+        let mut remote = remote(REFLECTION);
+        remote.poll(&mut host, false);
+        host.now += Duration::from_millis(1999);
+        remote.poll(&mut host, false);
+        assert!(host.cancelled.is_empty());
+        host.now += Duration::from_millis(1);
+        remote.poll(&mut host, false);
+        assert_eq!(host.cancelled, [1]);
+        assert_eq!(host.failures(), 1);
+        // A late message on the cancelled stream is ignored.
+        assert!(remote.grpc_message(&mut host, false, 1, Ok(Vec::new())).is_none());
+        assert_eq!(host.failures(), 1);
+    }
+
+    #[test]
+    fn a_malformed_reflection_answer_ends_the_exchange() {
+        let mut host = FakeHost::default();
+        let mut remote = remote(REFLECTION);
+        remote.poll(&mut host, false);
+        assert!(remote.grpc_message(&mut host, false, 1, Ok(b"\xff\xff\xff".to_vec())).is_none());
+        assert_eq!(host.cancelled, [1]);
+        assert_eq!(host.failures(), 1);
+        // The close that follows the cancel is not a second failure.
+        assert!(remote.grpc_close(&mut host, false, 1, 1, None).is_none());
+        assert_eq!(host.failures(), 1);
+    }
+}
