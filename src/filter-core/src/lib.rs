@@ -3,8 +3,8 @@
 //!
 //! Everything a request goes through lives here once: the per-request state
 //! machine ([`Request`]), streaming delivery ([`Live`]), body limits, the
-//! answers to failed calls, the descriptor set's fetch schedule and swaps
-//! ([`Remote`]) and the metric names. An adapter implements [`Host`] (moving
+//! answers to failed calls, the descriptor set's fetch schedule, exchanges and
+//! swaps ([`Remote`], driven through a host's [`FetchHost`]) and the metric names. An adapter implements [`Host`] (moving
 //! headers, bodies and replies between Envoy and the core) and calls the
 //! [`Request`] hooks from Envoy's callbacks.
 //!
