@@ -313,3 +313,40 @@ def test_reflection_from_tonic_falls_back_to_v1alpha(filter_flavour, e2e_dir):
     finally:
         envoy.stop()
         backend.stop()
+
+
+def h2_static_cluster(name: str, port: int) -> str:
+    """harness.static_cluster speaking HTTP/2 (as gRPC reflection needs)."""
+    return harness.static_cluster(name, port) + """    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+"""
+
+
+@pytest.mark.parametrize("source", ["descriptor_url", "descriptor_reflection"])
+def test_envoy_stops_cleanly_with_a_fetch_in_flight(filter_flavour, example_service, e2e_dir, source):
+    """A descriptor server that accepts the connection and never answers: requests get the
+    not-loaded 503 meanwhile, and Envoy stops cleanly with the call or stream still open
+    (the module joins its timer thread; Envoy cancels what the configuration had in flight)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        silent.settimeout(15)
+        port = silent.getsockname()[1]
+        remote = ({"cluster": "silent", "url": "http://silent.test/set.pb", "timeout": "60s"}
+                  if source == "descriptor_url" else {"cluster": "silent", "timeout": "60s"})
+        options = harness.with_defaults(**{source: remote})
+        envoy = harness.Envoy(filter_flavour, options, example_service,
+                              e2e_dir / f"runtime-stop-{source}-{filter_flavour}",
+                              extra_clusters=h2_static_cluster("silent", port)).start()
+        try:
+            connection, _ = silent.accept()  # the fetch is out
+            with connection:
+                r = envoy.get("/v1/shelves")
+                assert r.status_code == 503 and "no descriptor set loaded yet" in r.json()["message"], r.text
+                envoy.stop()
+        finally:
+            envoy.stop()
+    assert envoy.proc.returncode == 0, envoy.log_text()[-3000:]
+    envoy.assert_no_wasm_failures()
