@@ -294,7 +294,9 @@ mod tests {
     use super::TranscoderConfig;
 
     fn descriptor_bin(value: &str) -> Result<Option<Vec<u8>>, String> {
-        let json = format!(r#"{{"services": ["a.B"], "descriptor_url": {{"cluster": "c", "url": "http://h/"}}, "proto_descriptor_bin": {value}}}"#);
+        let json = format!(
+            r#"{{"services": ["a.B"], "descriptor_url": {{"cluster": "c", "url": "http://h/"}}, "proto_descriptor_bin": {value}}}"#
+        );
         TranscoderConfig::from_json(json.as_bytes()).map(|c| c.proto_descriptor_bin).map_err(|e| e.to_string())
     }
 

@@ -621,9 +621,8 @@ impl Transcoder {
 
     /// The HTTP answer for one successful response message (unframed).
     pub fn message_response(&self, plan: &RequestPlan, message: &[u8]) -> HttpReply {
-        let direct = (!self.printer.pretty() && !self.printer.print_defaults())
-            .then(|| self.direct_route(plan.route))
-            .flatten();
+        let direct =
+            (!self.printer.pretty() && !self.printer.print_defaults()).then(|| self.direct_route(plan.route)).flatten();
         if let Some((direct, id)) = direct.and_then(|d| Some((d, d.output?))) {
             let style = direct::PrintStyle {
                 proto_names: self.config.print_options.preserve_proto_field_names,
