@@ -10,7 +10,10 @@
   memory one more worker costs is RSS(2 workers) - RSS(1 worker).
 
 Environment: BENCH_OUT (default build/bench), E2E_ENVOY, E2E_WASM, BENCH_BACKEND,
-BENCH_FOOTPRINT_RUNS (starts per configuration, median kept; default 3).
+BENCH_FOOTPRINT_RUNS (starts per configuration, median kept; default 3),
+BENCH_FOOTPRINT_SETS and BENCH_FOOTPRINT_FLAVOURS (comma-separated subsets of
+"small,large" and "native,wasm", to re-measure one part: `BENCH_FOOTPRINT_SETS=large
+BENCH_FOOTPRINT_FLAVOURS=wasm` times only the large set's Wasm loads).
 Writes BENCH_OUT/footprint.md and footprint.json; prints the tables.
 """
 
@@ -30,6 +33,8 @@ OUT = Path(os.environ.get("BENCH_OUT", REPO / "build" / "bench")).resolve()
 BACKEND_BIN = Path(os.environ.get("BENCH_BACKEND", REPO / "target" / "release" / "bench-backend")).resolve()
 WASM_RAW = REPO / "target" / "wasm32-wasip1" / "release" / "rust_grpc_proxy.wasm"
 RUNS = int(os.environ.get("BENCH_FOOTPRINT_RUNS", "3"))
+SETS = os.environ.get("BENCH_FOOTPRINT_SETS", "small,large").split(",")
+FLAVOURS = os.environ.get("BENCH_FOOTPRINT_FLAVOURS", "native,wasm").split(",")
 
 OUT.mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("E2E_DESCRIPTORS", str(OUT / "bench-descriptors.pb"))
@@ -83,13 +88,14 @@ def main() -> int:
     # For benches/alloc.rs, which times loading the same set natively.
     (OUT / "large-services.json").write_text(json.dumps(info["services"]))
     sets = {"small": (small, ["bench.v1.Bench"]), "large": (large, info["services"])}
+    sets = {name: sets[name] for name in SETS}
 
     sizes = wasm_sizes()
     backend = harness.ExampleService(OUT / "footprint-run" / "backend", binary=BACKEND_BIN).start()
     results = []
     try:
         for set_name, (path, services) in sets.items():
-            for flavour in ("native", "wasm"):
+            for flavour in FLAVOURS:
                 for workers in (1, 2):
                     runs = [start_once(flavour, path, services, workers, backend) for _ in range(RUNS)]
                     loads = [ms for r in runs for _, ms in r["loads"]]

@@ -201,19 +201,46 @@ impl TranscoderConfig {
     }
 }
 
+/// Reads a base64 string field. The string is decoded where the JSON parser
+/// holds it, not copied first: a descriptor set is megabytes, and each VM
+/// reads it at load.
 fn base64_field<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Vec<u8>>, D::Error> {
+    struct Base64;
+    impl<'de> serde::de::Visitor<'de> for Base64 {
+        type Value = Option<Vec<u8>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a base64 string")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+            de.deserialize_str(self)
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            decode_base64(text).map(Some).map_err(|e| E::custom(format!("not valid base64: {e}")))
+        }
+    }
+    de.deserialize_option(Base64)
+}
+
+/// Base64 as Envoy's JSON/YAML loader accepts it: both alphabets, padded or
+/// not, whitespace ignored (copied out only when there is some).
+fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     use base64::Engine;
-    let Some(text) = Option::<String>::deserialize(de)? else {
-        return Ok(None);
+    let cleaned;
+    let text = if text.bytes().any(|b| b.is_ascii_whitespace()) {
+        cleaned = text.chars().filter(|c| !c.is_ascii_whitespace()).collect::<String>();
+        cleaned.as_str()
+    } else {
+        text
     };
-    // Envoy's JSON/YAML loader accepts both alphabets, padded or not.
-    let cleaned: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let trimmed = cleaned.trim_end_matches('=');
-    let standard = base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed);
-    standard
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("not valid base64: {e}")))
+    let trimmed = text.trim_end_matches('=');
+    STANDARD_NO_PAD.decode(trimmed).or_else(|_| URL_SAFE_NO_PAD.decode(trimmed))
 }
 
 fn unescape_spec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<UrlUnescapeSpec, D::Error> {
@@ -259,5 +286,32 @@ fn uint32_value<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u32>, 
             .parse::<u32>()
             .map(Some)
             .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a number from 0 to 4294967295"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TranscoderConfig;
+
+    fn descriptor_bin(value: &str) -> Result<Option<Vec<u8>>, String> {
+        let json = format!(
+            r#"{{"services": ["a.B"], "descriptor_url": {{"cluster": "c", "url": "http://h/"}}, "proto_descriptor_bin": {value}}}"#
+        );
+        TranscoderConfig::from_json(json.as_bytes()).map(|c| c.proto_descriptor_bin).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn base64_reads_as_envoy_does() {
+        let bytes = Some(vec![0xfb, 0xff, 0x01]);
+        assert_eq!(descriptor_bin(r#""+/8B""#), Ok(bytes.clone()), "standard alphabet");
+        assert_eq!(descriptor_bin(r#""-_8B""#), Ok(bytes.clone()), "URL-safe alphabet");
+        assert_eq!(descriptor_bin(r#""+/8=""#), Ok(Some(vec![0xfb, 0xff])), "padded");
+        assert_eq!(descriptor_bin(r#""+/\n8 B""#), Ok(bytes.clone()), "whitespace, as YAML folds it");
+        assert_eq!(descriptor_bin(r#""+\/8B""#), Ok(bytes), "a JSON escape");
+        assert_eq!(descriptor_bin("null"), Ok(None));
+        let err = descriptor_bin(r#""not base64!""#).expect_err("refused");
+        assert!(err.contains("proto_descriptor_bin") && err.contains("base64"), "{err}");
+        let err = descriptor_bin("7").expect_err("refused");
+        assert!(err.contains("proto_descriptor_bin") && err.contains("base64 string"), "{err}");
     }
 }

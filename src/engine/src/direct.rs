@@ -1,7 +1,7 @@
 //! Direct transcoding between JSON and the protobuf wire format, for the
 //! common case, without a `serde_json::Value` or a `DynamicMessage` per
-//! request: the message types of the routes are compiled once, at load, into
-//! flat tables ([`Schema`]), and a request body is read and written in one pass.
+//! request: a route's message types are compiled once, on its first request,
+//! into flat tables ([`Schema`]), and a request body is read and written in one pass.
 //!
 //! It is a fast path, not a second implementation of proto3 JSON: whenever
 //! the input leaves the subset handled here (an escape in a string, a `null`,
@@ -102,7 +102,7 @@ struct Enum {
     names: HashMap<i32, Box<str>>,
 }
 
-/// The routes' message types, compiled once for the fast path.
+/// A route's message types, compiled once for the fast path.
 #[derive(Debug, Default)]
 pub struct Schema {
     messages: Vec<Message>,

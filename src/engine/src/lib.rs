@@ -31,6 +31,7 @@ pub mod surface;
 mod test_rng;
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use prost_reflect::DescriptorPool;
 
@@ -51,15 +52,17 @@ pub struct Transcoder {
     printer: Printer,
     parse: ParseOptions,
     ignored_query: HashSet<String>,
-    /// The fast path's compiled message types, and per route (same index) the
-    /// ids of its request and response types there (None: general path only).
-    direct: direct::Schema,
-    direct_routes: Vec<DirectRoute>,
+    /// Per route (same index), its message types compiled for the fast path on
+    /// its first request: a large set has thousands of routes, most never
+    /// called in a given VM, and compiling them all made the load slower.
+    /// `OnceLock`, as the native module shares one `Transcoder` between threads.
+    direct: Vec<OnceLock<DirectRoute>>,
 }
 
-/// A route's message types in [`direct::Schema`].
-#[derive(Debug, Clone, Copy)]
+/// A route's message types compiled for the fast path.
+#[derive(Debug)]
 struct DirectRoute {
+    schema: direct::Schema,
     /// The request type, when the body is the whole message in JSON (`body: "*"`).
     input: Option<u32>,
     /// The response type, when the whole message is printed as JSON.
@@ -159,10 +162,8 @@ impl Transcoder {
             )
         })?;
         let table = RouteTable::build(&pool, &config)?;
-        let (direct, direct_routes) = compile_direct(&table.routes);
         Ok(Transcoder {
-            direct,
-            direct_routes,
+            direct: table.routes.iter().map(|_| OnceLock::new()).collect(),
             printer: Printer::new(&config.print_options),
             parse: ParseOptions {
                 case_insensitive_enums: config.case_insensitive_enum_parsing,
@@ -368,12 +369,13 @@ impl Transcoder {
     /// The fast path for a JSON body that is the whole request message and no
     /// URL bindings: true when it wrote the message into `out`.
     fn direct_request(&self, plan: &RequestPlan, body: &[u8], out: &mut Vec<u8>) -> bool {
-        let Some(id) = self.direct_routes.get(plan.route).and_then(|r| r.input) else { return false };
         if !plan.bindings.is_empty() || body.is_empty() {
             return false;
         }
+        let Some(direct) = self.direct_route(plan.route) else { return false };
+        let Some(id) = direct.input else { return false };
         let start = out.len();
-        if self.direct.json_to_wire(id, body, out).is_some() {
+        if direct.schema.json_to_wire(id, body, out).is_some() {
             return true;
         }
         out.truncate(start);
@@ -619,14 +621,15 @@ impl Transcoder {
 
     /// The HTTP answer for one successful response message (unframed).
     pub fn message_response(&self, plan: &RequestPlan, message: &[u8]) -> HttpReply {
-        let direct_output = self.direct_routes.get(plan.route).and_then(|r| r.output);
-        if let (Some(id), false, false) = (direct_output, self.printer.pretty(), self.printer.print_defaults()) {
+        let direct =
+            (!self.printer.pretty() && !self.printer.print_defaults()).then(|| self.direct_route(plan.route)).flatten();
+        if let Some((direct, id)) = direct.and_then(|d| Some((d, d.output?))) {
             let style = direct::PrintStyle {
                 proto_names: self.config.print_options.preserve_proto_field_names,
                 enums_as_ints: self.config.print_options.always_print_enums_as_ints,
             };
             let mut body = Vec::with_capacity(message.len() * 2 + 16);
-            if self.direct.wire_to_json(id, message, style, &mut body).is_some() {
+            if direct.schema.wire_to_json(id, message, style, &mut body).is_some() {
                 return HttpReply { status: 200, headers: vec![("content-type".into(), JSON.into())], body };
             }
         }
@@ -686,6 +689,13 @@ impl Transcoder {
         }
     }
 
+    /// A route's fast-path types, compiled on first use.
+    fn direct_route(&self, route: usize) -> Option<&DirectRoute> {
+        let cell = self.direct.get(route)?;
+        let route = self.table.routes.get(route)?;
+        Some(cell.get_or_init(|| DirectRoute::compile(route)))
+    }
+
     /// The descriptor pool (for callers that print details or look up types).
     pub fn pool(&self) -> &DescriptorPool {
         &self.pool
@@ -714,25 +724,20 @@ pub fn stream_status_headers(stream: &ResponseStream, status: &Status) -> Vec<(S
     headers
 }
 
-/// Compiles the message types of the routes the fast path can serve: JSON
-/// bodies that are the whole request message, responses printed whole, compact,
-/// without defaults (other `print_options` go to the general path).
-fn compile_direct(routes: &[Route]) -> (direct::Schema, Vec<DirectRoute>) {
-    let mut schema = direct::Schema::default();
-    let ids = routes
-        .iter()
-        .map(|route| {
-            let input = &route.method.input;
-            let output = &route.method.output;
-            DirectRoute {
-                input: (matches!(route.body, routes::BodyRule::Whole) && input.full_name() != routes::HTTP_BODY)
-                    .then(|| schema.add(input)),
-                output: (route.response_body.is_none() && output.full_name() != routes::HTTP_BODY)
-                    .then(|| schema.add(output)),
-            }
-        })
-        .collect();
-    (schema, ids)
+impl DirectRoute {
+    /// Compiles the message types of a route the fast path can serve: a JSON
+    /// body that is the whole request message, a response printed whole,
+    /// compact, without defaults (other `print_options` go to the general path).
+    fn compile(route: &Route) -> DirectRoute {
+        let mut schema = direct::Schema::default();
+        let input = &route.method.input;
+        let output = &route.method.output;
+        let input = (matches!(route.body, routes::BodyRule::Whole) && input.full_name() != routes::HTTP_BODY)
+            .then(|| schema.add(input));
+        let output =
+            (route.response_body.is_none() && output.full_name() != routes::HTTP_BODY).then(|| schema.add(output));
+        DirectRoute { schema, input, output }
+    }
 }
 
 /// Whether a `content-type` makes a request (or response) gRPC, by Envoy's rule
@@ -749,17 +754,36 @@ pub fn is_grpc_content_type(content_type: &str) -> bool {
 /// error) on a file whose `syntax` is neither unset, `proto2` nor `proto3`
 /// (found by the `descriptor_set` fuzz target with `syntax = "proto4"`; protoc
 /// writes `editions` for edition files), so such sets are refused here first.
+/// That check decodes only each file's name and syntax: decoding the whole set
+/// twice cost a large set's load about 15% more.
 pub fn decode_descriptor_set(bytes: &[u8]) -> Result<DescriptorPool, String> {
     use prost::Message;
-    let set = prost_types::FileDescriptorSet::decode(bytes).map_err(|e| e.to_string())?;
+    let set = SyntaxOfFiles::decode(bytes).map_err(|e| e.to_string())?;
     if let Some(file) = set.file.iter().find(|f| !matches!(f.syntax.as_deref(), None | Some("proto2" | "proto3"))) {
         return Err(format!(
             "file {:?} has syntax {:?}; only proto2 and proto3 files are supported",
-            file.name(),
-            file.syntax()
+            file.name.as_deref().unwrap_or_default(),
+            file.syntax.as_deref().unwrap_or_default()
         ));
     }
     DescriptorPool::decode(bytes).map_err(|e| e.to_string())
+}
+
+/// A `FileDescriptorSet` read for [`decode_descriptor_set`]'s syntax check
+/// only: prost skips every other field without decoding it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SyntaxOfFiles {
+    #[prost(message, repeated, tag = "1")]
+    file: Vec<FileSyntax>,
+}
+
+/// The name and `syntax` of a `FileDescriptorProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FileSyntax {
+    #[prost(string, optional, tag = "1")]
+    name: Option<String>,
+    #[prost(string, optional, tag = "12")]
+    syntax: Option<String>,
 }
 
 /// Splits `:path` into path and query, dropping any fragment.
