@@ -487,7 +487,7 @@ fn validate(desc: &Description) -> Result<(), String> {
     Ok(())
 }
 
-/// The runtime against the mode, `wasm` and the services' descriptor sources.
+/// The runtime against the mode and `wasm`.
 fn check_runtime(desc: &Description) -> Result<(), String> {
     match Runtime::of(desc) {
         Runtime::Native if desc.mode == Mode::Istio => Err(
@@ -500,20 +500,7 @@ fn check_runtime(desc: &Description) -> Result<(), String> {
              instead: remove `wasm`, or add `runtime: wasm` to keep the Wasm filter",
             if desc.mode == Mode::Gateway { "gateway" } else { "sidecar" }
         )),
-        Runtime::Native => {
-            for svc in &desc.grpc {
-                for key in ["descriptor_url", "descriptorUrl", "descriptor_reflection", "descriptorReflection"] {
-                    if svc.options.contains_key(key) {
-                        return Err(format!(
-                            "grpc `{}`: `options.{key}`: the dynamic module (runtime native) does not fetch \
-                             descriptors yet; use runtime: wasm, or `descriptor`",
-                            svc.name
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        }
+        Runtime::Native => Ok(()),
         Runtime::Wasm if desc.wasm.is_empty() => Err(
             "runtime wasm needs `wasm`: the path of rust_grpc_proxy.wasm as Envoy sees it (istio mode: its oci:// image)"
                 .into(),

@@ -430,8 +430,8 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         }
     }
 
-    // The dynamic module cannot fetch descriptors yet: reflection pods run the Wasm build
-    // unless they ask for native, which is refused rather than silently changed.
+    // Reflection pods keep the Wasm build by default: the module reads reflection too,
+    // but has not yet run that way in the container tests; `native` opts in.
     let runtime = match annotation(pod, "runtime").as_deref() {
         None if reflection => Runtime::Wasm,
         None | Some("native") => Runtime::Native,
@@ -443,11 +443,6 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
             Runtime::Native
         }
     };
-    if runtime == Runtime::Native && reflection && annotation(pod, "runtime").is_some() {
-        errors.push(format!(
-            "annotation {ANNOTATION_PREFIX}runtime=\"native\": the dynamic module cannot read descriptors from the app's gRPC reflection service yet; set {ANNOTATION_PREFIX}runtime to \"wasm\", or mount a descriptor set ({ANNOTATION_PREFIX}descriptor-configmap or -volume)"
-        ));
-    }
 
     let services: Vec<String> = annotation(pod, "services")
         .map(|s| s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())

@@ -102,13 +102,7 @@ fn expectations() -> BTreeMap<&'static str, (&'static str, Vec<&'static str>)> {
         ("malformed-not-json", ("error", vec!["not JSON"])),
         ("reflection-annotation", ("injected", vec![])),
         ("runtime-wasm", ("injected", vec![])),
-        (
-            "reflection-native",
-            (
-                "denied",
-                vec!["runtime=\\\"native\\\": the dynamic module cannot read descriptors from the app's gRPC reflection service yet; set rust-grpc-proxy/runtime to \\\"wasm\\\""],
-            ),
-        ),
+        ("reflection-native", ("injected", vec![])),
         ("reflection-default-label-only", ("injected", vec![])),
         ("reflection-default-configmap-annotation", ("injected", vec![])),
         (
