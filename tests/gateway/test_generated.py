@@ -107,8 +107,6 @@ BAD = [
     ("bad runtime", lambda d: d.update(runtime="jvm"), "unknown variant `jvm`"),
     ("wasm without path", lambda d: (d.update(runtime="wasm"), d.pop("wasm")), "runtime wasm needs `wasm`"),
     ("wasm path with native", lambda d: d.update(runtime="native"), "add `runtime: wasm` to keep the Wasm filter"),
-    ("native fetching descriptors", lambda d: (d.pop("wasm"), d.pop("runtime"), d["grpc"][0].update(
-        options={"descriptor_url": {"cluster": "x", "path": "/set.pb"}})), "use runtime: wasm"),
     ("native in istio", lambda d: d.update(mode="istio", runtime="native", istio={"name": "x", "namespace": "y"}),
      "runtime native in istio mode"),
 ]
