@@ -1,8 +1,9 @@
 """Requests without a body (GET, DELETE, a POST with an empty body): their
-headers end the stream, and Envoy 1.40's Wasm host cannot give such a request
-a body, so the filter makes the gRPC call itself (a gRPC stream on the route's
-cluster) and answers with a local reply. These tests check that this path
-answers exactly like native, errors and metadata included.
+headers end the stream. The module gives them their frame as body; the Wasm
+build has its Lua companion do it, or without one (`"lua_companion": false`)
+makes the gRPC call itself and answers with a local reply. These tests check
+that each path answers exactly like native, errors and metadata included
+(test_bodiless_routing.py: the router's part).
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from checks import JSON, assert_answer, assert_native_text_error, assert_own_error, assert_same
+from harness import with_defaults
 
 BODILESS = [
     # (id, method, path, headers)
@@ -32,9 +34,11 @@ BODILESS = [
 ]
 
 
+@pytest.mark.parametrize("companion", [True, False], ids=["companion", "alone"])
 @pytest.mark.parametrize("method, path, headers", [b[1:] for b in BODILESS], ids=[b[0] for b in BODILESS])
-def test_bodiless_request_like_native(both, method, path, headers):
-    assert_same(both(None, method, path, headers=headers), exact_text=True,
+def test_bodiless_request_like_native(both, method, path, headers, companion):
+    options = with_defaults(lua_companion=companion)
+    assert_same(both(options, method, path, headers=headers), exact_text=True,
                 headers=["x-bookstore-version", "grpc-status", "grpc-message", "grpc-status-details-bin"])
 
 

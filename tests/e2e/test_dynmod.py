@@ -3,7 +3,7 @@ in the real Envoy 1.40: it loads with the exact ABI version, binds only callback
 Envoy exports and exports every hook it looks up, and passes Envoy's own 413 on.
 
 The rest of the suite runs against this build too (conftest.py's filter_flavour);
-test_bodiless.py shows requests without a body going through the router."""
+test_bodiless_routing.py shows requests without a body going through the router."""
 
 from __future__ import annotations
 
