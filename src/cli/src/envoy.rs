@@ -40,8 +40,8 @@ use crate::Failure;
 
 mod filters;
 
-pub use filters::{Runtime, COMPANION_LUA};
 use filters::{companion_config, wants_companion, wasm_config, WASM_FILTER_TYPE};
+pub use filters::{Runtime, COMPANION_LUA};
 /// gRPC server reflection services routed to the service that sets `reflection: true`.
 const REFLECTION_SERVICES: [&str; 2] =
     ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];

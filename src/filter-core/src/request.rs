@@ -133,19 +133,23 @@ impl Request {
         // One read of the whole map: under Wasm each host call costs more than the
         // transcoding of a small message.
         let headers = host.request_headers();
-        let value = |name: &str| {
-            headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok()).map(str::to_string)
-        };
         let forged = host.frame_header().filter(|marker| headers.iter().any(|(k, _)| k == marker));
-        let content_type = value("content-type");
-        let (method, path, authority) = (value(":method"), value(":path"), value(":authority"));
-        if let Some(marker) = forged {
-            // Only the host may hand a frame over in this header: a client's would
-            // replace the body of whatever request carries it.
+        let action = self.route_headers(host, headers, end_of_stream);
+        if let Some(marker) = forged.filter(|_| !self.transcoding()) {
+            // Only the host may hand a frame over in this header: a client's would replace
+            // the body of whatever request carries it (a transcoded request's rewrite drops it).
             if let Err(e) = host.remove_request_header(marker) {
                 warn!("rust_grpc_proxy: cannot remove a client's {marker}: {e}");
             }
         }
+        action
+    }
+
+    fn route_headers(&mut self, host: &mut dyn Host, headers: Vec<(String, Vec<u8>)>, end_of_stream: bool) -> Action {
+        let value = |name: &str| {
+            headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok()).map(str::to_string)
+        };
+        let content_type = value("content-type");
         if content_type.as_deref().is_some_and(transcoder::is_grpc_content_type) {
             return Action::Continue;
         }
@@ -158,7 +162,7 @@ impl Request {
             }
             return Action::Continue;
         };
-        let (Some(method), Some(path)) = (method, path) else {
+        let (Some(method), Some(path)) = (value(":method"), value(":path")) else {
             return Action::Continue;
         };
         let plan = match t.route_request(&method, &path) {
@@ -178,11 +182,12 @@ impl Request {
         self.response_stream = t.response_stream(&plan);
         self.request_stream = t.request_stream(&plan);
         let grpc_path = t.method(&plan).map(|info| info.grpc_path.clone()).unwrap_or_default();
+        let authority = value(":authority").unwrap_or_default();
         if let Err(e) = rewrite_request_headers(host, headers, &grpc_path, &method, &path) {
             self.reject(host, &t, &Status::internal(format!("cannot rewrite the request headers: {e}")));
             return Action::Pause;
         }
-        self.target = Some(RestTarget { method, path, authority: authority.unwrap_or_default(), grpc_path });
+        self.target = Some(RestTarget { method, path, authority, grpc_path });
         self.plan = Some(plan);
         if let Some(max) = t.max_request_body_size() {
             host.raise_buffer_limit(max);

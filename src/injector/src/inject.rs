@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 use crate::options::{self, DescriptorSource, InjectorConfig, Options, Runtime, HEALTH_PORT_NAME, REST_PORT_NAME};
 use crate::{
     envoy, BOOTSTRAP_ENV, DEFAULT_CONTAINER_ANNOTATION, DESCRIPTOR_MOUNT, DESCRIPTOR_VOLUME, DYNMOD_SEARCH_PATH_ENV,
-    ENABLE_LABEL, IMAGE_DYNMOD_DIR, IMAGE_ENVOY_BIN, IMAGE_INJECTOR_BIN, IMAGE_WASM, RUN_MOUNT, RUN_VOLUME, SIDECAR_NAME, STATUS_ANNOTATION, VERSION,
+    ENABLE_LABEL, IMAGE_DYNMOD_DIR, IMAGE_ENVOY_BIN, IMAGE_INJECTOR_BIN, IMAGE_WASM, RUN_MOUNT, RUN_VOLUME,
+    SIDECAR_NAME, STATUS_ANNOTATION, VERSION,
 };
 
 /// What the webhook answers for one pod.
@@ -163,7 +164,10 @@ pub fn inject(pod: &Pod, cfg: &InjectorConfig) -> Outcome {
     let summary = format!(
         "{} sidecar ({}): REST :{} -> gRPC 127.0.0.1:{}{}",
         if opts.native_sidecar { "native" } else { "classic" },
-        match opts.runtime { Runtime::Native => "dynamic module", Runtime::Wasm => "Wasm filter" },
+        match opts.runtime {
+            Runtime::Native => "dynamic module",
+            Runtime::Wasm => "Wasm filter",
+        },
         opts.rest_port,
         opts.grpc_port,
         match &opts.descriptor {

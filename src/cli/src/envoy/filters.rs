@@ -116,8 +116,13 @@ fn scoped(mode: Mode, svc: &GrpcService, name: String, filter: Value) -> Value {
         } })
     };
     let grpc_paths: Vec<String> = svc.services.iter().map(|s| format!("/{s}/")).collect();
-    let predicates: Vec<Value> =
-        svc.prefixes.iter().map(String::as_str).chain(grpc_paths.iter().map(String::as_str)).map(prefix_predicate).collect();
+    let predicates: Vec<Value> = svc
+        .prefixes
+        .iter()
+        .map(String::as_str)
+        .chain(grpc_paths.iter().map(String::as_str))
+        .map(prefix_predicate)
+        .collect();
     let in_scope = json!({ "or_matcher": { "predicate": predicates } });
     json!({
         "name": name,
