@@ -7,16 +7,18 @@ during the test: nothing (404), set A (the example set without
 GetBookTitle's HTTP rule), set B (the whole set, during a bounded load run),
 then bytes that are no descriptor set.
 
-Every test runs against both builds (`filter_flavour`). The dynamic module has
-no `rust_grpc_proxy.*` metrics yet (README, "As an Envoy dynamic module"), so
-for it the same facts are read from Envoy's log instead; and it loads each set
-once for the whole Envoy (one configuration shared by every worker), where
-each Wasm VM loads its own.
+Every test runs against both builds (`filter_flavour`). Both define the same
+`rust_grpc_proxy.*` metrics, under Envoy's namespace for each kind of extension
+(`wasmcustom.`, `dynamicmodulescustom.`); the module counts requests with one
+labelled counter (`requests` with labels service, method, status). The module
+loads each set once for the whole Envoy (one configuration shared by every
+worker), where each Wasm VM loads its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import subprocess
 import sys
@@ -70,12 +72,22 @@ class DescriptorServer:
         self.httpd.server_close()
 
 
+NAMESPACES = {"wasm": "wasmcustom.", "dynmod": "dynamicmodulescustom."}
+# The module's labelled request counter, as admin /stats prints it.
+LABELLED_REQUEST = re.compile(r"rust_grpc_proxy\.requests\.service\.([^.]+)\.method\.([^.]+)\.status\.([^.]+)")
+
+
 def stats(envoy: harness.Envoy) -> dict[str, int]:
-    """The filter's metrics from admin /stats (name without Envoy's namespace prefix)."""
+    """The filter's metrics from admin /stats, named as the Wasm build names them
+    (without Envoy's namespace; the module's labelled request counter flattened)."""
     out = {}
     for line in envoy.admin("/stats?filter=rust_grpc_proxy").text.splitlines():
         name, _, value = line.partition(": ")
-        name = name.strip().removeprefix("wasmcustom.")
+        name = name.strip()
+        if not name.startswith(NAMESPACES[envoy.flavour]):
+            continue  # a metric of the other build would be a bug
+        name = name.removeprefix(NAMESPACES[envoy.flavour])
+        name = LABELLED_REQUEST.sub(r"rust_grpc_proxy.requests.\1.\2.\3", name)
         if name.startswith("rust_grpc_proxy.") and value.strip().isdigit():
             out[name] = int(value)
     return out
@@ -104,17 +116,16 @@ def descriptor_server():
     server.stop()
 
 
-def has_metrics(envoy: harness.Envoy) -> bool:
-    """Whether this build defines the filter's metrics (the dynamic module does not yet)."""
-    return envoy.flavour == "wasm"
+def loaders(envoy: harness.Envoy) -> int:
+    """How many times one set is loaded: by every Wasm VM (one per worker, one on the
+    main thread), or once by the module's one configuration, shared by every worker."""
+    return envoy.concurrency + 1 if envoy.flavour == "wasm" else 1
 
 
 def wait_for_failures(envoy: harness.Envoy, more_than: int = 0, since: int = 0, what: str = "a failed fetch") -> None:
-    """Waits for a counted fetch failure (metrics), or for its log line (no metrics)."""
-    if has_metrics(envoy):
-        wait_for(what, lambda: stats(envoy).get("rust_grpc_proxy.descriptor.failures", 0) > more_than)
-    else:
-        envoy.wait_for_log(r"rust_grpc_proxy: descriptor (fetch from .* failed|set from .* refused)", since=since, timeout=15)
+    """Waits for a counted fetch failure, and for its log line."""
+    wait_for(what, lambda: stats(envoy).get("rust_grpc_proxy.descriptor.failures", 0) > more_than)
+    envoy.wait_for_log(r"rust_grpc_proxy: descriptor (fetch from .* failed|set from .* refused)", since=since, timeout=15)
 
 
 def start_envoy(flavour, example_service, e2e_dir, server: DescriptorServer, name: str, **extra) -> harness.Envoy:
@@ -148,14 +159,10 @@ def test_descriptor_url_first_load_swap_under_load_and_refusal(filter_flavour, e
         descriptor_server.body = set_a
         wait_for("set A to load", lambda: envoy.get("/v1/shelves").status_code == 200)
         envoy.wait_for_log(r"loaded \d+ routes .* \(sha256 " + hashlib.sha256(set_a).hexdigest(), timeout=5)
-        # Every Wasm VM (one per worker, one on the main thread) fetches and loads for itself;
-        # the module's one configuration loads once for all workers.
-        vms = envoy.concurrency + 1 if has_metrics(envoy) else 1
-        if has_metrics(envoy):
-            wait_for("every VM to load set A", lambda: stats(envoy)["rust_grpc_proxy.descriptor.loads"] >= vms)
+        vms = loaders(envoy)
+        wait_for("every loader to load set A", lambda: stats(envoy)["rust_grpc_proxy.descriptor.loads"] >= vms)
         assert envoy.get(TITLE_PATH).status_code == 404  # not in set A (reject_unknown_method)
-        if has_metrics(envoy):
-            assert stats(envoy)["rust_grpc_proxy.descriptor.digest"] == digest_gauge(set_a)
+        assert stats(envoy)["rust_grpc_proxy.descriptor.digest"] == digest_gauge(set_a)
 
         # 3. Set B arrives during a bounded load run: zero failed requests, then the new route answers.
         per_worker, workers = 150, 4
@@ -176,14 +183,11 @@ def test_descriptor_url_first_load_swap_under_load_and_refusal(filter_flavour, e
         assert swapped.is_set()
         failed = [c for c in codes if c != 200]
         assert len(codes) == per_worker * workers and not failed, f"{len(failed)} failed: {sorted(set(failed))}"
-        if has_metrics(envoy):
-            wait_for("every VM to load set B", lambda: stats(envoy)["rust_grpc_proxy.descriptor.loads"] >= 2 * vms)
-        else:
-            envoy.wait_for_log(r"loaded \d+ routes .* \(sha256 " + hashlib.sha256(full).hexdigest(), timeout=15)
+        wait_for("every loader to load set B", lambda: stats(envoy)["rust_grpc_proxy.descriptor.loads"] >= 2 * vms)
+        envoy.wait_for_log(r"loaded \d+ routes .* \(sha256 " + hashlib.sha256(full).hexdigest(), timeout=15)
         r = wait_for("set B's route", lambda: (lambda r: r if r.status_code == 200 else None)(envoy.get(TITLE_PATH)))
         assert r.text.strip().startswith('"'), r.text  # response_body: the title alone, a JSON string
-        if has_metrics(envoy):
-            wait_for("set B's digest", lambda: stats(envoy)["rust_grpc_proxy.descriptor.digest"] == digest_gauge(full))
+        wait_for("set B's digest", lambda: stats(envoy)["rust_grpc_proxy.descriptor.digest"] == digest_gauge(full))
 
         # 4. A broken set is refused: logged, counted, and set B keeps serving.
         failures = stats(envoy).get("rust_grpc_proxy.descriptor.failures", 0)
@@ -193,9 +197,6 @@ def test_descriptor_url_first_load_swap_under_load_and_refusal(filter_flavour, e
         wait_for_failures(envoy, failures, since, "the refusal in the metrics")
         assert envoy.get(TITLE_PATH).status_code == 200
         assert envoy.get("/v1/shelves").status_code == 200
-        if not has_metrics(envoy):
-            envoy.assert_no_wasm_failures()
-            return
         assert stats(envoy)["rust_grpc_proxy.descriptor.digest"] == digest_gauge(full)
 
         # 5. Request and error counters, by method and status / by kind.
@@ -217,7 +218,7 @@ def test_pass_through_until_loaded(filter_flavour, example_service, e2e_dir, des
         r = envoy.get("/v1/shelves")
         # Passed on untranscoded: whatever the gRPC backend makes of a REST GET, not our 503.
         assert "no descriptor set loaded yet" not in r.text
-        assert "rust_grpc_proxy.descriptor.not_loaded_replies" not in stats(envoy)
+        assert stats(envoy).get("rust_grpc_proxy.descriptor.not_loaded_replies", 0) == 0
         descriptor_server.body = harness.DESCRIPTORS.read_bytes()
         wait_for("the set to load", lambda: envoy.get("/v1/shelves").status_code == 200)
         envoy.assert_no_wasm_failures()
@@ -265,8 +266,7 @@ def test_reflection_source_unavailable_at_start_then_available(filter_flavour, e
         r = envoy.post("/greeter/v1/hello", {"name": "reflected"})
         assert r.status_code == 200 and r.json()["message"] == "Hello, reflected!", r.text
         envoy.wait_for_log(r"loaded 2 routes for greeter\.v1\.Greeter .* from gRPC server reflection")
-        if has_metrics(envoy):
-            assert stats(envoy)["rust_grpc_proxy.requests.greeter_v1_Greeter.SayHello.200"] >= 1
+        assert stats(envoy)["rust_grpc_proxy.requests.greeter_v1_Greeter.SayHello.200"] >= 1
         envoy.assert_no_wasm_failures()
     finally:
         envoy.stop()

@@ -7,11 +7,13 @@ use std::rc::Rc;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
+use filter_core::metrics::{Counter, Gauge};
 use filter_core::{Action, Host, HostError, Live, Loaded, Metrics, OwnCall, OwnCallError, Remote, Side};
 use log::{error, info};
 use transcoder::{Transcoder, TranscoderConfig};
 
 use crate::abi::callbacks::{Body, ConfigHandle, HeaderMap, Stream};
+use crate::metrics::MetricIds;
 use crate::remote::{Event, Fetcher};
 
 /// One `DynamicModuleFilter` configuration, shared by every worker: the
@@ -24,12 +26,16 @@ pub struct FilterConfig {
     current: RwLock<Option<Arc<Transcoder>>>,
     /// The source requests wait for (503) until a set is loaded, unless `pass_through_until_loaded`.
     waiting_for: Option<String>,
+    /// The ids of the metrics defined with this configuration.
+    metrics: Arc<MetricIds>,
 }
 
 impl FilterConfig {
     /// Loads the filter's JSON configuration (the Wasm plugin's, unchanged); the error says why not.
     pub fn new(json: &[u8], envoy: &ConfigHandle<'_>) -> Result<FilterConfig, String> {
         let started = Instant::now();
+        // Before anything can fail or count: Envoy allows defining metrics only now.
+        let metrics = Arc::new(MetricIds::define(envoy));
         let config = TranscoderConfig::from_json(json).map_err(|e| format!("configuration refused: {e}"))?;
         let remote = Remote::from_config(&config, Some(SystemTime::now()));
         let mut slot = None;
@@ -42,7 +48,7 @@ impl FilterConfig {
         let fetcher = remote.map(|remote| Fetcher::new(remote, envoy));
         let waiting_for = fetcher.as_ref().and_then(Fetcher::waiting_for);
         info!("rust_grpc_proxy: dynamic module ready");
-        Ok(FilterConfig { fetcher, current: RwLock::new(slot), waiting_for })
+        Ok(FilterConfig { fetcher, current: RwLock::new(slot), waiting_for, metrics })
     }
 
     /// The set in service, if any.
@@ -57,7 +63,7 @@ impl FilterConfig {
             (None, Some(source)) => Some(Rc::from(source.as_str())),
             _ => None,
         };
-        Filter { core: filter_core::Request::new(transcoder, not_ready), details: None }
+        Filter { core: filter_core::Request::new(transcoder, not_ready), details: None, metrics: self.metrics.clone() }
     }
 
     /// An event about the descriptor fetches, on the main thread.
@@ -70,7 +76,7 @@ impl FilterConfig {
             // Requests in flight keep the `Arc` they started with.
             *self.current.write().unwrap_or_else(PoisonError::into_inner) = slot;
         };
-        fetcher.event(envoy, event, &loaded, &install);
+        fetcher.event(envoy, &self.metrics, event, &loaded, &install);
     }
 }
 
@@ -84,6 +90,8 @@ pub struct Filter {
     /// `upstream_reset_before_response_started{...}`): what Envoy's
     /// `response.code_details` says, which the Wasm build reads as a property.
     details: Option<String>,
+    /// The configuration's metric ids.
+    metrics: Arc<MetricIds>,
 }
 
 /// Which hook is running: the received body is only reachable in body hooks.
@@ -97,13 +105,14 @@ pub enum Phase {
 
 impl Filter {
     fn host<'a, 'h>(&'a self, stream: &'a Stream<'h>, phase: Phase) -> DynHost<'a, 'h> {
-        DynHost { stream, phase, details: self.details.as_deref() }
+        DynHost { stream, phase, details: self.details.as_deref(), metrics: &self.metrics }
     }
 
     /// Request headers hook.
     pub fn request_headers(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
         let details = self.details.take();
-        let mut host = DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref() };
+        let mut host =
+            DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref(), metrics: &self.metrics };
         let action = self.core.on_request_headers(&mut host, end_of_stream);
         self.details = details;
         if self.core.transcoding() {
@@ -117,7 +126,7 @@ impl Filter {
     /// Request body hook.
     pub fn request_body(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
         let details = self.details.take();
-        let mut host = DynHost { stream, phase: Phase::Body, details: details.as_deref() };
+        let mut host = DynHost { stream, phase: Phase::Body, details: details.as_deref(), metrics: &self.metrics };
         let action = self.core.on_request_body(&mut host, end_of_stream);
         self.details = details;
         action
@@ -126,7 +135,8 @@ impl Filter {
     /// Request trailers hook.
     pub fn request_trailers(&mut self, stream: &Stream<'_>) -> Action {
         let details = self.details.take();
-        let mut host = DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref() };
+        let mut host =
+            DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref(), metrics: &self.metrics };
         let action = self.core.on_request_trailers(&mut host);
         self.details = details;
         action
@@ -142,7 +152,8 @@ impl Filter {
             return Action::Continue;
         }
         let details = self.details.take();
-        let mut host = DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref() };
+        let mut host =
+            DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref(), metrics: &self.metrics };
         let action = self.core.on_response_headers(&mut host, end_of_stream);
         self.details = details;
         action
@@ -151,7 +162,7 @@ impl Filter {
     /// Response body hook.
     pub fn response_body(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
         let details = self.details.take();
-        let mut host = DynHost { stream, phase: Phase::Body, details: details.as_deref() };
+        let mut host = DynHost { stream, phase: Phase::Body, details: details.as_deref(), metrics: &self.metrics };
         let action = self.core.on_response_body(&mut host, end_of_stream);
         self.details = details;
         action
@@ -160,7 +171,8 @@ impl Filter {
     /// Response trailers hook.
     pub fn response_trailers(&mut self, stream: &Stream<'_>) -> Action {
         let details = self.details.take();
-        let mut host = DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref() };
+        let mut host =
+            DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref(), metrics: &self.metrics };
         let action = self.core.on_response_trailers(&mut host);
         self.details = details;
         action
@@ -182,6 +194,7 @@ struct DynHost<'a, 'h> {
     stream: &'a Stream<'h>,
     phase: Phase,
     details: Option<&'a str>,
+    metrics: &'a MetricIds,
 }
 
 impl DynHost<'_, '_> {
@@ -208,9 +221,13 @@ impl DynHost<'_, '_> {
 }
 
 impl Metrics for DynHost<'_, '_> {
-    fn count(&self, _name: &str) {}
+    fn count(&self, counter: Counter<'_>) {
+        self.metrics.count_on_stream(self.stream, counter);
+    }
 
-    fn gauge(&self, _name: &str, _value: u64) {}
+    fn gauge(&self, _gauge: Gauge, _value: u64) {
+        // Gauges are the configuration's (the descriptor set in service), set from its fetches.
+    }
 }
 
 impl Host for DynHost<'_, '_> {

@@ -6,6 +6,7 @@
 //!   and the event hooks Envoy calls, each catching panics;
 //! - [`filter`]: per-configuration and per-stream state, and the core's
 //!   `Host` over the callbacks: it only moves headers and bodies;
+//! - [`metrics`]: the filter's metrics, defined with each configuration;
 //! - [`remote`]: descriptor sets fetched at run time, on the main thread, over
 //!   the configuration-level callouts and streams (the core decides what and when);
 //! - everything a request goes through is in [`filter_core`].
@@ -21,4 +22,5 @@
 pub mod abi;
 mod filter;
 mod logger;
+mod metrics;
 mod remote;

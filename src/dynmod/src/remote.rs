@@ -15,11 +15,13 @@ use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use filter_core::metrics::{Counter, Gauge};
 use filter_core::{FetchHost, Loaded, Metrics, Remote};
 use log::{error, warn};
 use transcoder::frame::{encode_frame, FrameDecoder};
 
 use crate::abi::callbacks::{ConfigHandle, ConfigScheduler};
+use crate::metrics::MetricIds;
 
 /// How often the main thread looks whether a fetch is due or an exchange is late.
 const TICK: Duration = Duration::from_millis(100);
@@ -128,7 +130,14 @@ impl Fetcher {
 
     /// Handles an event on the main thread; `loaded` says whether a set is in service,
     /// `install` puts a new one in service.
-    pub fn event(&self, config: &ConfigHandle<'_>, event: Event, loaded: &dyn Fn() -> bool, install: &dyn Fn(Loaded)) {
+    pub fn event(
+        &self,
+        config: &ConfigHandle<'_>,
+        metrics: &MetricIds,
+        event: Event,
+        loaded: &dyn Fn() -> bool,
+        install: &dyn Fn(Loaded),
+    ) {
         self.queued.lock().unwrap_or_else(PoisonError::into_inner).push(event);
         // Only the outermost hook handles events: a hook Envoy calls from inside
         // one of our calls leaves its event queued for it.
@@ -145,7 +154,7 @@ impl Fetcher {
                 return;
             }
             for event in events {
-                if let Some(set) = driver.handle(config, event, loaded()) {
+                if let Some(set) = driver.handle(config, metrics, event, loaded()) {
                     install(set);
                 }
             }
@@ -154,9 +163,9 @@ impl Fetcher {
 }
 
 impl Driver {
-    fn handle(&mut self, config: &ConfigHandle<'_>, event: Event, loaded: bool) -> Option<Loaded> {
+    fn handle(&mut self, config: &ConfigHandle<'_>, metrics: &MetricIds, event: Event, loaded: bool) -> Option<Loaded> {
         let Driver { remote, streams } = self;
-        let mut host = DynFetch { config, streams };
+        let mut host = DynFetch { config, metrics, streams };
         match event {
             Event::Tick => remote.poll(&mut host, loaded),
             Event::CalloutDone { id, status, body } => {
@@ -204,6 +213,7 @@ impl Driver {
 /// The core's fetch calls on Envoy's configuration-level callouts and streams.
 struct DynFetch<'a, 'h> {
     config: &'a ConfigHandle<'h>,
+    metrics: &'a MetricIds,
     streams: &'a mut HashMap<u64, GrpcStream>,
 }
 
@@ -219,9 +229,13 @@ impl DynFetch<'_, '_> {
 }
 
 impl Metrics for DynFetch<'_, '_> {
-    fn count(&self, _name: &str) {}
+    fn count(&self, counter: Counter<'_>) {
+        self.metrics.count_on_config(self.config, counter);
+    }
 
-    fn gauge(&self, _name: &str, _value: u64) {}
+    fn gauge(&self, gauge: Gauge, value: u64) {
+        self.metrics.gauge_on_config(self.config, gauge, value);
+    }
 }
 
 fn millis(timeout: Duration) -> u64 {

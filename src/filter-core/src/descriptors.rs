@@ -11,6 +11,7 @@ use transcoder::reflection::ReflectionFetch;
 use transcoder::source::{self, DescriptorReflection, DescriptorUrl};
 use transcoder::{Transcoder, TranscoderConfig};
 
+use crate::metrics::{Counter, Gauge};
 use crate::Metrics;
 
 /// How often a worker retries the descriptor fetch while it has no set at all
@@ -103,7 +104,7 @@ impl Remote {
         let (bytes, services) = match fetched {
             Ok(fetched) => fetched,
             Err(e) => {
-                metrics.count("descriptor.failures");
+                metrics.count(Counter::DescriptorFailure);
                 let kept = if loaded { "the set in service stays" } else { "no set loaded yet, retrying" };
                 warn!("rust_grpc_proxy: descriptor fetch from {} failed: {e}; {kept}", self.name);
                 return None;
@@ -121,14 +122,14 @@ impl Remote {
             Ok(transcoder) => {
                 self.digest = Some(digest);
                 self.refused = None;
-                metrics.count("descriptor.loads");
-                metrics.gauge("descriptor.digest", source::digest_gauge(&digest));
+                metrics.count(Counter::DescriptorLoad);
+                metrics.gauge(Gauge::DescriptorDigest, source::digest_gauge(&digest));
                 let origin = format!("{} (sha256 {})", self.name, source::digest_hex(&digest));
                 Some((transcoder, origin, size))
             }
             Err(e) => {
                 self.refused = Some(digest);
-                metrics.count("descriptor.failures");
+                metrics.count(Counter::DescriptorFailure);
                 let kept = if loaded { "the set in service stays" } else { "no set loaded yet" };
                 error!(
                     "rust_grpc_proxy: descriptor set from {} (sha256 {}) refused: {e}; {kept}",

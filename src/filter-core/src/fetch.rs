@@ -9,6 +9,7 @@ use transcoder::reflection::{self, ReflectionFetch};
 use transcoder::Transcoder;
 
 use crate::descriptors::{Exchange, Remote, Source};
+use crate::metrics::Counter;
 use crate::Metrics;
 
 /// gRPC's UNIMPLEMENTED: the server has no such reflection service.
@@ -74,7 +75,7 @@ impl Remote {
                 match host.http_call(&url.cluster, &headers, url.timeout()) {
                     Ok(token) => self.pending = Some(token),
                     Err(e) => {
-                        host.count("descriptor.failures");
+                        host.count(Counter::DescriptorFailure);
                         warn!(
                             "rust_grpc_proxy: cannot fetch the descriptor set from {} on cluster {:?}: {e}",
                             url.url, url.cluster
@@ -272,11 +273,11 @@ mod tests {
     }
 
     impl Metrics for FakeHost {
-        fn count(&self, name: &str) {
-            *self.counters.borrow_mut().entry(name.to_string()).or_default() += 1;
+        fn count(&self, counter: Counter<'_>) {
+            *self.counters.borrow_mut().entry(counter.name()).or_default() += 1;
         }
 
-        fn gauge(&self, _name: &str, _value: u64) {}
+        fn gauge(&self, _gauge: crate::metrics::Gauge, _value: u64) {}
     }
 
     impl FetchHost for FakeHost {

@@ -77,10 +77,10 @@ pub enum OwnCallError {
 /// The host's stats store; names get [`metrics::PREFIX`] in front. A metric
 /// the host refuses is skipped: metrics never fail a request.
 pub trait Metrics {
-    /// Adds one to the counter `rust_grpc_proxy.<name>`.
-    fn count(&self, name: &str);
-    /// Sets the gauge `rust_grpc_proxy.<name>`.
-    fn gauge(&self, name: &str, value: u64);
+    /// Adds one to a counter.
+    fn count(&self, counter: metrics::Counter<'_>);
+    /// Sets a gauge.
+    fn gauge(&self, gauge: metrics::Gauge, value: u64);
 }
 
 /// What an adapter does for the core: only moves data between Envoy and it.

@@ -9,7 +9,8 @@ use log::{debug, error, warn};
 use transcoder::{source, HttpReply, RequestOutcome, RequestPlan, ResponseStream, Status, Transcoder};
 
 use crate::headers::{find, grpc_status_of, is_grpc_response_header, non_grpc_answer, text_pairs, RestTarget};
-use crate::{metrics, Action, Host, Side};
+use crate::metrics::{self, Counter};
+use crate::{Action, Host, Side};
 
 /// Past this many request body bytes the request headers go upstream before
 /// the body is complete: a frame passed to Envoy while the filter holds the
@@ -124,7 +125,8 @@ impl Request {
                 Some(status) => status.to_string(),
                 None => host.response_header(":status").unwrap_or_else(|| "none".into()),
             };
-            host.count(&format!("requests.{service}.{method}.{}", metrics::element(&status)));
+            let status = metrics::element(&status);
+            host.count(Counter::Request { service, method, status: &status });
         }
     }
 
@@ -156,7 +158,7 @@ impl Request {
         let Some(t) = self.transcoder.clone() else {
             if let Some(source) = self.not_ready.clone() {
                 // Without descriptors no route is known: every REST request may be one.
-                host.count("descriptor.not_loaded_replies");
+                host.count(Counter::NotLoadedReply);
                 self.send(host, source::not_loaded_reply(&source), &mut Vec::new());
                 return Action::Pause;
             }
@@ -421,7 +423,7 @@ impl Request {
     }
 
     pub(crate) fn reject(&mut self, host: &mut dyn Host, transcoder: &Transcoder, status: &Status) {
-        host.count(&format!("transcoding_errors.{}", metrics::code_name(status.code)));
+        host.count(Counter::TranscodingError(status.code));
         debug!("rust_grpc_proxy: rejecting request: {status}");
         self.send(host, transcoder.local_error(status), &mut Vec::new());
     }

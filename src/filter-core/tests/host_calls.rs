@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use filter_core::metrics::{Counter, Gauge};
 use filter_core::{Action, Host, HostError, Live, Metrics, OwnCall, OwnCallError, Request, Side};
 
 /// A host that keeps headers and bodies in memory and counts every call by name.
@@ -50,10 +51,10 @@ fn get(map: &[(String, Vec<u8>)], name: &str) -> Option<String> {
 }
 
 impl Metrics for Counting {
-    fn count(&self, _name: &str) {
+    fn count(&self, _counter: Counter<'_>) {
         self.call("count");
     }
-    fn gauge(&self, _name: &str, _value: u64) {
+    fn gauge(&self, _gauge: Gauge, _value: u64) {
         self.call("gauge");
     }
 }

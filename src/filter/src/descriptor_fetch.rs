@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use filter_core::metrics::{Counter, Gauge};
 use filter_core::{FetchHost, Loaded, Metrics};
 use proxy_wasm::traits::Context;
 use proxy_wasm::types::{BufferType, MapType};
@@ -17,12 +18,12 @@ use crate::{host, now, Root};
 struct WasmFetch;
 
 impl Metrics for WasmFetch {
-    fn count(&self, name: &str) {
-        WasmMetrics.count(name);
+    fn count(&self, counter: Counter<'_>) {
+        WasmMetrics.count(counter);
     }
 
-    fn gauge(&self, name: &str, value: u64) {
-        WasmMetrics.gauge(name, value);
+    fn gauge(&self, gauge: Gauge, value: u64) {
+        WasmMetrics.gauge(gauge, value);
     }
 }
 

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use filter_core::metrics::PREFIX;
+use filter_core::metrics::{Counter, Gauge, PREFIX};
 use proxy_wasm::types::MetricType;
 
 thread_local! {
@@ -29,14 +29,14 @@ fn id(kind: MetricType, name: &str) -> Option<u32> {
 pub struct WasmMetrics;
 
 impl filter_core::Metrics for WasmMetrics {
-    fn count(&self, name: &str) {
-        if let Some(id) = id(MetricType::Counter, name) {
+    fn count(&self, counter: Counter<'_>) {
+        if let Some(id) = id(MetricType::Counter, &counter.name()) {
             let _ = proxy_wasm::hostcalls::increment_metric(id, 1);
         }
     }
 
-    fn gauge(&self, name: &str, value: u64) {
-        if let Some(id) = id(MetricType::Gauge, name) {
+    fn gauge(&self, gauge: Gauge, value: u64) {
+        if let Some(id) = id(MetricType::Gauge, gauge.name()) {
             let _ = proxy_wasm::hostcalls::record_metric(id, value);
         }
     }

@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
+use filter_core::metrics::{Counter, Gauge};
 use filter_core::{Host, HostError, Live, Metrics, OwnCall, OwnCallError, Side};
 use log::{debug, warn};
 use proxy_wasm::types::{BufferType, MapType};
@@ -125,12 +126,12 @@ fn buffer(side: Side) -> BufferType {
 }
 
 impl Metrics for WasmHost<'_> {
-    fn count(&self, name: &str) {
-        WasmMetrics.count(name);
+    fn count(&self, counter: Counter<'_>) {
+        WasmMetrics.count(counter);
     }
 
-    fn gauge(&self, name: &str, value: u64) {
-        WasmMetrics.gauge(name, value);
+    fn gauge(&self, gauge: Gauge, value: u64) {
+        WasmMetrics.gauge(gauge, value);
     }
 }
 

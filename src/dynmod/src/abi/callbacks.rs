@@ -152,6 +152,50 @@ extern "C" {
     fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(config: *mut c_void) -> *mut c_void;
     fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(scheduler: *mut c_void, event_id: u64);
     fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        config: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        counter_id: *mut usize,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        config: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        gauge_id: *mut usize,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: *mut c_void,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        config: *mut c_void,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+    fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter: *mut c_void,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+}
+
+/// `envoy_dynamic_module_type_metrics_result`: 0 is Success, then MetricNotFound,
+/// InvalidLabels, Frozen (a metric defined after the configuration was created).
+type MetricsResult = i32;
+
+/// Module buffers over label names or values, for the metrics calls.
+fn module_buffers(texts: &[&str]) -> Vec<ModuleBuffer> {
+    texts.iter().map(|t| ModuleBuffer::of(t.as_bytes())).collect()
 }
 
 /// The event [`Stream::continue_encoding_soon`] schedules.
@@ -184,6 +228,11 @@ pub const DECLARED: &[&str] = &[
     "envoy_dynamic_module_callback_http_filter_config_scheduler_new",
     "envoy_dynamic_module_callback_http_filter_config_scheduler_commit",
     "envoy_dynamic_module_callback_http_filter_config_scheduler_delete",
+    "envoy_dynamic_module_callback_http_filter_config_define_counter",
+    "envoy_dynamic_module_callback_http_filter_config_define_gauge",
+    "envoy_dynamic_module_callback_http_filter_config_increment_counter",
+    "envoy_dynamic_module_callback_http_filter_config_set_gauge",
+    "envoy_dynamic_module_callback_http_filter_increment_counter",
 ];
 
 /// Logs through Envoy (`[dynamic_modules]` logger).
@@ -226,6 +275,17 @@ impl Stream<'_> {
     /// Made by the hooks only, from the pointer Envoy passed them.
     pub(super) fn new(ptr: *mut c_void) -> Self {
         Stream { ptr, _hook: PhantomData }
+    }
+
+    /// Adds one to counter `id` (defined by this stream's configuration) with these label values.
+    pub fn increment_counter(&self, id: usize, labels: &[&str]) -> bool {
+        let labels = module_buffers(labels);
+        // SAFETY: `self.ptr` is the stream of the running hook; the label buffers outlive
+        // the call and Envoy only reads them (it interns the values it keeps).
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_increment_counter(self.ptr, id, labels.as_ptr(), labels.len(), 1)
+                == 0
+        }
     }
 
     /// One header's first value.
@@ -450,6 +510,64 @@ impl ConfigHandle<'_> {
     /// Made by the hooks only, from the pointer Envoy passed them.
     pub(super) fn new(ptr: *mut c_void) -> Self {
         ConfigHandle { ptr, _hook: PhantomData }
+    }
+
+    /// Defines a counter (with label names, if any); None once Envoy froze stat creation.
+    pub fn define_counter(&self, name: &str, labels: &[&str]) -> Option<usize> {
+        let labels = module_buffers(labels);
+        let mut id = 0usize;
+        // SAFETY: `self.ptr` is the configuration of the running hook; the name and label
+        // buffers outlive the call (Envoy copies them into its symbol table); `id` is ours.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_define_counter(
+                self.ptr,
+                ModuleBuffer::of(name.as_bytes()),
+                labels.as_ptr(),
+                labels.len(),
+                &mut id,
+            )
+        };
+        (result == 0).then_some(id)
+    }
+
+    /// Defines a gauge without labels; None once Envoy froze stat creation.
+    pub fn define_gauge(&self, name: &str) -> Option<usize> {
+        let mut id = 0usize;
+        // SAFETY: as in define_counter, with no labels (a null pointer and a zero length).
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_define_gauge(
+                self.ptr,
+                ModuleBuffer::of(name.as_bytes()),
+                std::ptr::null(),
+                0,
+                &mut id,
+            )
+        };
+        (result == 0).then_some(id)
+    }
+
+    /// Adds one to counter `id` of this configuration, outside any stream.
+    pub fn increment_counter(&self, id: usize, labels: &[&str]) -> bool {
+        let labels = module_buffers(labels);
+        // SAFETY: `self.ptr` is the configuration of the running hook; the label buffers
+        // outlive the call and Envoy only reads them.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.ptr,
+                id,
+                labels.as_ptr(),
+                labels.len(),
+                1,
+            ) == 0
+        }
+    }
+
+    /// Sets gauge `id` of this configuration.
+    pub fn set_gauge(&self, id: usize, value: u64) -> bool {
+        // SAFETY: `self.ptr` is the configuration of the running hook; no labels.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_set_gauge(self.ptr, id, std::ptr::null(), 0, value) == 0
+        }
     }
 
     /// Starts an HTTP call without a body on `cluster`; its answer comes to the
