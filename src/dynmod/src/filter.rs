@@ -63,7 +63,12 @@ impl FilterConfig {
             (None, Some(source)) => Some(Rc::from(source.as_str())),
             _ => None,
         };
-        Filter { core: filter_core::Request::new(transcoder, not_ready), details: None, metrics: self.metrics.clone() }
+        Filter {
+            core: filter_core::Request::new(transcoder, not_ready),
+            details: None,
+            metrics: self.metrics.clone(),
+            failed: false,
+        }
     }
 
     /// An event about the descriptor fetches, on the main thread.
@@ -92,6 +97,8 @@ pub struct Filter {
     details: Option<String>,
     /// The configuration's metric ids.
     metrics: Arc<MetricIds>,
+    /// A hook of this stream panicked (caught): the filter leaves the stream alone.
+    failed: bool,
 }
 
 /// Which hook is running: the received body is only reachable in body hooks.
@@ -104,6 +111,16 @@ pub enum Phase {
 }
 
 impl Filter {
+    /// Whether a hook of this stream panicked.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// A hook of this stream panicked: later hooks leave it alone.
+    pub fn fail(&mut self) {
+        self.failed = true;
+    }
+
     fn host<'a, 'h>(&'a self, stream: &'a Stream<'h>, phase: Phase) -> DynHost<'a, 'h> {
         DynHost { stream, phase, details: self.details.as_deref(), metrics: &self.metrics }
     }

@@ -6,8 +6,8 @@
 //! module metrics, `dynamicmodulescustom.` (the Wasm build's is `wasmcustom.`).
 
 use filter_core::metrics::{Counter, Gauge, CODES, PREFIX};
-use transcoder::Code;
 use log::warn;
+use transcoder::Code;
 
 use crate::abi::callbacks::{ConfigHandle, Stream};
 

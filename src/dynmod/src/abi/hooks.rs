@@ -65,12 +65,34 @@ fn stream_hook(
     let stream = Stream::new(envoy);
     // SAFETY: Envoy passes the pointer we returned from on_http_filter_new, alive until on_http_filter_destroy.
     let Some(filter) = (unsafe { filter(module) }) else { return CONTINUE };
-    match catch_unwind(AssertUnwindSafe(|| f(filter, &stream))) {
+    if filter.failed() {
+        // A hook of this stream panicked: its state is unknown, so the filter stays out
+        // of the way of the 500 it sent (and of anything else still passing).
+        return CONTINUE;
+    }
+    let run = || {
+        #[cfg(feature = "panic-probe")]
+        panic_probe(what, &stream);
+        f(&mut *filter, &stream)
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
         Ok(action) => status(action),
         Err(_) => {
+            filter.fail();
             callbacks::log(LogLevel::Error, &format!("rust_grpc_proxy: panic in {what}; the request gets a 500"));
             fail_stream(&stream)
         }
+    }
+}
+
+/// Test builds only (`--features panic-probe`, tests/e2e/test_dynmod.py): a request whose
+/// `x-rust-grpc-proxy-panic` header names a hook panics in that hook, to show that a panic
+/// costs one request a 500 and never the Envoy process.
+#[cfg(feature = "panic-probe")]
+fn panic_probe(what: &str, stream: &Stream<'_>) {
+    use callbacks::HeaderMap;
+    if stream.header(HeaderMap::RequestHeaders, "x-rust-grpc-proxy-panic").as_deref() == Some(what.as_bytes()) {
+        panic!("panic probe in {what}");
     }
 }
 
