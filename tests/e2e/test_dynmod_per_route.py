@@ -20,7 +20,10 @@ import render
 FILTER_NAME = "envoy.filters.http.dynamic_modules"
 PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilterPerRoute"
 CATCH_ALL = '              - match: { prefix: "/" }\n'
-FILTER_LEVEL_VALUE = re.compile(r'(filter_name: rust_grpc_proxy\n\s+filter_config:\n\s+"@type": \S+\n(?:\s+#[^\n]*\n)*\s+value: )[^\n]+')
+VHOST_DOMAINS = '              domains: ["*"]\n'
+# The filter's own configuration in the template (comment lines may sit above `value:`).
+FILTER_LEVEL_VALUE = re.compile(
+    r'(filter_name: rust_grpc_proxy\n\s+filter_config:\n\s+"@type": \S+\n(?:\s+#[^\n]*\n)*\s+value: )[^\n]+')
 
 
 def route_config(**overrides) -> str:
@@ -30,25 +33,38 @@ def route_config(**overrides) -> str:
     return json.dumps({k: v for k, v in config.items() if v is not None})
 
 
-def edit(route_json: str, prefix: str = "/v1/shelves/2", filter_level: str | None = None):
+def per_filter(route_json: str, indent: str) -> str:
+    """A typed_per_filter_config entry (YAML lines at `indent`) with `route_json` for the filter."""
+    lines = [
+        "typed_per_filter_config:",
+        f"  {FILTER_NAME}:",
+        f'    "@type": {PER_ROUTE_TYPE}',
+        "    dynamic_module_config: { name: rust_grpc_proxy }",
+        # filter_name: Envoy 1.40 logs per_route_config_name (the older name) as deprecated.
+        "    filter_name: rust_grpc_proxy",
+        "    filter_config:",
+        '      "@type": type.googleapis.com/google.protobuf.StringValue',
+        f"      value: {json.dumps(route_json)}",
+    ]
+    return "".join(f"{indent}{line}\n" for line in lines)
+
+
+def edit(route_json: str, prefix: str = "/v1/shelves/2", filter_level: str | None = None,
+         virtual_host: str | None = None):
     """A config edit: a route for `prefix` with `route_json` as its own configuration, before
-    the template's catch-all route; `filter_level` replaces the filter's own JSON."""
+    the template's catch-all route; `filter_level` replaces the filter's own JSON and
+    `virtual_host` is the virtual host's own configuration."""
     def apply(text: str) -> str:
         if filter_level is not None:
             text, n = FILTER_LEVEL_VALUE.subn(lambda m: m.group(1) + json.dumps(filter_level), text)
             assert n == 1, "the dynmod template's filter_config moved"
+        if virtual_host is not None:
+            assert VHOST_DOMAINS in text, "the dynmod template's virtual host moved"
+            text = text.replace(VHOST_DOMAINS, VHOST_DOMAINS + per_filter(virtual_host, "              "), 1)
         route = (
             f'              - match: {{ prefix: "{prefix}" }}\n'
             f"                route: {{ cluster: grpc_backend, timeout: 15s }}\n"
-            f"                typed_per_filter_config:\n"
-            f"                  {FILTER_NAME}:\n"
-            f'                    "@type": {PER_ROUTE_TYPE}\n'
-            f"                    dynamic_module_config: {{ name: rust_grpc_proxy }}\n"
-            # filter_name: Envoy 1.40 logs per_route_config_name (the older name) as deprecated.
-            f"                    filter_name: rust_grpc_proxy\n"
-            f"                    filter_config:\n"
-            f'                      "@type": type.googleapis.com/google.protobuf.StringValue\n'
-            f"                      value: {json.dumps(route_json)}\n"
+            + per_filter(route_json, "                ")
         )
         assert CATCH_ALL in text, "the dynmod template's route moved"
         return text.replace(CATCH_ALL, route + CATCH_ALL, 1)
@@ -103,6 +119,19 @@ def test_a_route_with_other_services_and_options(start):
     # Outside /v1/ the filter's own configuration applies: an unknown path goes upstream as is.
     upstream = envoy.get("/nope")
     assert upstream.headers.get("content-type") != "application/json", upstream.text
+
+
+def test_the_most_specific_configuration_applies(start):
+    """The virtual host's configuration (whitespace) serves the catch-all route, which has
+    none of its own; /v1/shelves/2's own (proto field names, compact) wins over it."""
+    vhost = route_config(print_options={"add_whitespace": True})
+    own = route_config(print_options={"preserve_proto_field_names": True},
+                       services=["bookstore.v1.Bookstore"])
+    envoy = start("virtual-host", edit(own, prefix="/v1/shelves/2/books", virtual_host=vhost))
+    pretty = envoy.get("/v1/shelves/1")
+    assert pretty.status_code == 200 and pretty.text.startswith('{\n "id": "1",'), pretty.text
+    compact = envoy.get("/v1/shelves/2/books")
+    assert compact.status_code == 200 and "\n" not in compact.text.strip(), compact.text
 
 
 def test_a_filter_configured_empty_serves_only_routes_with_their_own(start):
