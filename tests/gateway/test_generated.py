@@ -109,6 +109,12 @@ BAD = [
     ("wasm path with native", lambda d: d.update(runtime="native"), "add `runtime: wasm` to keep the Wasm filter"),
     ("native in istio", lambda d: d.update(mode="istio", runtime="native", istio={"name": "x", "namespace": "y"}),
      "runtime native in istio mode"),
+    ("per-route with wasm", lambda d: d.update(filter_layout="per-route"), "per-route needs runtime native"),
+    ("unknown layout", lambda d: d.update(filter_layout="per-host"), "unknown variant `per-host`"),
+    ("fetched set per route", lambda d: (d.update(filter_layout="per-route", runtime="native"), d.pop("wasm"),
+                                         d["grpc"][0].update(options={"descriptor_url": {
+                                             "cluster": "descriptors", "url": "http://d/greeter.pb"}})),
+     "cannot fetch its descriptor set"),
 ]
 
 

@@ -19,7 +19,9 @@
 //!
 //! `runtime` picks the build of the filter ([`filters`]): the dynamic module (native, the
 //! default where the Envoy is ours) or the Wasm filter with its Lua companion (wasm, the
-//! only choice in istio mode).
+//! only choice in istio mode). In gateway mode with the module, `filter_layout: per-route`
+//! renders one filter instead, each service's configuration on its routes
+//! (`typed_per_filter_config`), which only the module's ABI allows.
 //!
 //! Native gRPC (any `/pkg.Service/` of a service, and server reflection where asked
 //! for) is routed to the backend untouched. The output is deterministic: keys are
@@ -41,7 +43,7 @@ use crate::Failure;
 mod filters;
 
 use filters::{companion_config, wants_companion, wasm_config, WASM_FILTER_TYPE};
-pub use filters::{Runtime, COMPANION_LUA};
+pub use filters::{FilterLayout, Runtime, COMPANION_LUA};
 /// gRPC server reflection services routed to the service that sets `reflection: true`.
 const REFLECTION_SERVICES: [&str; 2] =
     ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
@@ -60,6 +62,10 @@ pub struct Description {
     /// (the Wasm filter and its Lua companion; default and only choice in istio mode).
     #[serde(default)]
     pub runtime: Option<Runtime>,
+    /// Gateway mode: `per-service` (default: one matcher-wrapped filter per service) or
+    /// `per-route` (runtime native: one filter, each service's configuration on its routes).
+    #[serde(default)]
+    pub filter_layout: Option<FilterLayout>,
     /// The listener for REST, native gRPC and WebSockets.
     #[serde(default = "default_listen")]
     pub listen: Address,
@@ -301,10 +307,18 @@ pub fn bootstrap(desc: &Description, base: &Path) -> Result<Value, Failure> {
     let mut filters = Vec::new();
     let mut routes = Vec::new();
     let mut clusters = Vec::new();
-    for svc in &desc.grpc {
-        let config = filter_config(desc, svc, base)?;
-        filters.extend(filters::service_filters(desc, svc, &config));
-        routes.extend(grpc_routes(desc.mode, svc));
+    let configs = desc.grpc.iter().map(|svc| filter_config(desc, svc, base)).collect::<Result<Vec<_>, _>>()?;
+    // Per route: one filter for all, and each service's configuration on its own routes.
+    let per_route = FilterLayout::of(desc) == FilterLayout::PerRoute;
+    let on_routes = |config: &Value| per_route.then(|| filters::route_config(config));
+    if per_route {
+        filters.push(filters::shared_filter());
+    }
+    for (svc, config) in desc.grpc.iter().zip(&configs) {
+        if !per_route {
+            filters.extend(filters::service_filters(desc, svc, config));
+        }
+        routes.extend(grpc_routes(desc.mode, svc, on_routes(config).as_ref()));
         clusters.extend(grpc_clusters(svc)?);
     }
     for ws in &desc.websockets {
@@ -312,8 +326,8 @@ pub fn bootstrap(desc: &Description, base: &Path) -> Result<Value, Failure> {
         clusters.push(cluster(&ws.name, &ws.backend, false, ws.health_check.as_ref())?);
     }
     // The REST prefixes last, so that gRPC paths and WebSocket prefixes win over a broad `/`.
-    for svc in &desc.grpc {
-        routes.extend(rest_routes(desc.mode, svc));
+    for (svc, config) in desc.grpc.iter().zip(&configs) {
+        routes.extend(rest_routes(desc.mode, svc, on_routes(config).as_ref()));
     }
     filters.push(json!({ "name": "envoy.filters.http.router", "typed_config": { "@type": ROUTER_TYPE } }));
 
@@ -374,6 +388,7 @@ fn validate(desc: &Description) -> Result<(), String> {
         return Err("`grpc` lists no service".into());
     }
     check_runtime(desc)?;
+    check_layout(desc)?;
     if desc.mode != Mode::Gateway {
         if desc.grpc.len() != 1 {
             return Err("sidecar and istio modes serve exactly one `grpc` entry (one workload's app)".into());
@@ -482,6 +497,36 @@ fn validate(desc: &Description) -> Result<(), String> {
             return Err(
                 "tls: require_client_certificate needs client_ca (the CA that signs client certificates)".into()
             );
+        }
+    }
+    Ok(())
+}
+
+/// The filter layout against the mode, the runtime and the services' options.
+fn check_layout(desc: &Description) -> Result<(), String> {
+    let Some(layout) = desc.filter_layout else { return Ok(()) };
+    if desc.mode != Mode::Gateway {
+        return Err("`filter_layout` is for gateway mode (sidecar and istio modes have one service, one filter)".into());
+    }
+    if layout == FilterLayout::PerService {
+        return Ok(());
+    }
+    if Runtime::of(desc) == Runtime::Wasm {
+        return Err("filter_layout per-route needs runtime native: a Wasm filter has no per-route configuration \
+                    (typed_per_filter_config is not supported for envoy.filters.http.wasm); use per-service \
+                    (the default) with runtime wasm"
+            .into());
+    }
+    for svc in &desc.grpc {
+        for key in ["descriptor_url", "descriptorUrl", "descriptor_reflection", "descriptorReflection"] {
+            if svc.options.contains_key(key) {
+                return Err(format!(
+                    "grpc `{}`: `options.{key}` with filter_layout per-route: a route's configuration cannot \
+                     fetch its descriptor set (the module refuses it; Envoy gives routes no callouts); \
+                     use filter_layout per-service",
+                    svc.name
+                ));
+            }
         }
     }
     Ok(())
@@ -697,25 +742,35 @@ fn grpc_action(svc: &GrpcService) -> Value {
     action
 }
 
-/// Native gRPC (and transcoded requests, which are routed again on their gRPC path).
-fn grpc_routes(mode: Mode, svc: &GrpcService) -> Vec<Value> {
+/// A route of a service; `per_filter` is the service's `typed_per_filter_config` in the per-route layout.
+fn service_route(svc: &GrpcService, prefix: String, per_filter: Option<&Value>) -> Value {
+    let mut route = json!({ "match": { "prefix": prefix }, "route": grpc_action(svc) });
+    if let Some(per_filter) = per_filter {
+        route["typed_per_filter_config"] = per_filter.clone();
+    }
+    route
+}
+
+/// Native gRPC (and transcoded requests, which are routed again on their gRPC path). In
+/// the per-route layout the service's own paths carry its configuration, as the matcher of
+/// the per-service layout lets its filter run there (JSON posted to `/pkg.Service/Method`
+/// with `auto_mapping`); reflection is gRPC only and needs none.
+fn grpc_routes(mode: Mode, svc: &GrpcService, per_filter: Option<&Value>) -> Vec<Value> {
     if mode != Mode::Gateway {
         return Vec::new();
     }
-    let mut names: Vec<&str> = svc.services.iter().map(String::as_str).collect();
-    if svc.reflection {
-        names.extend(REFLECTION_SERVICES);
-    }
-    names.into_iter().map(|s| json!({ "match": { "prefix": format!("/{s}/") }, "route": grpc_action(svc) })).collect()
+    let own = svc.services.iter().map(|s| service_route(svc, format!("/{s}/"), per_filter));
+    let reflection = REFLECTION_SERVICES.iter().filter(|_| svc.reflection);
+    own.chain(reflection.map(|s| service_route(svc, format!("/{s}/"), None))).collect()
 }
 
 /// The REST prefixes (sidecar: `/`); requests the filter does not transcode reach the backend as they are.
-fn rest_routes(mode: Mode, svc: &GrpcService) -> Vec<Value> {
+fn rest_routes(mode: Mode, svc: &GrpcService, per_filter: Option<&Value>) -> Vec<Value> {
     let prefixes: Vec<String> = match mode {
         Mode::Gateway => svc.prefixes.clone(),
         Mode::Sidecar | Mode::Istio => vec!["/".into()],
     };
-    prefixes.into_iter().map(|p| json!({ "match": { "prefix": p }, "route": grpc_action(svc) })).collect()
+    prefixes.into_iter().map(|p| service_route(svc, p, per_filter)).collect()
 }
 
 fn websocket_route(ws: &WebSocket) -> Value {
@@ -829,6 +884,9 @@ fn health_listener(a: &Address) -> Value {
         }] }]
     })
 }
+
+#[cfg(test)]
+mod layout_tests;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use filter_core::metrics::{Counter, Gauge};
 use filter_core::{Action, Host, HostError, Live, Loaded, Metrics, OwnCall, OwnCallError, Remote, Side};
 use log::{error, info};
-use transcoder::{Transcoder, TranscoderConfig};
+use transcoder::{ConfigError, Transcoder, TranscoderConfig};
 
 use crate::abi::callbacks::{Body, ConfigHandle, HeaderMap, Stream};
 use crate::metrics::MetricIds;
@@ -31,12 +31,25 @@ pub struct FilterConfig {
 }
 
 impl FilterConfig {
-    /// Loads the filter's JSON configuration (the Wasm plugin's, unchanged); the error says why not.
+    /// Loads the filter's JSON configuration (the Wasm plugin's, unchanged; or `{}`, for a
+    /// filter whose services are all configured per route); the error says why not.
     pub fn new(json: &[u8], envoy: &ConfigHandle<'_>) -> Result<FilterConfig, String> {
         let started = Instant::now();
         // Before anything can fail or count: Envoy allows defining metrics only now.
         let metrics = Arc::new(MetricIds::define(envoy));
-        let config = TranscoderConfig::from_json(json).map_err(|e| format!("configuration refused: {e}"))?;
+        if is_empty_object(json) {
+            info!(
+                "rust_grpc_proxy: dynamic module ready without a descriptor set of its own: requests pass \
+                 through untouched unless their route has a per-route configuration"
+            );
+            return Ok(FilterConfig { fetcher: None, current: RwLock::new(None), waiting_for: None, metrics });
+        }
+        let config = TranscoderConfig::from_json(json).map_err(|e| match e {
+            ConfigError::Invalid { ref field, .. } if field == "proto_descriptor_bin" => format!(
+                "configuration refused: {e} (a filter whose services are all configured per route takes `{{}}`)"
+            ),
+            e => format!("configuration refused: {e}"),
+        })?;
         let remote = Remote::from_config(&config, Some(SystemTime::now()));
         let mut slot = None;
         if config.proto_descriptor_bin.is_some() {
@@ -85,6 +98,46 @@ impl FilterConfig {
     }
 }
 
+/// Whether a configuration is the empty JSON object (whitespace aside): the filter-level
+/// configuration of a filter that serves only routes with their own configuration.
+fn is_empty_object(json: &[u8]) -> bool {
+    let mut bytes = json.iter().filter(|b| !b.is_ascii_whitespace());
+    bytes.next() == Some(&b'{') && bytes.next() == Some(&b'}') && bytes.next().is_none()
+}
+
+/// One `DynamicModuleFilterPerRoute` configuration: a route's own transcoder, loaded once on
+/// the main thread and shared by every worker's streams on that route.
+pub struct RouteConfig {
+    transcoder: Arc<Transcoder>,
+}
+
+impl RouteConfig {
+    /// Loads a route's JSON configuration: the filter's format, with its descriptor set inline.
+    /// Sets fetched at run time are refused: they need the configuration-level callouts and
+    /// scheduler Envoy gives a filter configuration, and a route's configuration has none.
+    pub fn new(json: &[u8]) -> Result<RouteConfig, String> {
+        let started = Instant::now();
+        let refused = |e: &dyn std::fmt::Display| format!("per-route configuration refused: {e}");
+        let config = TranscoderConfig::from_json(json).map_err(|e| refused(&e))?;
+        let fetched = [
+            ("descriptor_url", config.descriptor_url.is_some()),
+            ("descriptor_reflection", config.descriptor_reflection.is_some()),
+        ];
+        if let Some((field, _)) = fetched.into_iter().find(|(_, set)| *set) {
+            return Err(refused(&format!(
+                "configuration field `{field}`: a per-route configuration cannot fetch its descriptor set \
+                 (Envoy gives routes no callouts); put the set in `proto_descriptor_bin`, or configure this \
+                 service in the filter's own configuration"
+            )));
+        }
+        let transcoder = Transcoder::new(config).map_err(|e| refused(&e))?;
+        let mut slot = None;
+        filter_core::install(&mut slot, transcoder, "a per-route configuration", started.elapsed(), json.len());
+        let transcoder = slot.ok_or_else(|| refused(&"the transcoder was not installed"))?;
+        Ok(RouteConfig { transcoder })
+    }
+}
+
 /// The details of Envoy's 413 for a request body over its buffer limit.
 const PAYLOAD_TOO_LARGE: &str = "request_payload_too_large";
 
@@ -127,6 +180,10 @@ impl Filter {
 
     /// Request headers hook.
     pub fn request_headers(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
+        if let Some(route) = stream.route_config() {
+            // Only now is the route known: its own configuration replaces the filter's.
+            self.core.use_route_transcoder(Arc::clone(&route.transcoder));
+        }
         let details = self.details.take();
         let mut host =
             DynHost { stream, phase: Phase::HeadersOrTrailers, details: details.as_deref(), metrics: &self.metrics };

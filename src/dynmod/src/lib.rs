@@ -14,7 +14,9 @@
 //! What the ABI allows that Wasm does not: a request without a body gets its
 //! gRPC frame appended in the headers phase and goes through the router like
 //! any other (route timeouts, retries, router stats and access logs apply);
-//! stream data is rewritten as it passes, with no timer.
+//! stream data is rewritten as it passes, with no timer; and a route may carry its
+//! own configuration (`DynamicModuleFilterPerRoute`), so one filter can serve several
+//! services, each route with its own descriptor set and options.
 
 #![deny(unsafe_code)]
 

@@ -118,6 +118,15 @@ impl Request {
         }
     }
 
+    /// Serves this request with its route's own transcoder instead of the one it was
+    /// created with (a host that knows the route only at request headers, such as a
+    /// dynamic module with per-route configuration, calls this before
+    /// [`Request::on_request_headers`]). The route's set is loaded, so nothing is awaited.
+    pub fn use_route_transcoder(&mut self, transcoder: Arc<Transcoder>) {
+        self.transcoder = Some(transcoder);
+        self.not_ready = None;
+    }
+
     /// The answer is final, whoever made it (upstream, our local replies, Envoy): count it.
     pub fn on_log(&self, host: &dyn Host) {
         if let Some((service, method)) = &self.metric_method {

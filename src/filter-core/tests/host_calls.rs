@@ -279,3 +279,25 @@ fn host_calls_per_request_shape_stay_within_budget() {
     }
     assert!(over.is_empty(), "{over:?}");
 }
+
+/// A route's own transcoder (the dynamic module's per-route configuration) serves the
+/// request instead of none or a set still awaited; this in-memory host is reused for it.
+#[test]
+fn a_route_transcoder_serves_requests_the_filter_level_would_not() {
+    let rest = || client_headers("POST", "/v1/shelves", Some("application/json"));
+    // No filter-level set (`{}`): the request passes through untouched.
+    let mut host = Counting { request_headers: rest(), ..Default::default() };
+    let mut request = Request::new(None, None);
+    assert_eq!(request.on_request_headers(&mut host, false), Action::Continue);
+    assert!(!request.transcoding() && get(&host.request_headers, ":path").as_deref() == Some("/v1/shelves"));
+    // A filter-level set still awaited (503) is no reason to hold a route that has its own.
+    for not_ready in [None, Some(Rc::from("http://descriptors/set.pb"))] {
+        let mut host = Counting { request_headers: rest(), ..Default::default() };
+        let mut request = Request::new(None, not_ready);
+        request.use_route_transcoder(Arc::new(support::transcoder(serde_json::json!({}))));
+        assert_eq!(request.on_request_headers(&mut host, false), Action::Pause);
+        assert!(request.transcoding() && host.replied.get().is_none());
+        let path = get(&host.request_headers, ":path");
+        assert_eq!(path.as_deref(), Some("/bookstore.v1.Bookstore/CreateShelf"));
+    }
+}

@@ -2,6 +2,8 @@
 //! runtime: the dynamic module (native), or the Wasm filter followed by its Lua companion
 //! (envoy/companion.lua), which gives a request without a body (GET, DELETE) the gRPC
 //! frame the Wasm filter hands it, so that such requests go through the router too.
+//! In gateway mode with the per-route layout, the module instead runs once for all
+//! services, each service's configuration riding on its routes.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,6 +31,25 @@ pub enum Runtime {
     Native,
     /// rust_grpc_proxy.wasm with the Lua companion: any Envoy with a Wasm runtime (Istio).
     Wasm,
+}
+
+/// How a gateway gives each service its own configuration (gateway mode, runtime native).
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilterLayout {
+    /// One instance of the filter per service, wrapped in a matcher that skips it outside
+    /// the service's paths (the default; the only layout a Wasm filter can have).
+    PerService,
+    /// One dynamic-module filter configured `{}`, and each service's configuration on its
+    /// routes (`typed_per_filter_config`): the route picks the configuration.
+    PerRoute,
+}
+
+impl FilterLayout {
+    /// The description's `filter_layout`, else per-service.
+    pub fn of(desc: &Description) -> FilterLayout {
+        desc.filter_layout.unwrap_or(FilterLayout::PerService)
+    }
 }
 
 impl Runtime {
@@ -76,6 +97,29 @@ pub fn dynmod_config(config: &Value) -> Value {
         "filter_name": ROOT_ID,
         "filter_config": { "@type": STRING_VALUE_TYPE, "value": config.to_string() }
     })
+}
+
+/// The name of the one filter of the per-route layout: the key of its routes' `typed_per_filter_config`.
+pub const SHARED_FILTER_NAME: &str = "envoy.filters.http.dynamic_modules.rust_grpc_proxy";
+/// `@type` of a route's own configuration of the dynamic module.
+pub const DYNMOD_PER_ROUTE_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilterPerRoute";
+
+/// The one filter of the per-route layout: the module configured `{}`, which passes every
+/// request through unless its route carries a configuration ([`route_config`]).
+pub fn shared_filter() -> Value {
+    json!({ "name": SHARED_FILTER_NAME, "typed_config": dynmod_config(&json!({})) })
+}
+
+/// A route's `typed_per_filter_config` with one service's configuration for the shared filter.
+pub fn route_config(config: &Value) -> Value {
+    json!({ SHARED_FILTER_NAME: {
+        "@type": DYNMOD_PER_ROUTE_TYPE,
+        "dynamic_module_config": { "name": ROOT_ID },
+        // filter_name, not per_route_config_name: Envoy 1.40 logs the latter as deprecated.
+        "filter_name": ROOT_ID,
+        "filter_config": { "@type": STRING_VALUE_TYPE, "value": config.to_string() }
+    } })
 }
 
 /// The http_filters entries of one service (before the router), in order.

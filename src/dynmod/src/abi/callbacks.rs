@@ -5,6 +5,8 @@
 use std::ffi::c_void;
 use std::marker::PhantomData;
 
+use crate::filter::RouteConfig;
+
 /// A buffer owned by Envoy (`envoy_dynamic_module_type_envoy_buffer`).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -123,6 +125,7 @@ extern "C" {
     fn envoy_dynamic_module_callback_http_filter_continue_encoding(filter: *mut c_void);
     fn envoy_dynamic_module_callback_http_set_buffer_limit(filter: *mut c_void, limit: u64);
     fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
+    fn envoy_dynamic_module_callback_get_most_specific_route_config(filter: *mut c_void) -> *const c_void;
     fn envoy_dynamic_module_callback_http_filter_config_http_callout(
         config: *mut c_void,
         callout_id: *mut u64,
@@ -221,6 +224,7 @@ pub const DECLARED: &[&str] = &[
     "envoy_dynamic_module_callback_http_filter_continue_encoding",
     "envoy_dynamic_module_callback_http_set_buffer_limit",
     "envoy_dynamic_module_callback_http_clear_route_cache",
+    "envoy_dynamic_module_callback_get_most_specific_route_config",
     "envoy_dynamic_module_callback_http_filter_config_http_callout",
     "envoy_dynamic_module_callback_http_filter_config_start_http_stream",
     "envoy_dynamic_module_callback_http_filter_config_stream_send_data",
@@ -439,6 +443,20 @@ impl Stream<'_> {
     pub fn clear_route_cache(&self) {
         // SAFETY: plain call on the running hook's filter pointer.
         unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.ptr) }
+    }
+
+    /// The per-route configuration (`DynamicModuleFilterPerRoute` under this filter's name)
+    /// of the stream's route, the most specific one (route, else virtual host, else route
+    /// configuration); None without a route or without one.
+    pub fn route_config(&self) -> Option<&RouteConfig> {
+        // SAFETY: plain call on the running hook's filter pointer; Envoy answers null when
+        // the route (or its absence) carries no configuration for this filter.
+        let ptr = unsafe { envoy_dynamic_module_callback_get_most_specific_route_config(self.ptr) };
+        // SAFETY: a non-null pointer is one our per_route_config_new returned (Box<RouteConfig>,
+        // the `dynamic_module_config` of a per-route configuration must name this module, as
+        // the README says); the route that owns it is held by the stream during this hook,
+        // and the borrow ends with `self`, which lives no longer than the hook.
+        unsafe { (ptr as *const RouteConfig).as_ref() }
     }
 }
 

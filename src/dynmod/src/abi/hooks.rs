@@ -11,7 +11,7 @@ use filter_core::Action;
 use super::callbacks::{
     self, envoy_bytes, envoy_chunks, envoy_headers, ConfigHandle, EnvoyBuffer, EnvoyHeader, LogLevel, Stream,
 };
-use crate::filter::{Filter, FilterConfig};
+use crate::filter::{Filter, FilterConfig, RouteConfig};
 use crate::remote::{Event, TICK_EVENT};
 
 /// `Continue` in every `*_status` enum of the ABI.
@@ -258,22 +258,39 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
     })
 }
 
-// Hooks for features this module does not use (per-stream callouts and streams,
-// per-route configuration, watermarks). Envoy requires them all to exist.
-
-/// Per-route configuration is not supported: refusing it makes Envoy say so at load.
+/// A route's own configuration (`DynamicModuleFilterPerRoute`): null refuses it (Envoy
+/// then refuses the route configuration). `name` (`per_route_config_name`) is not used.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
     _name: EnvoyBuffer,
-    _config: EnvoyBuffer,
+    config: EnvoyBuffer,
 ) -> *const c_void {
-    callbacks::log(LogLevel::Error, "rust_grpc_proxy: per-route configuration is not supported");
-    std::ptr::null()
+    guard("per_route_config_new", std::ptr::null(), || {
+        // SAFETY: Envoy's configuration buffer is valid for the duration of this hook.
+        let json = unsafe { envoy_bytes(config) };
+        match RouteConfig::new(&json) {
+            Ok(config) => Box::into_raw(Box::new(config)) as *const c_void,
+            Err(e) => {
+                callbacks::log(LogLevel::Error, &format!("rust_grpc_proxy: {e}"));
+                std::ptr::null()
+            }
+        }
+    })
 }
 
-/// Envoy's `per route config destroy` hook: unused by this module (Envoy requires it).
+/// The route's configuration is gone (streams that took its transcoder keep their `Arc`).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(_config: *const c_void) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(config: *const c_void) {
+    guard("per_route_config_destroy", (), || {
+        if !config.is_null() {
+            // SAFETY: the pointer came from Box::into_raw in per_route_config_new and Envoy destroys it once.
+            drop(unsafe { Box::from_raw(config as *mut RouteConfig) });
+        }
+    })
+}
+
+// Hooks for features this module does not use (per-stream callouts and streams,
+// watermarks). Envoy requires them all to exist.
 
 /// An event the stream scheduled: resuming a response whose trailers were held
 /// until the stream's closing bytes went out.
