@@ -298,7 +298,7 @@ test-gateway: $(VENV_STAMP) $(WASM) $(DYNMOD) $(DESCRIPTORS) $(RGP_BIN) $(ISTIO_
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing Debian's openssl"; \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends openssl; \
 	  else echo "error: test-gateway needs openssl (apt-get install openssl)" >&2; exit 1; fi; }
-	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) E2E_DYNMOD_PROBE=$(DYNMOD_PROBE) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) GATEWAY_RGP=$(RGP_BIN) \
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) E2E_EXAMPLE_SERVICE=$(EXAMPLE_BIN) E2E_DESCRIPTORS=$(DESCRIPTORS) GATEWAY_RGP=$(RGP_BIN) \
 	  $(VPY) -m pytest tests/gateway $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- containers

@@ -341,7 +341,8 @@ impl Stream<'_> {
         }
     }
 
-    /// Sets a header (replacing its values); `None` removes it.
+    /// Sets a header (replacing its values); `None` removes it, and so does an empty value
+    /// (Envoy 1.40 removes a header set to empty; the ABI cannot send one empty).
     pub fn set_header(&self, map: HeaderMap, name: &str, value: Option<&str>) -> bool {
         let value = value.map(|v| ModuleBuffer::of(v.as_bytes())).unwrap_or(ModuleBuffer::NULL);
         // SAFETY: the buffers outlive the call and Envoy copies them; a null value means removal.
