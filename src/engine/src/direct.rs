@@ -4,8 +4,8 @@
 //! into flat tables ([`Schema`]), and a request body is read and written in one pass.
 //!
 //! It is a fast path, not a second implementation of proto3 JSON: whenever
-//! the input leaves the subset handled here (an escape in a string, a `null`,
-//! a number written as a string for a float, two members of a oneof, a
+//! the input leaves the subset handled here (an escape in a key, a `null` in
+//! a list or a oneof, a number written as a string for a float, two members of a oneof, a
 //! well-known type other than Timestamp, Duration and the wrappers, base64
 //! other than standard and padded, an unknown key, a field set twice, fields out of
 //! order on the wire, ...) it returns `None` and the caller takes the general
@@ -179,8 +179,10 @@ impl Schema {
                 map_value,
                 map_key,
                 presence: !field.is_list() && field.supports_presence(),
+                // A proto3 `optional` field's synthetic oneof has one member: nothing to check.
                 oneof: field
                     .containing_oneof()
+                    .filter(|o| !o.is_synthetic())
                     .and_then(|o| desc.oneofs().position(|x| x == o))
                     .and_then(|i| u8::try_from(i).ok()),
             });

@@ -49,7 +49,17 @@ impl Schema {
             r.skip_ws();
             r.expect(b':')?;
             r.skip_ws();
-            self.read_field(field, r, out, depth)?;
+            if r.literal(b"null") {
+                // proto3 JSON: null is the field's default, so nothing is written. Not for
+                // google.protobuf.Value (null is its NullValue) or the other types the
+                // general path reads; and in a oneof it would still pick the member.
+                let ty = field.map_value.unwrap_or(field.ty); // a map's own `ty` is Other
+                if field.oneof.is_some() || matches!(ty, Type::Other) {
+                    return None;
+                }
+            } else {
+                self.read_field(field, r, out, depth)?;
+            }
             r.skip_ws();
             if r.eat(b',') {
                 continue;
@@ -68,7 +78,7 @@ impl Schema {
             }
             loop {
                 r.skip_ws();
-                let key = r.string()?;
+                let key = r.string_value()?;
                 r.skip_ws();
                 r.expect(b':')?;
                 r.skip_ws();
@@ -80,7 +90,7 @@ impl Schema {
                     out.extend_from_slice(key.as_bytes());
                 } else {
                     // JSON keys are strings: "7", "true".
-                    let key = match (field.map_key, key) {
+                    let key = match (field.map_key, key.as_ref()) {
                         (Scalar::Bool, "true") => Number::Bool(true),
                         (Scalar::Bool, "false") => Number::Bool(false),
                         (Scalar::Bool, _) => return None,
@@ -174,7 +184,7 @@ impl Schema {
                 }
             }
             Type::Scalar(Scalar::String) => {
-                let text = r.string()?;
+                let text = r.string_value()?;
                 if always || !text.is_empty() {
                     put_key(out, number, 2);
                     put_varint(out, text.len() as u64);
@@ -189,7 +199,7 @@ impl Schema {
                 }
             }
             Type::Bytes => {
-                let data = decode_base64(r.string()?)?;
+                let data = decode_base64(&r.string_value()?)?;
                 if always || !data.is_empty() {
                     put_key(out, number, 2);
                     put_varint(out, data.len() as u64);

@@ -1,5 +1,7 @@
 //! The JSON reader of the fast path: a cursor over a body already checked to be UTF-8.
 
+use std::borrow::Cow;
+
 pub(super) struct Reader<'a> {
     pub(super) json: &'a [u8],
     pub(super) pos: usize,
@@ -52,6 +54,82 @@ impl<'a> Reader<'a> {
         self.pos += 1;
         // The whole body was checked to be UTF-8, and quotes are ASCII.
         std::str::from_utf8(text).ok()
+    }
+
+    /// A string value with its escapes decoded (text from browsers and PHP clients has
+    /// `\"`, `\n`, `\/` and `\u` escapes in it); None for what the general path must
+    /// judge: a bad escape, a lone surrogate, a raw control character.
+    pub(super) fn string_value(&mut self) -> Option<Cow<'a, str>> {
+        let start = self.pos + 1;
+        let mut probe = Reader { json: self.json, pos: self.pos };
+        if let Some(text) = probe.string() {
+            self.pos = probe.pos;
+            return Some(Cow::Borrowed(text));
+        }
+        // `string` stopped at an escape (or at something no string may hold).
+        if self.json.get(probe.pos) != Some(&b'\\') {
+            return None;
+        }
+        let mut out = self.json.get(start..probe.pos)?.to_vec();
+        self.pos = probe.pos;
+        loop {
+            match self.peek()? {
+                b'"' => break,
+                b'\\' => {
+                    let escaped = *self.json.get(self.pos + 1)?;
+                    self.pos += 2;
+                    let byte = match escaped {
+                        b'"' | b'\\' | b'/' => escaped,
+                        b'b' => 0x08,
+                        b'f' => 0x0c,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
+                            let c = self.unicode_escape()?;
+                            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                            continue;
+                        }
+                        _ => return None,
+                    };
+                    out.push(byte);
+                }
+                b if b < 0x20 => return None,
+                b => {
+                    out.push(b);
+                    self.pos += 1;
+                }
+            }
+        }
+        self.pos += 1;
+        // Copied whole UTF-8 sequences and encoded chars: valid, but checked rather than assumed.
+        String::from_utf8(out).ok().map(Cow::Owned)
+    }
+
+    /// The char of a `\uXXXX` escape (the `\u` already read), a surrogate pair taking two.
+    fn unicode_escape(&mut self) -> Option<char> {
+        let high = self.hex4()?;
+        if !(0xD800..0xDC00).contains(&high) {
+            // A lone low surrogate is no char: None.
+            return char::from_u32(high);
+        }
+        if !self.literal(b"\\u") {
+            return None;
+        }
+        let low = self.hex4()?;
+        if !(0xDC00..0xE000).contains(&low) {
+            return None;
+        }
+        char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.json.get(self.pos..self.pos + 4)?;
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        self.pos += 4;
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
     }
 
     /// A JSON number token, checked against JSON's grammar.
