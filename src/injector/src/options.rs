@@ -856,7 +856,9 @@ mod tests {
         let runtime = |annotations: &[(&str, &str)], cfg: &InjectorConfig| {
             options(&pod(annotations), cfg).map(|o| (o.runtime, o.descriptor)).expect("accepted")
         };
-        let cases: [(&[(&str, &str)], &InjectorConfig, Runtime); 7] = [
+        // (the pod's annotations, the webhook's flags, the runtime it must get)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a InjectorConfig, Runtime);
+        let cases: [Case; 7] = [
             (&[("descriptor-configmap", "set")], &cfg, Runtime::Native),
             (&[("descriptor-configmap", "set"), ("runtime", "wasm")], &cfg, Runtime::Wasm),
             (&[("descriptor-source", "reflection")], &cfg, Runtime::Native),
