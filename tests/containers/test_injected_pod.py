@@ -1,13 +1,15 @@
 """The pod of deploy/example/echo.yaml, injected by the containerised webhook and run by
-podman kube play, in three flavours of descriptor source:
+podman kube play, in three flavours of descriptor source, and reflection on both runtimes:
 
-  configmap   as echo.yaml has it: the ConfigMap `rgp publish` wrote (given with --configmap)
-  volume      the same ConfigMap as a volume of the pod, named by descriptor-volume
-  reflection  no set at all: the app serves gRPC reflection (`serve --reflection`)
+  configmap        as echo.yaml has it: the ConfigMap `rgp publish` wrote (given with --configmap)
+  volume           the same ConfigMap as a volume of the pod, named by descriptor-volume
+  reflection       no set at all: the app serves gRPC reflection (`serve --reflection`)
+  reflection-wasm  the same, annotated rust-grpc-proxy/runtime: wasm
 
-The runtime is the webhook's default: the dynamic module from the image (configmap,
-volume), and for reflection, which the module cannot fetch yet, the Wasm filter with its
-Lua companion; the echo line, a GET, goes through the router either way.
+The runtime is the webhook's default, the dynamic module from the image, except where the
+pod asks for the Wasm filter (with its Lua companion); the echo line, a GET, goes through
+the router either way. Envoy's own log in the pod says which one ran and, with
+reflection, that it loaded the set the app's reflection service gave.
 
 Every pod is annotated rust-grpc-proxy/native-sidecar: "false" (the classic layout, the
 sidecar as a second container): podman 4.3 does not run restartable init containers
@@ -38,7 +40,16 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 import pods
 from pods import PREFIX, REPO, KubePlay
 
-MODES = ["configmap", "volume", "reflection"]
+MODES = ["configmap", "volume", "reflection", "reflection-wasm"]
+
+
+def expected_runtime(mode: str) -> str:
+    """The runtime the webhook must pick: its default, unless the pod annotates wasm."""
+    return "wasm" if mode == "reflection-wasm" else "native"
+
+
+def by_reflection(mode: str) -> bool:
+    return mode.startswith("reflection")
 
 
 def echo_pod(mode: str, configmap: str, configmap_sha: str) -> dict:
@@ -60,10 +71,13 @@ def echo_pod(mode: str, configmap: str, configmap_sha: str) -> dict:
         ann["rust-grpc-proxy/descriptor-volume"] = "api-descriptors"
         ann["rust-grpc-proxy/descriptor-key"] = f"{configmap}.pb"
     else:
+        assert by_reflection(mode), mode
         del ann["rust-grpc-proxy/descriptor-configmap"]
         del ann["rust-grpc-proxy/descriptor-sha256"]
         ann["rust-grpc-proxy/descriptor-source"] = "reflection"
         spec["containers"][0]["args"].append("--reflection")
+        if mode == "reflection-wasm":
+            ann["rust-grpc-proxy/runtime"] = "wasm"
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"{PREFIX}-echo-{mode}", "namespace": deployment["metadata"]["namespace"],
                          "labels": meta["labels"], "annotations": ann},
@@ -114,12 +128,12 @@ def injected(request, webhook, descriptor_configmap):
     (sidecar,) = [c for c in spec["containers"] if c["name"] == "rust-grpc-proxy"]
     status = json.loads(patched["metadata"]["annotations"]["rust-grpc-proxy/status"])
     assert status["layout"] == "classic", status
-    assert status["runtime"] == ("wasm" if mode == "reflection" else "native"), status
+    assert status["runtime"] == expected_runtime(mode), status
     # The descriptor source is the one this mode asked for, not a default.
     mounts = {m["mountPath"]: m["name"] for m in sidecar["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
     descriptor = mounts.get("/etc/rust-grpc-proxy/descriptor")
-    if mode == "reflection":
+    if by_reflection(mode):
         assert descriptor is None and "--descriptor" not in sidecar["args"], sidecar["args"]
     else:
         assert volumes[descriptor]["configMap"]["name"] == cm_name, volumes[descriptor]
@@ -129,7 +143,7 @@ def injected(request, webhook, descriptor_configmap):
     ports = {p: pods.free_port() for p in (status["restPort"], health, bootstrap_admin_port(sidecar))}
     for container_port, host_port in ports.items():
         pods.publish(sidecar, container_port, host_port)
-    configmaps = [cm_path] if mode != "reflection" else []
+    configmaps = [] if by_reflection(mode) else [cm_path]
     with KubePlay(f"{PREFIX}-echo-{mode}", [json.loads(json.dumps(patched))], configmaps=configmaps) as play:
         p = InjectedPod(mode, play, patched, sidecar, ports, probes)
         ready = probes["rust-grpc-proxy/readinessProbe"]["httpGet"]
@@ -212,6 +226,45 @@ def test_readiness_probe_endpoint(injected):
     ready = injected.probes["rust-grpc-proxy/readinessProbe"]["httpGet"]
     out = pods.curl("-w", "\n%{http_code}", f"http://127.0.0.1:{injected.ports[ready['port']]}{ready['path']}")
     assert out.returncode == 0 and out.stdout.endswith("\n200"), (out.stdout, out.stderr)
+
+
+# Envoy's loggers that carry the filter's own records: the module's go to "dynamic_modules"
+# (through the ABI's log callback), a Wasm VM's to "wasm" ("wasm log <root id>: ...").
+FILTER_LOGGERS = {"native": "dynamic_modules", "wasm": "wasm"}
+
+
+def filter_log(log: str, logger: str) -> list[str]:
+    """The lines of Envoy's `log` that the filter wrote through `logger`."""
+    return [line for line in log.splitlines() if f"][{logger}] " in line and "rust_grpc_proxy: " in line]
+
+
+def test_envoy_ran_the_runtime_asked_for_and_loaded_the_set(injected):
+    """Envoy's log in the pod: the filter that ran is the runtime the status annotation
+    names (the other runtime wrote nothing), and it loaded the descriptor set from where
+    the mode says: the mounted set handed over in the configuration, or the app's
+    reflection service (the only source a reflection pod has: nothing is mounted)."""
+    runtime = expected_runtime(injected.mode)
+    assert injected.status["runtime"] == runtime, injected.status
+    other = "wasm" if runtime == "native" else "native"
+    source = 'gRPC server reflection on cluster "app"' if by_reflection(injected.mode) else "the configuration"
+    sidecar = injected.container("rust-grpc-proxy")
+
+    def loads():
+        ours = filter_log(injected.play.logs(sidecar), FILTER_LOGGERS[runtime])
+        return [line for line in ours if "rust_grpc_proxy: loaded " in line and f"from {source}" in line]
+
+    # The fixture saw REST answer, so a load happened; Envoy's log may still be in flight.
+    (first, *_) = pods.wait_until(loads, 20, f"{injected.mode} pod: the set loaded from {source}")
+    assert "bookstore.v1.Bookstore" in first and "echo.v1.EchoService" in first, first
+    log = injected.play.logs(sidecar)
+    assert filter_log(log, FILTER_LOGGERS[other]) == [], f"the {other} filter ran too:\n{log[-4000:]}"
+    if runtime == "native":
+        # Envoy itself says it loaded a module built for its ABI, and the module that it is ready.
+        assert re.search(r"\]\[dynamic_modules\] .*Dynamic module ABI version \S+ matched", log), log[-4000:]
+        assert any("rust_grpc_proxy: dynamic module ready" in line for line in filter_log(log, "dynamic_modules"))
+    else:
+        # The Lua companion that the Wasm runtime comes with is loaded (it hooks requests only).
+        assert "][lua] " in log, log[-4000:]
 
 
 def listening(container: str) -> set[tuple[str, int]]:

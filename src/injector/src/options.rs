@@ -125,7 +125,7 @@ const MOUNTED_SET_ANNOTATIONS: &[&str] = &["descriptor-configmap", "descriptor-v
 pub enum Runtime {
     /// The dynamic module: the image's Envoy is ours (1.40), the ABI the module was built for.
     Native,
-    /// The Wasm filter and its Lua companion; the only one that reads descriptors by reflection.
+    /// The Wasm filter and its Lua companion: only when the pod asks for it.
     Wasm,
 }
 
@@ -137,7 +137,7 @@ pub struct Options {
     pub health_port: u16,
     pub admin_port: u16,
     pub descriptor: DescriptorSource,
-    /// The filter's build: native unless the pod asks for wasm or reads descriptors by reflection.
+    /// The filter's build: native unless the pod asks for wasm.
     pub runtime: Runtime,
     /// Empty: every service of the set (decided by the sidecar when it reads the set).
     pub services: Vec<String>,
@@ -430,10 +430,10 @@ pub fn options(pod: &Pod, cfg: &InjectorConfig) -> Result<Options, Vec<String>> 
         }
     }
 
-    // Reflection pods keep the Wasm build by default: the module reads reflection too,
-    // but has not yet run that way in the container tests; `native` opts in.
+    // Native by default, reflection pods included: the sidecar image's Envoy is the 1.40
+    // the module was built for, and the module fetches descriptors by reflection itself
+    // (tests/containers/test_injected_pod.py runs both runtimes that way in a pod).
     let runtime = match annotation(pod, "runtime").as_deref() {
-        None if reflection => Runtime::Wasm,
         None | Some("native") => Runtime::Native,
         Some("wasm") => Runtime::Wasm,
         Some(v) => {
@@ -830,5 +830,50 @@ mod tests {
         assert!(!is_relative_file("../set.pb"));
         assert_eq!(to_snake("printOptions"), "print_options");
         assert_eq!(to_snake("auto_mapping"), "auto_mapping");
+    }
+
+    /// A pod with the label and `annotations`, its app declaring gRPC port 50051.
+    fn pod(annotations: &[(&str, &str)]) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "labels": {ENABLE_LABEL: "50051"},
+                "annotations": annotations.iter().map(|(k, v)| (format!("{ANNOTATION_PREFIX}{k}"), *v))
+                    .collect::<BTreeMap<_, _>>(),
+            },
+            "spec": {"containers": [{"name": "app", "ports": [{"containerPort": 50051}]}]},
+        }))
+        .expect("a valid Pod")
+    }
+
+    /// The module is the default whatever the descriptor source; `runtime: wasm` still
+    /// picks the Wasm filter, reflection pods included.
+    #[test]
+    fn runtime_is_native_unless_the_pod_asks_for_wasm() {
+        let cfg = InjectorConfig::default();
+        let reflection_default = InjectorConfig { default_source: DefaultSource::Reflection, ..cfg.clone() };
+        let runtime = |annotations: &[(&str, &str)], cfg: &InjectorConfig| {
+            options(&pod(annotations), cfg).map(|o| (o.runtime, o.descriptor)).expect("accepted")
+        };
+        // (the pod's annotations, the webhook's flags, the runtime it must get)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a InjectorConfig, Runtime);
+        let cases: [Case; 7] = [
+            (&[("descriptor-configmap", "set")], &cfg, Runtime::Native),
+            (&[("descriptor-configmap", "set"), ("runtime", "wasm")], &cfg, Runtime::Wasm),
+            (&[("descriptor-source", "reflection")], &cfg, Runtime::Native),
+            (&[("descriptor-source", "reflection"), ("runtime", "native")], &cfg, Runtime::Native),
+            (&[("descriptor-source", "reflection"), ("runtime", "wasm")], &cfg, Runtime::Wasm),
+            (&[], &reflection_default, Runtime::Native),
+            (&[("runtime", "wasm")], &reflection_default, Runtime::Wasm),
+        ];
+        for (annotations, cfg, want) in cases {
+            let (got, descriptor) = runtime(annotations, cfg);
+            assert_eq!(got, want, "{annotations:?} {:?}", cfg.default_source);
+            let by_reflection = matches!(descriptor, DescriptorSource::Reflection { .. });
+            let asked = annotations.contains(&("descriptor-source", "reflection"))
+                || cfg.default_source == DefaultSource::Reflection;
+            assert_eq!(by_reflection, asked, "{annotations:?}");
+        }
     }
 }

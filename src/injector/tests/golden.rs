@@ -102,7 +102,10 @@ fn expectations() -> BTreeMap<&'static str, (&'static str, Vec<&'static str>)> {
         ("malformed-not-json", ("error", vec!["not JSON"])),
         ("reflection-annotation", ("injected", vec![])),
         ("runtime-wasm", ("injected", vec![])),
+        // Reflection pods run the module by default (reflection-annotation) and ask for the
+        // Wasm filter explicitly; reflection-native says the default out loud.
         ("reflection-native", ("injected", vec![])),
+        ("reflection-wasm", ("injected", vec![])),
         ("reflection-default-label-only", ("injected", vec![])),
         ("reflection-default-configmap-annotation", ("injected", vec![])),
         (

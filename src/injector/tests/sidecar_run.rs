@@ -14,7 +14,7 @@
 //!
 //! Both runtimes: a pod by default runs the dynamic module (INJECTOR_DYNMOD, found through
 //! the ENVOY_DYNAMIC_MODULES_SEARCH_PATH the container's env sets), one annotated
-//! `runtime: wasm` (and a reflection pod) the .wasm with its Lua companion. Either way a
+//! `runtime: wasm` the .wasm with its Lua companion, reflection pods alike. Either way a
 //! transcoded GET goes through the router (its `http.rest.rq_total` counts it).
 //!
 //! Needs INJECTOR_ENVOY, INJECTOR_WASM, INJECTOR_DYNMOD, INJECTOR_EXAMPLE_SERVICE,
@@ -325,9 +325,24 @@ fn serves_rest(name: &str, extra: &[(&str, &str)], filter: &str) {
 /// reflection, the pod has nothing but `rustGrpcProxyEnable`. As in a pod, the sidecar
 /// starts before the app: it is ready (Envoy runs) and answers REST with a 503 JSON
 /// status until the app is up and its reflection service read; then REST and native
-/// gRPC work as with a mounted set.
+/// gRPC work as with a mounted set. The runtime is the default, the dynamic module.
 #[test]
 fn label_only_pod_with_reflection_default_serves_rest_from_the_apps_reflection() {
+    // The module fetches once, on Envoy's main thread, for every worker.
+    reflection_serves_rest("reflection", &[], "envoy.filters.http.dynamic_modules", 1);
+}
+
+/// The same pod annotated `runtime: wasm`: the Wasm filter and its companion read the
+/// app's reflection service (each VM on its own: two workers and the main thread).
+#[test]
+fn reflection_pod_annotated_wasm_serves_rest_from_the_apps_reflection() {
+    reflection_serves_rest("reflection-wasm", &[("rust-grpc-proxy/runtime", "wasm")], "envoy.filters.http.lua", 3);
+}
+
+/// A pod with only the label and `annotations`, from a webhook whose default source is
+/// reflection; `filter` must be in the rendered configuration, and `loads` log lines
+/// must say the set was loaded before the REST checks run.
+fn reflection_serves_rest(name: &str, annotations: &[(&str, &str)], filter: &str, loads: usize) {
     let Some([envoy, wasm, example, descriptors]) = real_inputs() else { return };
     let grpc = free_port();
     // Free ports through the webhook's flags, so that the pod itself stays label-only.
@@ -343,12 +358,16 @@ fn label_only_pod_with_reflection_default_serves_rest_from_the_apps_reflection()
     r["request"]["object"]["metadata"]["labels"]["rustGrpcProxyEnable"] = json!(grpc.to_string());
     assert_eq!(r["request"]["object"]["metadata"]["labels"].as_object().unwrap().len(), 1);
     assert!(r["request"]["object"]["metadata"].get("annotations").is_none());
+    if !annotations.is_empty() {
+        let map: serde_json::Map<String, Value> = annotations.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        r["request"]["object"]["metadata"]["annotations"] = Value::Object(map);
+    }
     let d = review(&serde_json::to_vec(&r).unwrap(), &cfg);
     assert_eq!(d.verdict, "injected", "{}", d.reason);
     let mut pod = r["request"]["object"].clone();
     json_patch::patch(&mut pod, &response_patch(&d.review).unwrap().unwrap()).unwrap();
     assert_eq!(pod["spec"]["volumes"].as_array().unwrap().len(), 1, "only the emptyDir: {}", pod["spec"]["volumes"]);
-    let c = as_kubelet_would(&pod, "reflection", &envoy, &wasm, &descriptors);
+    let c = as_kubelet_would(&pod, name, &envoy, &wasm, &descriptors);
     assert!(!c.command.iter().any(|a| a == "--descriptor"), "{:?}", c.command);
 
     let mut procs = Kill(Vec::new());
@@ -356,6 +375,8 @@ fn label_only_pod_with_reflection_default_serves_rest_from_the_apps_reflection()
     wait_ready(&c, &mut procs.0[0]);
     let err = std::fs::read_to_string(c.root.join("sidecar.err")).unwrap();
     assert!(err.contains("no descriptor file; the filter reads the descriptors from gRPC server reflection"), "{err}");
+    let rendered = std::fs::read_to_string(c.root.join("rust-grpc-proxy-run/envoy.json")).unwrap();
+    assert!(rendered.contains(&format!("\"name\":\"{filter}\"")), "{filter} not in {rendered}");
 
     // Before the app is up: REST gets the filter's 503 with a JSON status that says why.
     let base = format!("http://127.0.0.1:{}", cfg.rest_port);
@@ -381,18 +402,19 @@ fn label_only_pod_with_reflection_default_serves_rest_from_the_apps_reflection()
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    // Every worker VM loads on its own tick: wait until each has (concurrency 2 + main).
+    // Wait until every loader has the set: the module's one fetcher, or each Wasm VM on
+    // its own tick (concurrency 2 + main).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let err = std::fs::read_to_string(c.root.join("sidecar.err")).unwrap_or_default();
-        let loads = err.matches("from gRPC server reflection on cluster \"app\" (sha256").count();
-        if loads >= 3 {
+        let loaded = err.matches("from gRPC server reflection on cluster \"app\" (sha256").count();
+        if loaded >= loads {
             let line = err.lines().find(|l| l.contains("(sha256")).unwrap_or_default();
             assert!(line.contains("bookstore.v1.Bookstore") && line.contains("echo.v1.EchoService"), "{line}");
             assert!(!line.contains("grpc.reflection"), "gRPC's own services are not transcoded: {line}");
             break;
         }
-        assert!(Instant::now() < deadline, "not every VM loaded the set:\n{err}");
+        assert!(Instant::now() < deadline, "{loaded} of {loads} loads of the set:\n{err}");
         std::thread::sleep(Duration::from_millis(250));
     }
     check_rest_and_native_grpc(cfg.rest_port, cfg.admin_port, &c.root);
