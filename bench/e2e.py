@@ -84,6 +84,8 @@ CASES = [
     # Numbers first (decimal prices, long fractions, int64/uint64, a duration), and a 22 KB page of them.
     ("listing POST", "POST", "/v1/listings", PAYLOADS / "listing.json"),
     ("catalog POST", "POST", "/v1/catalogs", PAYLOADS / "catalog.json"),
+    # The listing as a PHP client writes it: \u escapes, \/, quotes, a line break, nulls.
+    ("escaped POST", "POST", "/v1/listings", PAYLOADS / "listing-escaped.json"),
 ]
 # The floor's gRPC call per case: (path, request type, request message as JSON; None: the case's body).
 GRPC_CALLS = {
@@ -96,6 +98,7 @@ GRPC_CALLS = {
     "order POST": ("/bench.v1.Bench/PostOrder", "bench.v1.Order", None),
     "listing POST": ("/bench.v1.Bench/PostListing", "bench.v1.Listing", None),
     "catalog POST": ("/bench.v1.Bench/PostCatalog", "bench.v1.Catalog", None),
+    "escaped POST": ("/bench.v1.Bench/PostListing", "bench.v1.Listing", None),
 }
 if os.environ.get("BENCH_CASES"):
     wanted = {c.strip() for c in os.environ["BENCH_CASES"].split(",")}

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Writes bench/payloads/listing.json and catalog.json: messages that look like
+"""Writes bench/payloads/listing.json, catalog.json and listing-escaped.json: messages that look like
 users' messages (decimal prices and coordinates with long fractions, int64 and
 uint64 as strings, enums, maps, repeated nested messages, timestamps,
 durations, unicode). Deterministic (a fixed seed), so the committed files are
 what this prints; rerun after changing it.
+
+listing-escaped.json is a listing as a PHP client writes it (json_encode's
+defaults: non-ASCII as \\u escapes, emoji as surrogate pairs, every slash as
+\\/), with quotes and a line break in its text and null for the wrappers it
+leaves out.
 
 Numbers are written the way protobuf prints them (shortest form that reads
 back), so both transcoders echo the same text and the bench's equality check
@@ -80,3 +85,16 @@ def dump(name: str, value: dict) -> None:
 
 dump("listing.json", listing(1))
 dump("catalog.json", {"pageToken": "page-0002", "listings": [listing(i) for i in range(2, 22)], "total": "1234"})
+
+
+def dump_escaped(name: str, value: dict) -> None:
+    text = json.dumps(value, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/")
+    (HERE / name).write_text(text + "\n", encoding="ascii")
+    print(f"{name}: {len(text.encode())} bytes")
+
+
+escaped = listing(22)
+escaped["description"] = 'The "Moka" pot\nTwo lines: 6 cups \u2014 caf\u00e9 cr\u00e8me \U0001F600 <b>bold</b> https://example.com/moka'
+escaped["subtitle"] = None
+escaped["minAge"] = None
+dump_escaped("listing-escaped.json", escaped)

@@ -256,6 +256,7 @@ test! {
         for (name, body) in [
             ("bench.v1.Listing", &include_bytes!("../../../bench/payloads/listing.json")[..]),
             ("bench.v1.Catalog", include_bytes!("../../../bench/payloads/catalog.json")),
+            ("bench.v1.Listing", include_bytes!("../../../bench/payloads/listing-escaped.json")),
         ] {
             let id = schema.add(&pool.get_message_by_name(name).expect("bench message"));
             let mut wire = Vec::new();
