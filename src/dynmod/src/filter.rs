@@ -365,6 +365,12 @@ impl Host for DynHost<'_, '_> {
         Ok(())
     }
 
+    fn in_place_limit(&self) -> Option<usize> {
+        // 0: Envoy knows no limit for the stream here; the local reply is then the safe side.
+        let limit = self.stream.buffer_limit();
+        (limit > 0).then(|| usize::try_from(limit).unwrap_or(usize::MAX))
+    }
+
     fn can_append_request_body(&self) -> bool {
         true
     }

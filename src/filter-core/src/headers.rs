@@ -36,6 +36,15 @@ pub fn is_grpc_response_header(name: &str) -> bool {
         )
 }
 
+/// Upstream response headers an answer written in place removes: the gRPC status
+/// and encoding, which the JSON answer replaces (its own status headers, if any, come after).
+pub fn is_grpc_status_header(name: &str) -> bool {
+    matches!(
+        name,
+        "grpc-status" | "grpc-message" | "grpc-status-details-bin" | "grpc-encoding" | "grpc-accept-encoding"
+    )
+}
+
 /// The UTF-8 pairs of a header map (others cannot be JSON answer headers).
 pub fn text_pairs(pairs: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
     pairs.into_iter().filter_map(|(k, v)| String::from_utf8(v).ok().map(|v| (k, v))).collect()

@@ -122,6 +122,13 @@ pub trait Host: Metrics {
         }
         Ok(())
     }
+    /// How large a unary answer may be to be written into the upstream response while
+    /// the filter holds it (headers rewritten, body replaced, the response then
+    /// continued), as native does, rather than sent as a local reply: Envoy's buffer
+    /// limit for the stream, which such a body counts against. None: never in place.
+    fn in_place_limit(&self) -> Option<usize> {
+        None
+    }
     /// The request header in which this host hands a bodiless request's frame on
     /// ([`Host::append_request_body`]), if it uses one: the core removes it from every
     /// request, so that a client cannot hand one over itself.

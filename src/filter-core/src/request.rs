@@ -8,9 +8,11 @@ use std::sync::Arc;
 use log::{debug, error, warn};
 use transcoder::{source, HttpReply, RequestOutcome, RequestPlan, ResponseStream, Status, Transcoder};
 
-use crate::headers::{find, grpc_status_of, is_grpc_response_header, non_grpc_answer, text_pairs, RestTarget};
+use crate::headers::{
+    find, grpc_status_of, is_grpc_response_header, is_grpc_status_header, non_grpc_answer, text_pairs, RestTarget,
+};
 use crate::metrics::{self, Counter};
-use crate::{Action, Host, Side};
+use crate::{Action, Host, HostError, Side};
 
 /// Past this many request body bytes the request headers go upstream before
 /// the body is complete: a frame passed to Envoy while the filter holds the
@@ -55,6 +57,9 @@ pub struct Request {
     pub(crate) via_stream: Option<u32>,
     /// Upstream response headers (gRPC initial metadata) to pass on.
     pub(crate) response_headers: Vec<(String, String)>,
+    /// The upstream response headers as Envoy holds them, for an answer written into
+    /// them ([`Host::in_place_limit`]).
+    upstream_headers: Vec<(String, Vec<u8>)>,
     /// The filter's own call brought initial metadata entries (else its answer was trailers-only).
     pub(crate) initial_metadata: bool,
     pub(crate) stream_messages: Vec<Vec<u8>>,
@@ -100,6 +105,7 @@ impl Request {
             replied: false,
             via_stream: None,
             response_headers: Vec::new(),
+            upstream_headers: Vec::new(),
             initial_metadata: false,
             stream_messages: Vec::new(),
             stream_trailers: Vec::new(),
@@ -316,7 +322,11 @@ impl Request {
         if !self.handling_response() {
             return Action::Continue;
         }
-        let headers = text_pairs(host.response_headers());
+        let raw = host.response_headers();
+        let headers = text_pairs(raw.clone());
+        if host.in_place_limit().is_some() {
+            self.upstream_headers = raw;
+        }
         self.answered = find(&headers, ":status").and_then(|s| s.parse().ok());
         let is_grpc = find(&headers, "content-type").is_some_and(transcoder::is_grpc_content_type);
         if !is_grpc {
@@ -337,8 +347,7 @@ impl Request {
         self.response_encoding = find(&headers, "grpc-encoding").map(str::to_string);
         if end_of_stream {
             // Trailers-only: the status is in the headers and there is no body.
-            self.finish_response(host, &[], &headers, true);
-            return Action::Pause;
+            return self.finish_response(host, &[], &headers, true, 0);
         }
         // Keep the status headers in case the body ends without trailers.
         self.stream_trailers = headers.into_iter().filter(|(k, _)| k.starts_with("grpc-")).collect();
@@ -375,7 +384,7 @@ impl Request {
         if end_of_stream {
             let body = std::mem::take(&mut self.response_body);
             let status_headers = std::mem::take(&mut self.stream_trailers);
-            self.finish_response(host, &body, &status_headers, false);
+            return self.finish_response(host, &body, &status_headers, false, chunk.len());
         } else if let Err(e) = host.replace_body(Side::Response, chunk.len(), &[]) {
             error!("rust_grpc_proxy: cannot take a response chunk: {e}");
             self.response_held = true;
@@ -398,8 +407,8 @@ impl Request {
             // A chunk could not be drained: Envoy still holds it (else it holds nothing).
             body = host.body(Side::Response).unwrap_or_default();
         }
-        self.finish_response(host, &body, &trailers, false);
-        Action::Pause
+        let held = if self.response_held { body.len() } else { 0 };
+        self.finish_response(host, &body, &trailers, false, held)
     }
 
     /// The request is being transcoded (its headers were rewritten into a gRPC call's).
@@ -438,15 +447,19 @@ impl Request {
     }
 
     /// Builds the reply once the whole upstream response is in.
+    /// Answers with the whole upstream response in: `held` is how many of its body bytes
+    /// Envoy still holds in this callback (`usize::MAX`: unknown, so no answer in place).
+    /// Continue when the answer was written into the held response, else Pause.
     fn finish_response(
         &mut self,
         host: &mut dyn Host,
         body: &[u8],
         status_headers: &[(String, String)],
         trailers_only: bool,
-    ) {
+        held: usize,
+    ) -> Action {
         let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.take()) else {
-            return;
+            return Action::Pause;
         };
         let mut grpc = grpc_status_of(status_headers);
         grpc.trailers_only = trailers_only;
@@ -459,10 +472,43 @@ impl Request {
                     Err(status) => t.local_error(&status),
                 }
             }
-            None => t.unary_response_encoded(&plan, body, grpc, encoding.as_deref()),
+            None => {
+                let reply = t.unary_response_encoded(&plan, body, grpc, encoding.as_deref());
+                // A body over Envoy's buffer limit would fail there: a local reply has no limit.
+                let fits = host.in_place_limit().is_some_and(|limit| reply.body.len() < limit);
+                if held != usize::MAX && fits {
+                    match self.answer_in_place(host, &reply, held) {
+                        Ok(()) => return Action::Continue,
+                        Err(e) => debug!("rust_grpc_proxy: answering with a local reply instead: {e}"),
+                    }
+                }
+                reply
+            }
         };
         let mut headers = std::mem::take(&mut self.response_headers);
         self.send(host, reply, &mut headers);
+        Action::Pause
+    }
+
+    /// Writes a unary answer into the upstream response Envoy holds, as native does:
+    /// the upstream's own headers stay (`x-envoy-upstream-service-time`, metadata),
+    /// the gRPC ones go, and an empty error body keeps its content-type, which a
+    /// local reply drops. The trailers go on as they came (HTTP/2 clients see them).
+    fn answer_in_place(&mut self, host: &mut dyn Host, reply: &HttpReply, held: usize) -> Result<(), HostError> {
+        let status = reply.status.to_string();
+        let length = reply.body.len().to_string();
+        let mut set: Vec<(&str, &str)> = vec![(":status", &status), ("content-length", &length)];
+        set.extend(reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let current = std::mem::take(&mut self.upstream_headers);
+        let remove: Vec<String> = current.iter().map(|(k, _)| k.clone()).filter(|k| is_grpc_status_header(k)).collect();
+        let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
+        host.rewrite_headers(Side::Response, Some(current), &set, &remove)?;
+        if held > 0 || !reply.body.is_empty() {
+            host.replace_body(Side::Response, held, &reply.body)?;
+        }
+        self.replied = true;
+        self.answered = Some(reply.status);
+        Ok(())
     }
 
     /// Turns the whole request body into the gRPC frame, which replaces the
@@ -581,7 +627,7 @@ impl Request {
             self.live = None;
             host.forget_stream();
             let raw = raw.to_vec();
-            self.finish_response(host, &raw, status_headers, false);
+            self.finish_response(host, &raw, status_headers, false, usize::MAX);
             return Action::Pause;
         }
         let mut out = Vec::new();

@@ -124,6 +124,7 @@ extern "C" {
     fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
     fn envoy_dynamic_module_callback_http_filter_continue_encoding(filter: *mut c_void);
     fn envoy_dynamic_module_callback_http_set_buffer_limit(filter: *mut c_void, limit: u64);
+    fn envoy_dynamic_module_callback_http_get_buffer_limit(filter: *mut c_void) -> u64;
     fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
     fn envoy_dynamic_module_callback_get_most_specific_route_config(filter: *mut c_void) -> *const c_void;
     fn envoy_dynamic_module_callback_http_filter_config_http_callout(
@@ -223,6 +224,7 @@ pub const DECLARED: &[&str] = &[
     "envoy_dynamic_module_callback_http_filter_scheduler_delete",
     "envoy_dynamic_module_callback_http_filter_continue_encoding",
     "envoy_dynamic_module_callback_http_set_buffer_limit",
+    "envoy_dynamic_module_callback_http_get_buffer_limit",
     "envoy_dynamic_module_callback_http_clear_route_cache",
     "envoy_dynamic_module_callback_get_most_specific_route_config",
     "envoy_dynamic_module_callback_http_filter_config_http_callout",
@@ -432,6 +434,12 @@ impl Stream<'_> {
     pub fn continue_encoding(&self) {
         // SAFETY: plain call on the running hook's filter pointer.
         unsafe { envoy_dynamic_module_callback_http_filter_continue_encoding(self.ptr) }
+    }
+
+    /// Envoy's buffer limit for this stream (0 when it has none to say).
+    pub fn buffer_limit(&self) -> u64 {
+        // SAFETY: `self.ptr` is the stream of the running hook; a plain read.
+        unsafe { envoy_dynamic_module_callback_http_get_buffer_limit(self.ptr) }
     }
 
     /// Sets the stream's buffer limit.
