@@ -225,8 +225,11 @@ def test_demo_stops_on_ctrl_c(tmp_path):
     """`make demo` runs until Ctrl-C, which stops both processes (the README says so)."""
     demo = Demo(tmp_path / "demo")
     # Its own process group, as a terminal's foreground job is: Ctrl-C signals the group.
+    # SIGINT as a terminal's job has it: a suite started in the background (`cmd &` from a
+    # script) hands SIGINT down ignored, and bash cannot trap a signal ignored on entry.
     proc = subprocess.Popen([str(DEMO), "start"], env=demo.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     try:
         deadline = time.monotonic() + 120
