@@ -179,9 +179,6 @@ echo "Ctrl-C stops both."
 while kill -0 "$(<"$EXAMPLE_PID")" 2>/dev/null && kill -0 "$(<"$ENVOY_PID")" 2>/dev/null; do
   sleep 0.5
 done
-# Ctrl-C signals them too, and they may be gone before bash ran its trap (it runs
-# pending traps when a command like this `sleep` returns, not between builtins).
-sleep 0.5
 echo "demo: a process exited on its own; see $ENVOY_LOG and $EXAMPLE_LOG" >&2
 stop
 exit 1
