@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -111,6 +112,17 @@ pub struct RouteConfig {
     transcoder: Arc<Transcoder>,
 }
 
+/// How many route configurations exist: while there are none, a request spares the
+/// lookup of its route's (Envoy walks the route's per-filter configurations for it). Relaxed:
+/// Envoy publishes a new route table to the workers only after its configurations exist.
+static ROUTE_CONFIGS: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for RouteConfig {
+    fn drop(&mut self) {
+        ROUTE_CONFIGS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl RouteConfig {
     /// Loads a route's JSON configuration: the filter's format, with its descriptor set inline.
     /// Sets fetched at run time are refused: they need the configuration-level callouts and
@@ -134,6 +146,7 @@ impl RouteConfig {
         let mut slot = None;
         filter_core::install(&mut slot, transcoder, "a per-route configuration", started.elapsed(), json.len());
         let transcoder = slot.ok_or_else(|| refused(&"the transcoder was not installed"))?;
+        ROUTE_CONFIGS.fetch_add(1, Ordering::Relaxed);
         Ok(RouteConfig { transcoder })
     }
 }
@@ -180,7 +193,7 @@ impl Filter {
 
     /// Request headers hook.
     pub fn request_headers(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
-        if let Some(route) = stream.route_config() {
+        if let Some(route) = (ROUTE_CONFIGS.load(Ordering::Relaxed) > 0).then(|| stream.route_config()).flatten() {
             // Only now is the route known: its own configuration replaces the filter's.
             self.core.use_route_transcoder(Arc::clone(&route.transcoder));
         }

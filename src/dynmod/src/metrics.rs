@@ -45,28 +45,28 @@ impl MetricIds {
         ids
     }
 
-    /// The id and label values of a counter event.
-    fn counter<'a>(&self, counter: &Counter<'a>) -> Option<(usize, Vec<&'a str>)> {
+    /// The id of a counter event's metric, and the request counter's label values.
+    fn counter<'a>(&self, counter: &Counter<'a>) -> Option<(usize, Option<[&'a str; 3]>)> {
         match *counter {
-            Counter::Request { service, method, status } => Some((self.requests?, vec![service, method, status])),
-            Counter::TranscodingError(code) => Some((self.errors[code as usize]?, Vec::new())),
-            Counter::DescriptorLoad => Some((self.loads?, Vec::new())),
-            Counter::DescriptorFailure => Some((self.failures?, Vec::new())),
-            Counter::NotLoadedReply => Some((self.not_loaded?, Vec::new())),
+            Counter::Request { service, method, status } => Some((self.requests?, Some([service, method, status]))),
+            Counter::TranscodingError(code) => Some((self.errors[code as usize]?, None)),
+            Counter::DescriptorLoad => Some((self.loads?, None)),
+            Counter::DescriptorFailure => Some((self.failures?, None)),
+            Counter::NotLoadedReply => Some((self.not_loaded?, None)),
         }
     }
 
     /// Counts an event of a stream.
     pub fn count_on_stream(&self, stream: &Stream<'_>, counter: Counter<'_>) {
         if let Some((id, labels)) = self.counter(&counter) {
-            stream.increment_counter(id, &labels);
+            stream.increment_counter(id, labels.as_ref().map_or(&[], |l| l.as_slice()));
         }
     }
 
     /// Counts an event of the configuration (descriptor fetches).
     pub fn count_on_config(&self, config: &ConfigHandle<'_>, counter: Counter<'_>) {
         if let Some((id, labels)) = self.counter(&counter) {
-            config.increment_counter(id, &labels);
+            config.increment_counter(id, labels.as_ref().map_or(&[], |l| l.as_slice()));
         }
     }
 

@@ -23,27 +23,13 @@ pub fn is_connection_header(name: &str) -> bool {
 
 /// Response headers dropped because the JSON answer replaces what they describe.
 pub fn is_grpc_response_header(name: &str) -> bool {
-    is_connection_header(name)
-        || matches!(
-            name,
-            "grpc-status"
-                | "grpc-message"
-                | "grpc-status-details-bin"
-                | "grpc-encoding"
-                | "grpc-accept-encoding"
-                | "date"
-                | "server"
-        )
+    is_connection_header(name) || GRPC_STATUS_HEADERS.contains(&name) || matches!(name, "date" | "server")
 }
 
 /// Upstream response headers an answer written in place removes: the gRPC status
 /// and encoding, which the JSON answer replaces (its own status headers, if any, come after).
-pub fn is_grpc_status_header(name: &str) -> bool {
-    matches!(
-        name,
-        "grpc-status" | "grpc-message" | "grpc-status-details-bin" | "grpc-encoding" | "grpc-accept-encoding"
-    )
-}
+pub const GRPC_STATUS_HEADERS: [&str; 5] =
+    ["grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-encoding", "grpc-accept-encoding"];
 
 /// The UTF-8 pairs of a header map (others cannot be JSON answer headers).
 pub fn text_pairs(pairs: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {

@@ -9,7 +9,7 @@ use log::{debug, error, warn};
 use transcoder::{source, HttpReply, RequestOutcome, RequestPlan, ResponseStream, Status, Transcoder};
 
 use crate::headers::{
-    find, grpc_status_of, is_grpc_response_header, is_grpc_status_header, non_grpc_answer, text_pairs, RestTarget,
+    find, grpc_status_of, is_grpc_response_header, non_grpc_answer, text_pairs, RestTarget, GRPC_STATUS_HEADERS,
 };
 use crate::metrics::{self, Counter};
 use crate::{Action, Host, HostError, Side};
@@ -57,9 +57,6 @@ pub struct Request {
     pub(crate) via_stream: Option<u32>,
     /// Upstream response headers (gRPC initial metadata) to pass on.
     pub(crate) response_headers: Vec<(String, String)>,
-    /// The upstream response headers as Envoy holds them, for an answer written into
-    /// them ([`Host::in_place_limit`]).
-    upstream_headers: Vec<(String, Vec<u8>)>,
     /// The filter's own call brought initial metadata entries (else its answer was trailers-only).
     pub(crate) initial_metadata: bool,
     pub(crate) stream_messages: Vec<Vec<u8>>,
@@ -105,7 +102,6 @@ impl Request {
             replied: false,
             via_stream: None,
             response_headers: Vec::new(),
-            upstream_headers: Vec::new(),
             initial_metadata: false,
             stream_messages: Vec::new(),
             stream_trailers: Vec::new(),
@@ -322,11 +318,7 @@ impl Request {
         if !self.handling_response() {
             return Action::Continue;
         }
-        let raw = host.response_headers();
-        let headers = text_pairs(raw.clone());
-        if host.in_place_limit().is_some() {
-            self.upstream_headers = raw;
-        }
+        let headers = text_pairs(host.response_headers());
         self.answered = find(&headers, ":status").and_then(|s| s.parse().ok());
         let is_grpc = find(&headers, "content-type").is_some_and(transcoder::is_grpc_content_type);
         if !is_grpc {
@@ -347,7 +339,7 @@ impl Request {
         self.response_encoding = find(&headers, "grpc-encoding").map(str::to_string);
         if end_of_stream {
             // Trailers-only: the status is in the headers and there is no body.
-            return self.finish_response(host, &[], &headers, true, 0);
+            return self.finish_response(host, &[], &headers, true, Some(0));
         }
         // Keep the status headers in case the body ends without trailers.
         self.stream_trailers = headers.into_iter().filter(|(k, _)| k.starts_with("grpc-")).collect();
@@ -384,7 +376,7 @@ impl Request {
         if end_of_stream {
             let body = std::mem::take(&mut self.response_body);
             let status_headers = std::mem::take(&mut self.stream_trailers);
-            return self.finish_response(host, &body, &status_headers, false, chunk.len());
+            return self.finish_response(host, &body, &status_headers, false, Some(chunk.len()));
         } else if let Err(e) = host.replace_body(Side::Response, chunk.len(), &[]) {
             error!("rust_grpc_proxy: cannot take a response chunk: {e}");
             self.response_held = true;
@@ -407,7 +399,7 @@ impl Request {
             // A chunk could not be drained: Envoy still holds it (else it holds nothing).
             body = host.body(Side::Response).unwrap_or_default();
         }
-        let held = if self.response_held { body.len() } else { 0 };
+        let held = Some(if self.response_held { body.len() } else { 0 });
         self.finish_response(host, &body, &trailers, false, held)
     }
 
@@ -448,7 +440,7 @@ impl Request {
 
     /// Builds the reply once the whole upstream response is in.
     /// Answers with the whole upstream response in: `held` is how many of its body bytes
-    /// Envoy still holds in this callback (`usize::MAX`: unknown, so no answer in place).
+    /// Envoy still holds in this callback (None: unknown, so no answer in place).
     /// Continue when the answer was written into the held response, else Pause.
     fn finish_response(
         &mut self,
@@ -456,7 +448,7 @@ impl Request {
         body: &[u8],
         status_headers: &[(String, String)],
         trailers_only: bool,
-        held: usize,
+        held: Option<usize>,
     ) -> Action {
         let (Some(t), Some(plan)) = (self.transcoder.clone(), self.plan.take()) else {
             return Action::Pause;
@@ -476,7 +468,7 @@ impl Request {
                 let reply = t.unary_response_encoded(&plan, body, grpc, encoding.as_deref());
                 // A body over Envoy's buffer limit would fail there: a local reply has no limit.
                 let fits = host.in_place_limit().is_some_and(|limit| reply.body.len() < limit);
-                if held != usize::MAX && fits {
+                if let Some(held) = held.filter(|_| fits) {
                     match self.answer_in_place(host, &reply, held) {
                         Ok(()) => return Action::Continue,
                         Err(e) => debug!("rust_grpc_proxy: answering with a local reply instead: {e}"),
@@ -499,10 +491,7 @@ impl Request {
         let length = reply.body.len().to_string();
         let mut set: Vec<(&str, &str)> = vec![(":status", &status), ("content-length", &length)];
         set.extend(reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let current = std::mem::take(&mut self.upstream_headers);
-        let remove: Vec<String> = current.iter().map(|(k, _)| k.clone()).filter(|k| is_grpc_status_header(k)).collect();
-        let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
-        host.rewrite_headers(Side::Response, Some(current), &set, &remove)?;
+        host.rewrite_headers(Side::Response, None, &set, &GRPC_STATUS_HEADERS)?;
         if held > 0 || !reply.body.is_empty() {
             host.replace_body(Side::Response, held, &reply.body)?;
         }
@@ -627,7 +616,7 @@ impl Request {
             self.live = None;
             host.forget_stream();
             let raw = raw.to_vec();
-            self.finish_response(host, &raw, status_headers, false, usize::MAX);
+            self.finish_response(host, &raw, status_headers, false, None);
             return Action::Pause;
         }
         let mut out = Vec::new();
