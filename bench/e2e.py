@@ -10,9 +10,13 @@ Two more Envoys bound what a transcoder can reach here:
   Envoy only proxies it: the physical limit of this setup.
 - toll: native's transcoder behind a Wasm filter that only returns Continue
   (bench/noop-filter): what any Wasm filter costs, before it does anything.
+- io-toll: native's transcoder behind the same filter making the host calls ours
+  makes for a unary request, each writing back what it read: what a Wasm
+  transcoder pays to move a request's data across the VM boundary, before it
+  transcodes anything.
 
 The Envoys run side by side (each idle while another is measured); every case
-is run native, wasm, dynmod, floor, toll, native, ... (BENCH_REPEATS times each),
+is run native, wasm, dynmod, floor, toll, io-toll, native, ... (BENCH_REPEATS times each),
 after one warm-up run per flavour, and the table reports the median of the
 repeats. Before any timing, each request is sent once to each and the answers
 must be the same (JSON; the floor's gRPC answer decodes to the message native's
@@ -24,7 +28,7 @@ Environment (all optional):
   BENCH_CONCURRENCY   comma-separated wrk connection counts (default 1,16,64)
   BENCH_ENVOY_WORKERS Envoy --concurrency (default 1: with wrk and the backend on 2 cores)
   BENCH_CASES         comma-separated case names to run (default: all)
-  BENCH_FLAVOURS      comma-separated flavours (default native,wasm,dynmod,floor,toll; native is required;
+  BENCH_FLAVOURS      comma-separated flavours (default native,wasm,dynmod,floor,toll,io-toll; native is required;
                       wasm-alone: the Wasm build without its Lua companion, GETs by its own gRPC call)
   BENCH_OUT           output folder (default build/bench)
 Paths: E2E_ENVOY, E2E_WASM (build/rust_grpc_proxy.wasm), E2E_DYNMOD (build/librust_grpc_proxy.so), BENCH_BACKEND
@@ -55,13 +59,13 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,16,64").split(",") if c.strip()]
 WORKERS = int(os.environ.get("BENCH_ENVOY_WORKERS", "1"))
-FLAVOURS = [f.strip() for f in os.environ.get("BENCH_FLAVOURS", "native,wasm,dynmod,floor,toll").split(",")
+FLAVOURS = [f.strip() for f in os.environ.get("BENCH_FLAVOURS", "native,wasm,dynmod,floor,toll,io-toll").split(",")
             if f.strip()]
 if "native" not in FLAVOURS:
     FLAVOURS.insert(0, "native")
 FILTERS = [f for f in FLAVOURS if f != "native"]
 # The bounds, not transcoders of ours: they are run and tabled, not checked against targets.
-BOUNDS = ("floor", "toll")
+BOUNDS = ("floor", "toll", "io-toll")
 NOOP_WASM = Path(os.environ.get("BENCH_NOOP_WASM",
                                 REPO / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm")).resolve()
 
@@ -138,8 +142,9 @@ def without_transcoder(config: str) -> str:
     return stripped
 
 
-def behind_noop_wasm(config: str) -> str:
-    """The toll: a Wasm filter that only returns Continue, before native's transcoder."""
+def behind_noop_wasm(config: str, mode: str = "") -> str:
+    """The toll: a Wasm filter that only returns Continue, before native's transcoder
+    (mode "io": one that also makes our filter's host calls, changing nothing)."""
     marker = "          - name: envoy.filters.http.grpc_json_transcoder\n"
     if marker not in config:
         raise RuntimeError("no grpc_json_transcoder filter found in the rendered config: update bench/e2e.py")
@@ -148,6 +153,7 @@ def behind_noop_wasm(config: str) -> str:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
                 name: noop
+                configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: {json.dumps(mode)} }}
                 vm_config:
                   runtime: envoy.wasm.runtime.v8
                   code: {{ local: {{ filename: {json.dumps(str(NOOP_WASM))} }} }}
@@ -245,12 +251,13 @@ def main() -> int:
     json_loads = {name: Load(method, path, body) for name, method, path, body in CASES}
     grpc, responses = grpc_loads(Path(os.environ["E2E_DESCRIPTORS"]), OUT)
     loads = {flavour: grpc if flavour == "floor" else json_loads for flavour in FLAVOURS}
-    if "toll" in FLAVOURS:
+    if "toll" in FLAVOURS or "io-toll" in FLAVOURS:
         harness.require(NOOP_WASM, "no-op Wasm filter (make bench builds it)")
     try:
         for flavour in FLAVOURS:
-            edit = {"floor": without_transcoder, "toll": behind_noop_wasm}.get(flavour)
-            runs_as = {"floor": "native", "toll": "native", "wasm-alone": "wasm"}.get(flavour, flavour)
+            edit = {"floor": without_transcoder, "toll": behind_noop_wasm,
+                    "io-toll": lambda config: behind_noop_wasm(config, "io")}.get(flavour)
+            runs_as = {"floor": "native", "toll": "native", "io-toll": "native", "wasm-alone": "wasm"}.get(flavour, flavour)
             options = dict(OPTIONS, lua_companion=False) if flavour == "wasm-alone" else OPTIONS
             envoys[flavour] = harness.Envoy(runs_as, options, backend, work / flavour, concurrency=WORKERS,
                                             edit_config=edit).start()

@@ -1,29 +1,57 @@
-//! A Wasm filter that does nothing: `make bench` puts it in front of Envoy's
-//! native transcoder to measure the toll every Wasm HTTP filter pays (a VM
-//! call per callback, the SDK's dispatch), apart from what ours does.
+//! A Wasm filter that transcodes nothing: `make bench` puts it in front of Envoy's
+//! native transcoder to measure what a Wasm filter costs Envoy before it does any work
+//! of its own. Two modes, by plugin configuration:
+//! - empty (the toll row): it only returns Continue, so it measures a VM call per
+//!   callback and the SDK's dispatch;
+//! - `"io"` (the io-toll row): it also makes the host calls the transcoder makes for
+//!   a unary request (bench/RESULTS.md, "Host calls per request"), each writing back
+//!   what it read, so the request and its answer are unchanged. It measures what
+//!   moving a request's data across the Wasm boundary costs, apart from transcoding it.
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Noop) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { io: false, requests: None }) });
 }}
 
-/// The root and every request: the SDK's defaults, which continue at every step.
-struct Noop;
+/// The root: the mode, and the counter the io mode bumps once per request (as the transcoder does).
+struct Root {
+    io: bool,
+    requests: Option<u32>,
+}
 
-impl Context for Noop {}
+impl Context for Root {}
 
-impl RootContext for Noop {
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten();
+        self.io = config.as_deref().map(<[u8]>::trim_ascii) == Some(b"io");
+        if self.io {
+            self.requests = hostcalls::define_metric(MetricType::Counter, "noop_filter.requests").ok();
+        }
+        true
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Noop))
+        if self.io {
+            Some(Box::new(Io { requests: self.requests, trailers_read: false }))
+        } else {
+            Some(Box::new(Noop))
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 }
+
+/// Every request in the toll mode: the SDK's defaults, which continue at every step.
+struct Noop;
+
+impl Context for Noop {}
 
 impl HttpContext for Noop {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
@@ -32,5 +60,82 @@ impl HttpContext for Noop {
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         Action::Continue
+    }
+}
+
+/// Every request in the io mode. Errors are ignored: a bench filter must not fail a request.
+struct Io {
+    requests: Option<u32>,
+    trailers_read: bool,
+}
+
+impl Io {
+    /// Reads a header map and writes it back whole (the transcoder's one read, one write).
+    fn rewrite(map: MapType) {
+        if let Ok(pairs) = hostcalls::get_map_bytes(map) {
+            let pairs: Vec<(&str, &[u8])> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_ref())).collect();
+            let _ = hostcalls::set_map_bytes(map, pairs);
+        }
+    }
+
+    /// Reads a body and writes it back (the transcoder reads the JSON and writes the frame).
+    fn rebody(buffer: BufferType, size: usize) {
+        if let Ok(Some(body)) = hostcalls::get_buffer(buffer, 0, size) {
+            let _ = hostcalls::set_buffer(buffer, 0, body.len(), &body);
+        }
+    }
+
+    /// The response's trailers, read once (at the trailers, or at the body's end without them).
+    fn read_trailers(&mut self) {
+        if !self.trailers_read {
+            self.trailers_read = true;
+            let _ = hostcalls::get_map_bytes(MapType::HttpResponseTrailers);
+        }
+    }
+}
+
+impl Context for Io {}
+
+impl HttpContext for Io {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        Self::rewrite(MapType::HttpRequestHeaders);
+        if end_of_stream {
+            // A request without a body: the transcoder hands its frame over in one more header.
+            if let Ok(Some(value)) = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":path") {
+                let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, ":path", Some(&value));
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            Self::rebody(BufferType::HttpRequestBody, size);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let _ = hostcalls::get_map_bytes(MapType::HttpResponseHeaders);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        Self::rebody(BufferType::HttpResponseBody, size);
+        if end_of_stream {
+            self.read_trailers();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
+        self.read_trailers();
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some(id) = self.requests {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
     }
 }
