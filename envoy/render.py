@@ -13,7 +13,8 @@ The templates hold ${NAME} placeholders; this fills them:
   FILTER_CONFIG                 (dynmod) the same JSON, for the dynamic module
   NATIVE_TRANSCODER_FIELDS      (native) the GrpcJsonTranscoder fields, one per line
   COMPANION_FILTER              (wasm) the Lua companion (envoy/companion.lua) right after the
-                                Wasm filter, unless the options say "lua_companion": false
+                                Wasm filter, run only for requests with its marker
+                                (envoy/companion-gate.json), unless "lua_companion": false
 
 The transcoder options are a dict with the fields of Envoy's
 envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder
@@ -234,17 +235,37 @@ def transcoder_config(flavour: str, options: dict | None, descriptor: str | os.P
 
 
 COMPANION_LUA = Path(__file__).resolve().parent / "companion.lua"
+# "The Wasm filter's marker is on the request": the companion runs only then (companion-gate.json).
+COMPANION_GATE = Path(__file__).resolve().parent / "companion-gate.json"
+EXTENSION_WITH_MATCHER = "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher"
+SKIP_FILTER = "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"
+
+
+def companion_matcher() -> dict:
+    """The companion's xds_matcher: skip it unless the Wasm filter's marker is there (a Lua
+    filter costs every request a script run; only a transcoded request without a body needs it)."""
+    gate = json.loads(COMPANION_GATE.read_text())
+    return {"matcher_list": {"matchers": [{
+        "predicate": {"not_matcher": gate},
+        "on_match": {"action": {"name": "skip", "typed_config": {"@type": SKIP_FILTER}}},
+    }]}}
 
 
 def companion_filter(indent: str) -> str:
-    """The Lua companion as one http_filters entry (YAML), its first line unindented."""
-    code = "\n".join(indent + "        " + line if line else "" for line in COMPANION_LUA.read_text().splitlines())
+    """The Lua companion as one http_filters entry (YAML), its first line unindented: the Lua
+    filter in an ExtensionWithMatcher that runs it only for requests with the marker."""
+    code = "\n".join(indent + "            " + line if line else "" for line in COMPANION_LUA.read_text().splitlines())
     lines = [
         "- name: envoy.filters.http.lua",
         "  typed_config:",
-        '    "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua',
-        "    default_source_code:",
-        "      inline_string: |",
+        f'    "@type": {EXTENSION_WITH_MATCHER}',
+        f"    xds_matcher: {json.dumps(companion_matcher())}",
+        "    extension_config:",
+        "      name: envoy.filters.http.lua",
+        "      typed_config:",
+        '        "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua',
+        "        default_source_code:",
+        "          inline_string: |",
     ]
     return ("\n" + indent).join(lines) + "\n" + code
 
