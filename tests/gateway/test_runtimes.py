@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 import yaml
 
 import gateway
@@ -75,7 +76,27 @@ def test_filters_in_order_and_scoped_alike(runtime_gw):
         return
     assert names == ["envoy.filters.http.wasm.greeter", "envoy.filters.http.lua.greeter", "envoy.filters.http.router"]
     wasm, lua = (f["typed_config"] for f in filters[:2])
-    assert lua["xds_matcher"] == wasm["xds_matcher"], "the companion is scoped exactly like its Wasm filter"
+    # The companion is scoped exactly like its Wasm filter, and runs only for requests with the marker.
+    in_scope = wasm["xds_matcher"]["matcher_list"]["matchers"][0]["predicate"]["not_matcher"]
+    (gated,) = lua["xds_matcher"]["matcher_list"]["matchers"]
+    gate = json.loads((REPO / "envoy" / "companion-gate.json").read_text())
+    assert gated["predicate"] == {"not_matcher": {"and_matcher": {"predicate": [in_scope, gate]}}}, gated
     assert lua["extension_config"]["typed_config"]["default_source_code"]["inline_string"] == COMPANION
     plugin = json.loads(wasm["extension_config"]["typed_config"]["config"]["configuration"]["value"])
     assert plugin["lua_companion"] is True
+
+
+def test_the_companion_runs_only_for_a_get(runtime_gw):
+    """In gateway mode too, the companion's script runs for a transcoded request without a
+    body only: not for a POST, nor for a path outside the service carrying the marker."""
+    if runtime_gw.runtime != "wasm":
+        pytest.skip("the companion serves the Wasm build")
+    before = runtime_gw.stat("http.gateway.lua.executions")
+    status, body = runtime_gw.json("POST", "/greeter/v1/hello", {"name": "Ada"})
+    assert status == 200, body
+    requests.get(f"http://127.0.0.1:{runtime_gw.port}/elsewhere", headers={"x-rust-grpc-proxy-frame": "0000000000"},
+                 timeout=10)
+    assert runtime_gw.stat("http.gateway.lua.executions") == before
+    status, body = runtime_gw.json("GET", "/greeter/v1/greetings/Ada")
+    assert status == 200, body
+    assert runtime_gw.stat("http.gateway.lua.executions") == before + 1

@@ -21,6 +21,10 @@ pub const DYNMOD_FILTER_TYPE: &str =
 pub const ROOT_ID: &str = "rust_grpc_proxy";
 /// The Lua companion, one source of truth for every configuration we generate.
 pub const COMPANION_LUA: &str = include_str!("../../../../envoy/companion.lua");
+/// The predicate "the Wasm filter's marker is on the request", under which the companion runs.
+pub const COMPANION_GATE: &str = include_str!("../../../../envoy/companion-gate.json");
+const EXTENSION_WITH_MATCHER: &str = "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher";
+const SKIP_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter";
 const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
 
 /// Which build of the filter Envoy runs.
@@ -89,6 +93,12 @@ pub fn companion_config() -> Value {
     json!({ "@type": LUA_FILTER_TYPE, "default_source_code": { "inline_string": COMPANION_LUA } })
 }
 
+/// [`COMPANION_GATE`] as a matcher predicate.
+fn companion_gate() -> Value {
+    // A file of this repository, checked by the tests: not something a user can break.
+    serde_json::from_str(COMPANION_GATE).expect("envoy/companion-gate.json is JSON")
+}
+
 /// The dynamic module's typed config: Envoy finds lib<name>.so in ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
 pub fn dynmod_config(config: &Value) -> Value {
     json!({
@@ -124,25 +134,48 @@ pub fn route_config(config: &Value) -> Value {
 
 /// The http_filters entries of one service (before the router), in order.
 pub fn service_filters(desc: &Description, svc: &GrpcService, config: &Value) -> Vec<Value> {
+    // (name, typed config, whether it runs only for requests with the companion's marker)
     let chunks = match Runtime::of(desc) {
-        Runtime::Native => vec![(format!("envoy.filters.http.dynamic_modules.{}", svc.name), dynmod_config(config))],
+        Runtime::Native => {
+            vec![(format!("envoy.filters.http.dynamic_modules.{}", svc.name), dynmod_config(config), false)]
+        }
         Runtime::Wasm => {
             let code = json!({ "local": { "filename": desc.wasm } });
-            let mut v = vec![(format!("envoy.filters.http.wasm.{}", svc.name), wasm_config(svc, config, code))];
+            let mut v = vec![(format!("envoy.filters.http.wasm.{}", svc.name), wasm_config(svc, config, code), false)];
             if wants_companion(config) {
-                // Right after the Wasm filter, and in gateway mode under the same matcher.
-                v.push((format!("envoy.filters.http.lua.{}", svc.name), companion_config()));
+                // Right after the Wasm filter, and in gateway mode under the same matcher. A Lua
+                // filter costs every request a script run: only requests with the marker need it.
+                v.push((format!("envoy.filters.http.lua.{}", svc.name), companion_config(), true));
             }
             v
         }
     };
-    chunks.into_iter().map(|(name, filter)| scoped(desc.mode, svc, name, filter)).collect()
+    chunks.into_iter().map(|(name, filter, gated)| scoped(desc.mode, svc, name, filter, gated)).collect()
 }
 
-/// In gateway mode, the filter wrapped so that it is skipped outside the service's paths.
-fn scoped(mode: Mode, svc: &GrpcService, name: String, filter: Value) -> Value {
+/// The filter wrapped so that it is skipped unless `predicate` holds.
+fn skip_unless(name: String, filter: Value, predicate: Value) -> Value {
+    json!({
+        "name": name,
+        "typed_config": {
+            "@type": EXTENSION_WITH_MATCHER,
+            "extension_config": { "name": name, "typed_config": filter },
+            "xds_matcher": { "matcher_list": { "matchers": [{
+                "predicate": { "not_matcher": predicate },
+                "on_match": { "action": { "name": "skip", "typed_config": { "@type": SKIP_FILTER } } }
+            }] } }
+        }
+    })
+}
+
+/// In gateway mode, the filter wrapped so that it is skipped outside the service's paths;
+/// `gated` (the companion): skipped also, in every mode, unless the marker is there.
+fn scoped(mode: Mode, svc: &GrpcService, name: String, filter: Value, gated: bool) -> Value {
     if mode != Mode::Gateway {
-        return json!({ "name": name, "typed_config": filter });
+        return match gated {
+            true => skip_unless(name, filter, companion_gate()),
+            false => json!({ "name": name, "typed_config": filter }),
+        };
     }
     // Skip this instance unless :path starts with one of the service's REST prefixes or
     // is one of its gRPC services' paths. A matcher sees :path as the filters before it
@@ -168,18 +201,9 @@ fn scoped(mode: Mode, svc: &GrpcService, name: String, filter: Value) -> Value {
         .map(prefix_predicate)
         .collect();
     let in_scope = json!({ "or_matcher": { "predicate": predicates } });
-    json!({
-        "name": name,
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
-            "extension_config": { "name": name, "typed_config": filter },
-            "xds_matcher": { "matcher_list": { "matchers": [{
-                "predicate": { "not_matcher": in_scope },
-                "on_match": { "action": {
-                    "name": "skip",
-                    "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter" }
-                } }
-            }] } }
-        }
-    })
+    let predicate = match gated {
+        true => json!({ "and_matcher": { "predicate": [in_scope, companion_gate()] } }),
+        false => in_scope,
+    };
+    skip_unless(name, filter, predicate)
 }
