@@ -27,6 +27,9 @@ pub const DYNMOD_FILTER_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
 /// The Lua companion of the Wasm filter (one source of truth with envoy/render.py and rgp envoy).
 pub const COMPANION_LUA: &str = include_str!("../../../envoy/companion.lua");
+/// The predicate "the Wasm filter's marker is on the request", under which the companion runs
+/// (one source of truth with envoy/render.py and rgp envoy).
+pub const COMPANION_GATE: &str = include_str!("../../../envoy/companion-gate.json");
 const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
 /// The filter's root_id (as in envoy/transcoder-wasm.yaml).
 pub const ROOT_ID: &str = "rust_grpc_proxy";
@@ -49,6 +52,12 @@ pub fn filter_options(opts: &Options) -> Map<String, Value> {
         m.insert("refresh_interval".into(), json!(refresh_interval));
     }
     m
+}
+
+/// [`COMPANION_GATE`] as a matcher predicate.
+fn companion_gate() -> Value {
+    // A file of this repository, checked by the tests: not something a pod can break.
+    serde_json::from_str(COMPANION_GATE).expect("envoy/companion-gate.json is JSON")
 }
 
 /// The filters of the `rest` listener, router last; `wasm_path` is the .wasm inside the image.
@@ -84,11 +93,28 @@ fn rest_filters(opts: &Options, wasm_path: &str) -> Vec<Value> {
                 }
             }),
             // Right after the Wasm filter: it moves the frame into the body (lua_companion above).
+            // It runs only for requests with the marker: a Lua filter costs every request a
+            // script run, and only a transcoded request without a body needs it.
             json!({
                 "name": "envoy.filters.http.lua",
                 "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                    "default_source_code": { "inline_string": COMPANION_LUA }
+                    "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+                    "extension_config": {
+                        "name": "envoy.filters.http.lua",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                            "default_source_code": { "inline_string": COMPANION_LUA }
+                        }
+                    },
+                    "xds_matcher": { "matcher_list": { "matchers": [{
+                        "predicate": { "not_matcher": companion_gate() },
+                        "on_match": { "action": {
+                            "name": "skip",
+                            "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"
+                            }
+                        } }
+                    }] } }
                 }
             }),
         ],

@@ -315,8 +315,12 @@ fn api_server_checks(name: &str, pod: &Value) {
     let names: Vec<&str> = filters.iter().filter_map(|f| f["name"].as_str()).collect();
     let (slot, runtime) = if names[0] == "envoy.filters.http.wasm" {
         assert_eq!(names, ["envoy.filters.http.wasm", "envoy.filters.http.lua", "envoy.filters.http.router"], "{name}");
-        let lua = filters[1].pointer("/typed_config/default_source_code/inline_string");
+        let lua = filters[1].pointer("/typed_config/extension_config/typed_config/default_source_code/inline_string");
         assert_eq!(lua.and_then(Value::as_str), Some(include_str!("../../../envoy/companion.lua")), "{name}");
+        // Run only for requests with the Wasm filter's marker.
+        let gate: Value = serde_json::from_str(include_str!("../../../envoy/companion-gate.json")).unwrap();
+        let predicate = filters[1].pointer("/typed_config/xds_matcher/matcher_list/matchers/0/predicate");
+        assert_eq!(predicate, Some(&json!({ "not_matcher": gate })), "{name}");
         ("/typed_config/config/configuration/value", "wasm")
     } else {
         assert_eq!(names, ["envoy.filters.http.dynamic_modules", "envoy.filters.http.router"], "{name}");
