@@ -61,7 +61,14 @@ def test_publish_outputs_parse(example_set, tmp_path):
     # The Lua companion right after the Wasm filter, with the repository's script verbatim.
     assert [f["name"] for f in filters] == ["envoy.filters.http.wasm", "envoy.filters.http.lua",
                                             "envoy.filters.http.router"]
-    lua = filters[1]["typed_config"]
+    # It runs only for requests with the Wasm filter's marker (envoy/companion-gate.json).
+    wrapper = filters[1]["typed_config"]
+    assert wrapper["@type"] == "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher"
+    (matcher,) = wrapper["xds_matcher"]["matcher_list"]["matchers"]
+    gate = json.loads((ROOT / "envoy" / "companion-gate.json").read_text())
+    assert matcher["predicate"] == {"not_matcher": gate}
+    assert matcher["on_match"]["action"]["name"] == "skip"
+    lua = wrapper["extension_config"]["typed_config"]
     assert lua["@type"] == "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
     assert lua["default_source_code"]["inline_string"] == (ROOT / "envoy" / "companion.lua").read_text()
     assert config["lua_companion"] is True

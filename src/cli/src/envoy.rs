@@ -43,7 +43,7 @@ use crate::Failure;
 mod filters;
 
 use filters::{companion_config, wants_companion, wasm_config, WASM_FILTER_TYPE};
-pub use filters::{FilterLayout, Runtime, COMPANION_LUA};
+pub use filters::{companion_matcher, FilterLayout, Runtime, COMPANION_LUA, EXTENSION_WITH_MATCHER};
 /// gRPC server reflection services routed to the service that sets `reflection: true`.
 const REFLECTION_SERVICES: [&str; 2] =
     ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];

@@ -118,18 +118,27 @@ pub fn run(
          \x20           filename: {wasm}\n\
          - name: envoy.filters.http.lua\n\
          \x20 typed_config:\n\
-         \x20   \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua\n\
-         \x20   default_source_code:\n\
-         \x20     inline_string: |\n\
+         \x20   \"@type\": {with_matcher}\n\
+         \x20   # Skips the Lua filter unless the Wasm filter's marker is on the request: a script\n\
+         \x20   # run costs every request, and only a transcoded request without a body needs it.\n\
+         \x20   xds_matcher: {matcher}\n\
+         \x20   extension_config:\n\
+         \x20     name: envoy.filters.http.lua\n\
+         \x20     typed_config:\n\
+         \x20       \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua\n\
+         \x20       default_source_code:\n\
+         \x20         inline_string: |\n\
          {lua}\
          - name: envoy.filters.http.router\n\
          \x20 typed_config:\n\
          \x20   \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n",
         value = yaml_single_quoted(&config_line),
         wasm = yaml_single_quoted(wasm_path),
+        with_matcher = crate::envoy::EXTENSION_WITH_MATCHER,
+        matcher = crate::envoy::companion_matcher(),
         lua = crate::envoy::COMPANION_LUA
             .lines()
-            .map(|l| if l.is_empty() { "\n".to_string() } else { format!("        {l}\n") })
+            .map(|l| if l.is_empty() { "\n".to_string() } else { format!("            {l}\n") })
             .collect::<String>(),
     );
 

@@ -23,7 +23,7 @@ pub const ROOT_ID: &str = "rust_grpc_proxy";
 pub const COMPANION_LUA: &str = include_str!("../../../../envoy/companion.lua");
 /// The predicate "the Wasm filter's marker is on the request", under which the companion runs.
 pub const COMPANION_GATE: &str = include_str!("../../../../envoy/companion-gate.json");
-const EXTENSION_WITH_MATCHER: &str = "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher";
+pub const EXTENSION_WITH_MATCHER: &str = "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher";
 const SKIP_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter";
 const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
 
@@ -160,12 +160,22 @@ fn skip_unless(name: String, filter: Value, predicate: Value) -> Value {
         "typed_config": {
             "@type": EXTENSION_WITH_MATCHER,
             "extension_config": { "name": name, "typed_config": filter },
-            "xds_matcher": { "matcher_list": { "matchers": [{
-                "predicate": { "not_matcher": predicate },
-                "on_match": { "action": { "name": "skip", "typed_config": { "@type": SKIP_FILTER } } }
-            }] } }
+            "xds_matcher": skip_matcher(predicate)
         }
     })
+}
+
+/// An ExtensionWithMatcher's xds_matcher that skips its filter unless `predicate` holds.
+fn skip_matcher(predicate: Value) -> Value {
+    json!({ "matcher_list": { "matchers": [{
+        "predicate": { "not_matcher": predicate },
+        "on_match": { "action": { "name": "skip", "typed_config": { "@type": SKIP_FILTER } } }
+    }] } })
+}
+
+/// The companion's xds_matcher outside gateway mode: skipped unless the marker is there.
+pub fn companion_matcher() -> Value {
+    skip_matcher(companion_gate())
 }
 
 /// In gateway mode, the filter wrapped so that it is skipped outside the service's paths;
@@ -173,7 +183,14 @@ fn skip_unless(name: String, filter: Value, predicate: Value) -> Value {
 fn scoped(mode: Mode, svc: &GrpcService, name: String, filter: Value, gated: bool) -> Value {
     if mode != Mode::Gateway {
         return match gated {
-            true => skip_unless(name, filter, companion_gate()),
+            true => json!({
+                "name": name,
+                "typed_config": {
+                    "@type": EXTENSION_WITH_MATCHER,
+                    "extension_config": { "name": name, "typed_config": filter },
+                    "xds_matcher": companion_matcher()
+                }
+            }),
             false => json!({ "name": name, "typed_config": filter }),
         };
     }
