@@ -488,7 +488,7 @@ bench-tools:
 
 # Bounded: every wrk run stops by itself; criterion runs 3 s per benchmark.
 ## bench: performance (README "Performance"): native transcoder vs the filter (wasm, dynmod) end to end (wrk),
-##   the engine vs a DynamicMessage baseline (criterion), footprint; about 25 min; BENCH_SECONDS=2 to shorten;
+##   the price of each host call, the engine vs a DynamicMessage baseline (criterion), footprint; about 28 min; BENCH_SECONDS=2 to shorten;
 ##   report in $(BUILD)/bench/REPORT.md
 bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	$(CARGO) build --release -p bench-backend
@@ -496,6 +496,7 @@ bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	@mkdir -p $(BENCH_OUT)
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) BENCH_SECONDS=$(BENCH_SECONDS) BENCH_OUT=$(BENCH_OUT) \
 	  $(VPY) bench/e2e.py
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_OUT=$(BENCH_OUT) $(VPY) bench/host_calls.py
 	@# footprint before the engine benches: it writes the large set that benches/alloc.rs also times.
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_OUT=$(BENCH_OUT) $(VPY) bench/footprint.py
 	BENCH_OUT=$(abspath $(BENCH_OUT)) $(CARGO) bench -p transcoder --bench transcode --bench alloc
@@ -503,11 +504,14 @@ bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 
 # The benchmark's own check, not a timing: bench/e2e.py once, 1 s per run, under load
 # (both flavours must give the same JSON for every case, and wrk must see no failed request).
-## test-bench: make bench's end-to-end driver once, briefly (same JSON from every flavour, no failed request)
+## test-bench: make bench's end-to-end driver and host-call pricing once, briefly (same JSON from every flavour,
+##   no failed request)
 test-bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	$(CARGO) build --release -p bench-backend
 	$(CARGO) build --release --target wasm32-wasip1 -p noop-filter
 	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) E2E_DYNMOD=$(DYNMOD) BENCH_SECONDS=1 BENCH_REPEATS=1 BENCH_CONCURRENCY=4 \
 	  BENCH_OUT=$(BUILD)/bench-test $(VPY) bench/e2e.py
+	E2E_ENVOY=$(VENV)/bin/envoy E2E_WASM=$(WASM) BENCH_SECONDS=1 BENCH_REPEATS=1 BENCH_CONCURRENCY=4 HOST_CALLS_N=2 \
+	  BENCH_OUT=$(BUILD)/bench-test $(VPY) bench/host_calls.py
 
 FORCE:

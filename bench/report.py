@@ -2,7 +2,7 @@
 """Last step of `make bench`: one report from the parts' outputs, with the
 machine it ran on and each target (issues 7, 14 and 15) marked met or missed.
 
-Reads BENCH_OUT/{e2e.json,alloc.json,footprint.json,footprint.md} and
+Reads BENCH_OUT/{e2e.json,host_calls.md,alloc.json,footprint.json,footprint.md} and
 criterion's target/criterion/<group>/<who>/<case>/new/estimates.json; writes
 BENCH_OUT/REPORT.md and prints it. A missing part is reported as missing.
 """
@@ -144,6 +144,10 @@ def main() -> int:
                           f"without source info, Transcoder::from_json {load_row['load_ms']:.1f} ms in total "
                           f"({load_row['allocations']} allocations)."]
     lines.append("")
+
+    lines.append("### What one proxy-wasm host call costs Envoy (bench/host_calls.py)\n")
+    host_calls = OUT / "host_calls.md"
+    lines.append(host_calls.read_text() if host_calls.is_file() else "(not run)\n")
 
     lines.append("### Footprint (real Envoy: exec to ready, the filter's own load time per VM, resident memory)\n")
     foot = load("footprint.json")

@@ -6,7 +6,11 @@
 //! - `"io"` (the io-toll row): it also makes the host calls the transcoder makes for
 //!   a unary request (bench/RESULTS.md, "Host calls per request"), each writing back
 //!   what it read, so the request and its answer are unchanged. It measures what
-//!   moving a request's data across the Wasm boundary costs, apart from transcoding it.
+//!   moving a request's data across the Wasm boundary costs, apart from transcoding it;
+//! - `"<call> <n>"` (bench/host_calls.py): one kind of host call made n times per
+//!   request, to price each kind: `get_map`, `set_map` (read, then write back),
+//!   `get_value`, `set_value` (a header of its own), `get_body`, `set_body` (read,
+//!   then write back) and `metric`.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -14,12 +18,15 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { io: false, requests: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { io: false, repeat: None, requests: None })
+    });
 }}
 
 /// The root: the mode, and the counter the io mode bumps once per request (as the transcoder does).
 struct Root {
     io: bool,
+    repeat: Option<(String, usize)>,
     requests: Option<u32>,
 }
 
@@ -28,14 +35,21 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).ok().flatten();
-        self.io = config.as_deref().map(<[u8]>::trim_ascii) == Some(b"io");
-        if self.io {
+        let config = String::from_utf8(config.unwrap_or_default()).unwrap_or_default();
+        self.io = config.trim() == "io";
+        if let Some((call, n)) = config.split_once(' ') {
+            self.repeat = n.trim().parse().ok().map(|n| (call.to_string(), n));
+        }
+        if self.io || self.repeat.is_some() {
             self.requests = hostcalls::define_metric(MetricType::Counter, "noop_filter.requests").ok();
         }
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if let Some((call, n)) = &self.repeat {
+            return Some(Box::new(Repeat { call: call.clone(), n: *n, metric: self.requests }));
+        }
         if self.io {
             Some(Box::new(Io { requests: self.requests, trailers_read: false }))
         } else {
@@ -137,5 +151,49 @@ impl HttpContext for Io {
         if let Some(id) = self.requests {
             let _ = hostcalls::increment_metric(id, 1);
         }
+    }
+}
+
+/// Every request in the `"<call> <n>"` mode: `n` calls of one kind at the request's headers
+/// (the body calls at its body's end).
+struct Repeat {
+    call: String,
+    n: usize,
+    metric: Option<u32>,
+}
+
+impl Context for Repeat {}
+
+impl HttpContext for Repeat {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let map = MapType::HttpRequestHeaders;
+        for _ in 0..self.n {
+            match self.call.as_str() {
+                "get_map" => drop(hostcalls::get_map_bytes(map)),
+                "set_map" => Io::rewrite(map),
+                "get_value" => drop(hostcalls::get_map_value_bytes(map, ":path")),
+                "set_value" => drop(hostcalls::set_map_value_bytes(map, "x-noop-filter", Some(b"1"))),
+                "metric" => {
+                    if let Some(id) = self.metric {
+                        let _ = hostcalls::increment_metric(id, 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            for _ in 0..self.n {
+                match self.call.as_str() {
+                    "get_body" => drop(hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)),
+                    "set_body" => Io::rebody(BufferType::HttpRequestBody, size),
+                    _ => {}
+                }
+            }
+        }
+        Action::Continue
     }
 }
