@@ -103,7 +103,7 @@ pub struct WasmHost<'a> {
 /// `envoy/companion.lua`; the same name is in that script.
 pub const COMPANION_HEADER: &str = "x-rust-grpc-proxy-frame";
 
-/// Lower-case hex, as the companion's `tonumber(pair, 16)` reads it.
+/// Lower-case hex: the companion's table (`BYTES` in envoy/companion.lua) has only lower-case pairs.
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
