@@ -77,12 +77,13 @@ def wasm_reason(row: dict, ratio: float, want: float) -> str:
     reason where a toll makes a target unreachable)."""
     toll, io = wasm_bound(row), wasm_bound(row, "io-toll")
     if toll is not None and toll < want:
-        return f"; unreachable for any Wasm filter here: an empty one leaves at most {toll:.2f}x"
+        return f"; unreachable for any Wasm filter here: the floor plus an empty one's toll leave {toll:.2f}x"
     if io is not None and io < want:
-        return (f"; unreachable for a Wasm transcoder here: moving the request's data as ours does, without "
-                f"transcoding it, leaves at most {io:.2f}x; ours reaches {ratio / io:.0%} of that")
+        return (f"; unreachable for a Wasm transcoder here: the floor plus the toll of moving the request's data "
+                f"as ours does leave {io:.2f}x even if transcoding were free; ours reaches {ratio / io:.0%} of that")
     if io is not None:
-        return f"; a Wasm transcoder could reach {io:.2f}x here, ours {ratio / io:.0%} of that"
+        return (f"; the floor plus the toll of moving the request's data leave {io:.2f}x if transcoding were "
+                f"free; ours reaches {ratio / io:.0%} of that")
     return ""
 
 
