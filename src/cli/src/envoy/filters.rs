@@ -23,6 +23,7 @@ pub const ROOT_ID: &str = "rust_grpc_proxy";
 pub const COMPANION_LUA: &str = include_str!("../../../../envoy/companion.lua");
 /// The predicate "the Wasm filter's marker is on the request", under which the companion runs.
 pub const COMPANION_GATE: &str = include_str!("../../../../envoy/companion-gate.json");
+/// `@type` of the wrapper that skips a filter by a matcher (gateway scopes, the companion's gate).
 pub const EXTENSION_WITH_MATCHER: &str = "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher";
 const SKIP_FILTER: &str = "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter";
 const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
@@ -183,14 +184,7 @@ pub fn companion_matcher() -> Value {
 fn scoped(mode: Mode, svc: &GrpcService, name: String, filter: Value, gated: bool) -> Value {
     if mode != Mode::Gateway {
         return match gated {
-            true => json!({
-                "name": name,
-                "typed_config": {
-                    "@type": EXTENSION_WITH_MATCHER,
-                    "extension_config": { "name": name, "typed_config": filter },
-                    "xds_matcher": companion_matcher()
-                }
-            }),
+            true => skip_unless(name, filter, companion_gate()),
             false => json!({ "name": name, "typed_config": filter }),
         };
     }
