@@ -42,7 +42,8 @@ def main() -> int:
     backend = e2e.harness.ExampleService(work / "backend", binary=e2e.BACKEND_BIN).start()
     (_, method, path, body), = [c for c in e2e.CASES if c[0] == CASE]
     load = e2e.Load(method, path, body)
-    modes = {"none": ""} | {call: f"{call} {N}" for call in CALLS}
+    # The baseline is the same filter on the same path making no call ("<call> 0").
+    modes = {"none": f"{CALLS[0]} 0"} | {call: f"{call} {N}" for call in CALLS}
     envoys = {}
     try:
         for name, mode in modes.items():

@@ -26,7 +26,7 @@ proxy_wasm::main! {{
 /// The root: the mode, and the counter the io mode bumps once per request (as the transcoder does).
 struct Root {
     io: bool,
-    repeat: Option<(String, usize)>,
+    repeat: Option<(Call, usize)>,
     requests: Option<u32>,
 }
 
@@ -38,7 +38,14 @@ impl RootContext for Root {
         let config = String::from_utf8(config.unwrap_or_default()).unwrap_or_default();
         self.io = config.trim() == "io";
         if let Some((call, n)) = config.split_once(' ') {
-            self.repeat = n.trim().parse().ok().map(|n| (call.to_string(), n));
+            // A mode it does not know would price nothing: refuse it rather than measure it.
+            match (Call::parse(call), n.trim().parse()) {
+                (Some(call), Ok(n)) => self.repeat = Some((call, n)),
+                _ => {
+                    proxy_wasm::hostcalls::log(LogLevel::Error, &format!("noop-filter: unknown mode {config:?}")).ok();
+                    return false;
+                }
+            }
         }
         if self.io || self.repeat.is_some() {
             self.requests = hostcalls::define_metric(MetricType::Counter, "noop_filter.requests").ok();
@@ -47,8 +54,8 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        if let Some((call, n)) = &self.repeat {
-            return Some(Box::new(Repeat { call: call.clone(), n: *n, metric: self.requests }));
+        if let Some((call, n)) = self.repeat {
+            return Some(Box::new(Repeat { call, n, metric: self.requests }));
         }
         if self.io {
             Some(Box::new(Io { requests: self.requests, trailers_read: false }))
@@ -154,10 +161,37 @@ impl HttpContext for Io {
     }
 }
 
+/// The kinds of host call the `"<call> <n>"` mode prices.
+#[derive(Clone, Copy, PartialEq)]
+enum Call {
+    GetMap,
+    SetMap,
+    GetValue,
+    SetValue,
+    GetBody,
+    SetBody,
+    Metric,
+}
+
+impl Call {
+    fn parse(name: &str) -> Option<Call> {
+        Some(match name {
+            "get_map" => Call::GetMap,
+            "set_map" => Call::SetMap,
+            "get_value" => Call::GetValue,
+            "set_value" => Call::SetValue,
+            "get_body" => Call::GetBody,
+            "set_body" => Call::SetBody,
+            "metric" => Call::Metric,
+            _ => return None,
+        })
+    }
+}
+
 /// Every request in the `"<call> <n>"` mode: `n` calls of one kind at the request's headers
 /// (the body calls at its body's end).
 struct Repeat {
-    call: String,
+    call: Call,
     n: usize,
     metric: Option<u32>,
 }
@@ -168,17 +202,17 @@ impl HttpContext for Repeat {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let map = MapType::HttpRequestHeaders;
         for _ in 0..self.n {
-            match self.call.as_str() {
-                "get_map" => drop(hostcalls::get_map_bytes(map)),
-                "set_map" => Io::rewrite(map),
-                "get_value" => drop(hostcalls::get_map_value_bytes(map, ":path")),
-                "set_value" => drop(hostcalls::set_map_value_bytes(map, "x-noop-filter", Some(b"1"))),
-                "metric" => {
+            match self.call {
+                Call::GetMap => drop(hostcalls::get_map_bytes(map)),
+                Call::SetMap => Io::rewrite(map),
+                Call::GetValue => drop(hostcalls::get_map_value_bytes(map, ":path")),
+                Call::SetValue => drop(hostcalls::set_map_value_bytes(map, "x-noop-filter", Some(b"1"))),
+                Call::Metric => {
                     if let Some(id) = self.metric {
                         let _ = hostcalls::increment_metric(id, 1);
                     }
                 }
-                _ => {}
+                Call::GetBody | Call::SetBody => {}
             }
         }
         Action::Continue
@@ -187,9 +221,9 @@ impl HttpContext for Repeat {
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
         if end_of_stream {
             for _ in 0..self.n {
-                match self.call.as_str() {
-                    "get_body" => drop(hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)),
-                    "set_body" => Io::rebody(BufferType::HttpRequestBody, size),
+                match self.call {
+                    Call::GetBody => drop(hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)),
+                    Call::SetBody => Io::rebody(BufferType::HttpRequestBody, size),
                     _ => {}
                 }
             }

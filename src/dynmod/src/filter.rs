@@ -193,7 +193,8 @@ impl Filter {
 
     /// Request headers hook.
     pub fn request_headers(&mut self, stream: &Stream<'_>, end_of_stream: bool) -> Action {
-        if let Some(route) = (ROUTE_CONFIGS.load(Ordering::Relaxed) > 0).then(|| stream.route_config()).flatten() {
+        let route = if ROUTE_CONFIGS.load(Ordering::Relaxed) > 0 { stream.route_config() } else { None };
+        if let Some(route) = route {
             // Only now is the route known: its own configuration replaces the filter's.
             self.core.use_route_transcoder(Arc::clone(&route.transcoder));
         }

@@ -438,9 +438,8 @@ impl Request {
         self.send(host, transcoder.local_error(status), &mut Vec::new());
     }
 
-    /// Builds the reply once the whole upstream response is in.
-    /// Answers with the whole upstream response in: `held` is how many of its body bytes
-    /// Envoy still holds in this callback (None: unknown, so no answer in place).
+    /// Builds the reply once the whole upstream response is in: `held` is how many of its
+    /// body bytes Envoy still holds in this callback (None: unknown, so no answer in place).
     /// Continue when the answer was written into the held response, else Pause.
     fn finish_response(
         &mut self,
