@@ -14,9 +14,15 @@ Two more Envoys bound what a transcoder can reach here:
   makes for a unary request, each writing back what it read: what a Wasm
   transcoder pays to move a request's data across the VM boundary, before it
   transcodes anything.
+- companion: the floor with the Lua companion (envoy/companion.lua, gated as we
+  ship it) before its router; for a case without a body wrk sends the floor's
+  gRPC call without one, its frame in the Wasm filter's marker header, which the
+  companion moves into the body: what any Wasm transcoder pays on a GET to go
+  through the router, since a Wasm filter cannot give such a request a body.
+  Cases with a body send the floor's call (the gate skips the script).
 
 The Envoys run side by side (each idle while another is measured); every case
-is run native, wasm, dynmod, floor, toll, io-toll, native, ... (BENCH_REPEATS times each),
+is run native, wasm, dynmod, floor, toll, io-toll, companion, native, ... (BENCH_REPEATS times each),
 after one warm-up run per flavour, and the table reports the median of the
 repeats. Before any timing, each request is sent once to each and the answers
 must be the same (JSON; the floor's gRPC answer decodes to the message native's
@@ -28,7 +34,7 @@ Environment (all optional):
   BENCH_CONCURRENCY   comma-separated wrk connection counts (default 1,16,64)
   BENCH_ENVOY_WORKERS Envoy --concurrency (default 1: with wrk and the backend on 2 cores)
   BENCH_CASES         comma-separated case names to run (default: all)
-  BENCH_FLAVOURS      comma-separated flavours (default native,wasm,dynmod,floor,toll,io-toll; native is required;
+  BENCH_FLAVOURS      comma-separated flavours (default native,wasm,dynmod,floor,toll,io-toll,companion; native is required;
                       wasm-alone: the Wasm build without its Lua companion, GETs by its own gRPC call)
   BENCH_OUT           output folder (default build/bench)
 Paths: E2E_ENVOY, E2E_WASM (build/rust_grpc_proxy.wasm), E2E_DYNMOD (build/librust_grpc_proxy.so), BENCH_BACKEND
@@ -59,13 +65,15 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
 CONCURRENCY = [int(c) for c in os.environ.get("BENCH_CONCURRENCY", "1,16,64").split(",") if c.strip()]
 WORKERS = int(os.environ.get("BENCH_ENVOY_WORKERS", "1"))
-FLAVOURS = [f.strip() for f in os.environ.get("BENCH_FLAVOURS", "native,wasm,dynmod,floor,toll,io-toll").split(",")
+FLAVOURS = [f.strip() for f in os.environ.get("BENCH_FLAVOURS", "native,wasm,dynmod,floor,toll,io-toll,companion").split(",")
             if f.strip()]
 if "native" not in FLAVOURS:
     FLAVOURS.insert(0, "native")
 FILTERS = [f for f in FLAVOURS if f != "native"]
 # The bounds, not transcoders of ours: they are run and tabled, not checked against targets.
-BOUNDS = ("floor", "toll", "io-toll")
+BOUNDS = ("floor", "toll", "io-toll", "companion")
+# The bounds whose requests are the floor's gRPC calls (their answers are gRPC, not JSON).
+GRPC_BOUNDS = ("floor", "companion")
 NOOP_WASM = Path(os.environ.get("BENCH_NOOP_WASM",
                                 REPO / "target" / "wasm32-wasip1" / "release" / "noop_filter.wasm")).resolve()
 
@@ -161,21 +169,39 @@ def behind_noop_wasm(config: str, mode: str = "") -> str:
     return config.replace(marker, noop + marker, 1)
 
 
+def with_companion(config: str) -> str:
+    """The companion bound: the floor with the Lua companion, as the Wasm build's configs have it, before the router."""
+    floor = without_transcoder(config)
+    marker = "          - name: envoy.filters.http.router\n"
+    if marker not in floor:
+        raise RuntimeError("no router filter found in the rendered config: update bench/e2e.py")
+    return floor.replace(marker, "          " + harness.render.companion_filter(" " * 10) + "\n" + marker, 1)
+
+
+def companion_marker() -> str:
+    """The header the companion takes a frame from: the one its gate (envoy/companion-gate.json) looks for."""
+    gate = json.loads(harness.render.COMPANION_GATE.read_text())
+    return gate["single_predicate"]["input"]["typed_config"]["header_name"]
+
+
 class Load:
-    """What wrk sends for one case to one flavour: method, body file, content type."""
+    """What wrk sends for one case to one flavour: method, body file, content type, extra headers."""
 
-    def __init__(self, method: str, path: str, body: Path | None, content_type: str = "application/json"):
+    def __init__(self, method: str, path: str, body: Path | None, content_type: str = "application/json",
+                 headers: dict[str, str] | None = None):
         self.method, self.path, self.body, self.content_type = method, path, body, content_type
+        self.headers = headers or {}
 
 
-def grpc_loads(descriptor_set: Path, work: Path) -> tuple[dict, dict]:
-    """Per case: the floor's Load (the framed request message in a file) and the response
+def grpc_loads(descriptor_set: Path, work: Path) -> tuple[dict, dict, dict]:
+    """Per case: the floor's Load (the framed request message in a file), the companion's
+    (without a body, the frame in the marker, for a case without one) and the response
     class, from the bench backend's descriptor set (Python protobuf, no protoc)."""
     from google.protobuf import descriptor_pb2, json_format, message_factory
 
     files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
     classes = message_factory.GetMessages(files)
-    loads, responses = {}, {}
+    loads, companion, responses = {}, {}, {}
     service = next(s for f in files for s in f.service if f.package == "bench.v1")
     outputs = {m.name: m.output_type.lstrip(".") for m in service.method}
     for name, method, path, body in CASES:
@@ -186,14 +212,18 @@ def grpc_loads(descriptor_set: Path, work: Path) -> tuple[dict, dict]:
         frame = work / f"{name.replace(' ', '-')}.grpc"
         frame.write_bytes(b"\0" + len(data).to_bytes(4, "big") + data)
         loads[name] = Load("POST", grpc_path, frame, "application/grpc")
+        companion[name] = loads[name] if body is not None else Load(
+            "POST", grpc_path, None, "application/grpc",
+            {"Content-Type": "application/grpc", "TE": "trailers", companion_marker(): frame.read_bytes().hex()})
         responses[name] = classes[outputs[grpc_path.rsplit("/", 1)[1]]]
-    return loads, responses
+    return loads, companion, responses
 
 
 def wrk(url: str, method: str, body: Path | None, connections: int, seconds: int,
-        content_type: str = "application/json") -> dict:
+        content_type: str = "application/json", headers: dict[str, str] | None = None) -> dict:
     env = dict(os.environ, BENCH_METHOD=method, BENCH_BODY_FILE=str(body) if body else "",
-               BENCH_CONTENT_TYPE=content_type)
+               BENCH_CONTENT_TYPE=content_type,
+               BENCH_HEADERS="\n".join(f"{k}: {v}" for k, v in (headers or {}).items()))
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(WRK_SCRIPT), url]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
     line = next((l for l in run.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
@@ -215,18 +245,18 @@ def check_same_answers(envoys: dict, loads: dict, responses: dict) -> None:
         for flavour, envoy in envoys.items():
             load = loads[flavour][name]
             data = load.body.read_bytes() if load.body else None
-            r = envoy.request(load.method, load.path, body=data,
-                              headers={"Content-Type": load.content_type} if data else None)
+            headers = dict(load.headers, **({"Content-Type": load.content_type} if data else {}))
+            r = envoy.request(load.method, load.path, body=data, headers=headers)
             if r.status_code != 200:
                 raise RuntimeError(f"{name}: {flavour} answered {r.status_code}: {r.text[:500]}")
             answers[flavour] = r.content if load.content_type == "application/grpc" else r.json()
         for flavour in FILTERS:
-            if flavour == "floor":
+            if flavour in GRPC_BOUNDS:
                 # The floor's answer is the gRPC message native's JSON was made from.
                 got, want = responses[name](), responses[name]()
-                got.ParseFromString(answers["floor"][5:])
+                got.ParseFromString(answers[flavour][5:])
                 json_format.Parse(json.dumps(answers["native"]), want)
-                same = got == want and len(answers["floor"]) > 5
+                same = got == want and len(answers[flavour]) > 5
             else:
                 same = answers["native"] == answers[flavour]
             if not same:
@@ -249,15 +279,16 @@ def main() -> int:
     backend = harness.ExampleService(work / "backend", binary=BACKEND_BIN).start()
     envoys = {}
     json_loads = {name: Load(method, path, body) for name, method, path, body in CASES}
-    grpc, responses = grpc_loads(Path(os.environ["E2E_DESCRIPTORS"]), OUT)
-    loads = {flavour: grpc if flavour == "floor" else json_loads for flavour in FLAVOURS}
+    grpc, companion, responses = grpc_loads(Path(os.environ["E2E_DESCRIPTORS"]), OUT)
+    loads = {flavour: {"floor": grpc, "companion": companion}.get(flavour, json_loads) for flavour in FLAVOURS}
     if "toll" in FLAVOURS or "io-toll" in FLAVOURS:
         harness.require(NOOP_WASM, "no-op Wasm filter (make bench builds it)")
     try:
         for flavour in FLAVOURS:
             edit = {"floor": without_transcoder, "toll": behind_noop_wasm,
-                    "io-toll": lambda config: behind_noop_wasm(config, "io")}.get(flavour)
-            runs_as = {"floor": "native", "toll": "native", "io-toll": "native", "wasm-alone": "wasm"}.get(flavour, flavour)
+                    "io-toll": lambda config: behind_noop_wasm(config, "io"), "companion": with_companion}.get(flavour)
+            runs_as = {"floor": "native", "toll": "native", "io-toll": "native", "companion": "native",
+                       "wasm-alone": "wasm"}.get(flavour, flavour)
             options = dict(OPTIONS, lua_companion=False) if flavour == "wasm-alone" else OPTIONS
             envoys[flavour] = harness.Envoy(runs_as, options, backend, work / flavour, concurrency=WORKERS,
                                             edit_config=edit).start()
@@ -266,15 +297,18 @@ def main() -> int:
         check_same_answers(envoys, loads, responses)
         runs = []
         for name, method, path, body in CASES:
+            # The companion bound is the floor where a request has a body (its gate skips the script).
+            measured = {f: envoy for f, envoy in envoys.items() if f != "companion" or body is None}
             for connections in CONCURRENCY:
-                for flavour, envoy in envoys.items():  # warm-up, not recorded
+                for flavour, envoy in measured.items():  # warm-up, not recorded
                     load = loads[flavour][name]
-                    wrk(envoy.base_url + load.path, load.method, load.body, connections, 1, load.content_type)
+                    wrk(envoy.base_url + load.path, load.method, load.body, connections, 1, load.content_type,
+                        load.headers)
                 for repeat in range(REPEATS):
-                    for flavour, envoy in envoys.items():
+                    for flavour, envoy in measured.items():
                         load = loads[flavour][name]
                         r = wrk(envoy.base_url + load.path, load.method, load.body, connections, SECONDS,
-                                load.content_type)
+                                load.content_type, load.headers)
                         r.update(case=name, flavour=flavour, connections=connections, repeat=repeat)
                         runs.append(r)
                         print(f"  {name:10} c={connections:<3} {flavour:6} #{repeat + 1}: {r['rps']:9.0f} req/s  "
@@ -301,15 +335,20 @@ def main() -> int:
                 rule += "---:|"
     rows = [head, rule]
     summary = []
-    for name, *_ in CASES:
+    for name, _, _, body in CASES:
         for connections in CONCURRENCY:
             med = {}
             for flavour in FLAVOURS:
                 mine = [r for r in runs if r["case"] == name and r["flavour"] == flavour and r["connections"] == connections]
-                med[flavour] = {k: statistics.median(r[k] for r in mine) for k in ("rps", "p50_us", "p99_us")}
-            entry = dict(case=name, connections=connections, **{f"{f}_{k}": v for f in med for k, v in med[f].items()})
+                if mine:
+                    med[flavour] = {k: statistics.median(r[k] for r in mine) for k in ("rps", "p50_us", "p99_us")}
+            entry = dict(case=name, connections=connections, bodiless=body is None,
+                         **{f"{f}_{k}": v for f in med for k, v in med[f].items()})
             row = f"| {name} | {connections} | {med['native']['rps']:.0f} |"
             for f in FILTERS:
+                if f not in med:
+                    row += " | |"
+                    continue
                 ratio = med[f]["rps"] / med["native"]["rps"]
                 p99_ratio = med[f]["p99_us"] / med["native"]["p99_us"]
                 # ratio/p99_ratio: the Wasm build's (what bench/report.py checks); dynmod_*: the module's.
@@ -318,12 +357,16 @@ def main() -> int:
                 row += f" {med[f]['rps']:.0f} | **{ratio:.2f}** |"
             row += f" {fmt_ms(med['native']['p99_us'])} |"
             for f in FILTERS:
-                row += f" {fmt_ms(med[f]['p99_us'])} | {med[f]['p99_us'] / med['native']['p99_us']:.2f} |"
+                row += (f" {fmt_ms(med[f]['p99_us'])} | {med[f]['p99_us'] / med['native']['p99_us']:.2f} |"
+                        if f in med else " | |")
             for f in ("wasm", "dynmod"):
                 for bound in BOUNDS:
-                    if f in med and bound in med:
-                        entry[f"{f}_vs_{bound}"] = med[f]["rps"] / med[bound]["rps"]
-                        row += f" {entry[f'{f}_vs_{bound}']:.2f} |"
+                    if f in FLAVOURS and bound in FLAVOURS:
+                        if f in med and bound in med:
+                            entry[f"{f}_vs_{bound}"] = med[f]["rps"] / med[bound]["rps"]
+                            row += f" {entry[f'{f}_vs_{bound}']:.2f} |"
+                        else:
+                            row += " |"
             summary.append(entry)
             rows.append(row)
     table = "\n".join(rows)

@@ -65,10 +65,14 @@ E2E_TARGETS = [("wasm", "", case, 1.10) for case in ("order POST", "small POST",
 def wasm_bound(row: dict, toll: str = "toll") -> float | None:
     """The most a Wasm filter can reach here, as a multiple of native: the floor's time per
     request (no transcoding) plus a toll, what a Wasm filter adds to native's: `toll`, one
-    that does nothing; `io-toll`, one that moves a request's data as ours does."""
+    that does nothing; `io-toll`, one that moves a request's data as ours does, and on a
+    request without a body also the companion's run that gives it one (a Wasm transcoder
+    cannot route such a request otherwise)."""
     if not all(row.get(f"{f}_rps") for f in ("native", "floor", toll)):
         return None
     toll_us = 1e6 / row[f"{toll}_rps"] - 1e6 / row["native_rps"]
+    if toll == "io-toll" and row.get("bodiless") and row.get("companion_rps"):
+        toll_us += max(1e6 / row["companion_rps"] - 1e6 / row["floor_rps"], 0.0)
     return (1e6 / row["native_rps"]) / (1e6 / row["floor_rps"] + max(toll_us, 0.0))
 
 
@@ -76,13 +80,14 @@ def wasm_reason(row: dict, ratio: float, want: float) -> str:
     """Why the Wasm build misses a target, from the same run's bounds (issue 15 asks for the
     reason where a toll makes a target unreachable)."""
     toll, io = wasm_bound(row), wasm_bound(row, "io-toll")
+    data = "the request's data" + (" and the companion's run" if row.get("bodiless") and row.get("companion_rps") else "")
     if toll is not None and toll < want:
         return f"; unreachable for any Wasm filter here: the floor plus an empty one's toll leave {toll:.2f}x"
     if io is not None and io < want:
-        return (f"; unreachable for a Wasm transcoder here: the floor plus the toll of moving the request's data "
+        return (f"; unreachable for a Wasm transcoder here: the floor plus the toll of moving {data} "
                 f"as ours does leave {io:.2f}x even if transcoding were free; ours reaches {ratio / io:.0%} of that")
     if io is not None:
-        return (f"; the floor plus the toll of moving the request's data leave {io:.2f}x if transcoding were "
+        return (f"; the floor plus the toll of moving {data} leave {io:.2f}x if transcoding were "
                 f"free; ours reaches {ratio / io:.0%} of that")
     return ""
 

@@ -3,6 +3,7 @@
 --   BENCH_METHOD     GET or POST (default GET)
 --   BENCH_BODY_FILE  file sent as the body (POST)
 --   BENCH_CONTENT_TYPE  its content type (default application/json; application/grpc: a framed message)
+--   BENCH_HEADERS    more headers, one "name: value" per line (the companion bound's marker)
 wrk.method = os.getenv("BENCH_METHOD") or "GET"
 local body_file = os.getenv("BENCH_BODY_FILE")
 if body_file and body_file ~= "" then
@@ -14,6 +15,10 @@ if body_file and body_file ~= "" then
   if content_type == "application/grpc" then
     wrk.headers["TE"] = "trailers"
   end
+end
+
+for name, value in (os.getenv("BENCH_HEADERS") or ""):gmatch("([^:\n]+): ([^\n]*)") do
+  wrk.headers[name] = value
 end
 
 done = function(summary, latency, requests)
