@@ -132,6 +132,11 @@ def main() -> int:
             if case == "order":
                 targets.append((f"engine >= 2x the DynamicMessage baseline, {label}, order", f"{base / ours:.2f}x",
                                 base / ours >= 2))
+    for case in ("small", "order"):
+        ours = criterion_ns("get_to_grpc", "engine", case)
+        # No baseline: DynamicMessage has no URL parser; the row says what a GET's own work costs.
+        lines.append(f"| GET path + query -> gRPC frame | {case} | "
+                     f"{'(not run)' if ours is None else f'{ours / 1000:.2f}'} | | |")
     alloc = load("alloc.json")
     if alloc:
         lines += ["", "Heap allocations per message (counting allocator, benches/alloc.rs):", "",

@@ -13,6 +13,12 @@ mod common;
 
 use common::{baseline_request, baseline_response, CASES};
 
+/// The GET cases of bench/e2e.py: path variables and query parameters, no body.
+const GET_CASES: [(&str, &str); 2] = [
+    ("small", "/v1/small/s-1?name=small%20message&count=42&active=true"),
+    ("order", "/v1/orders/order-000123?customer_id=customer-4567&status=STATUS_PAID&page_size=20&fields=items&fields=total"),
+];
+
 fn benches(c: &mut Criterion) {
     let (pool, engine) = common::load();
     let options = SerializeOptions::new().stringify_64_bit_integers(true);
@@ -46,6 +52,24 @@ fn benches(c: &mut Criterion) {
         });
     }
     request.finish();
+
+    // A GET: the request message from the path and the query (bench/e2e.py's GET cases).
+    let mut get = c.benchmark_group("get_to_grpc");
+    for (name, path) in GET_CASES {
+        let RequestOutcome::Transcode(plan) = engine.route_request("GET", path) else {
+            panic!("no route for GET {path}")
+        };
+        assert!(engine.request_frame(&plan, None, &[]).is_ok(), "{name}: the engine builds no frame");
+        get.bench_with_input(BenchmarkId::new("engine", name), path, |b, path| {
+            b.iter(|| {
+                let RequestOutcome::Transcode(plan) = engine.route_request("GET", black_box(path)) else {
+                    unreachable!()
+                };
+                engine.request_frame(&plan, None, &[])
+            })
+        });
+    }
+    get.finish();
 
     let mut response = c.benchmark_group("grpc_to_json");
     for case in CASES {
