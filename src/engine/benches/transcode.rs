@@ -16,7 +16,10 @@ use common::{baseline_request, baseline_response, CASES};
 /// The GET cases of bench/e2e.py: path variables and query parameters, no body.
 const GET_CASES: [(&str, &str); 2] = [
     ("small", "/v1/small/s-1?name=small%20message&count=42&active=true"),
-    ("order", "/v1/orders/order-000123?customer_id=customer-4567&status=STATUS_PAID&page_size=20&fields=items&fields=total"),
+    (
+        "order",
+        "/v1/orders/order-000123?customer_id=customer-4567&status=STATUS_PAID&page_size=20&fields=items&fields=total",
+    ),
 ];
 
 fn benches(c: &mut Criterion) {

@@ -135,6 +135,12 @@ pub trait Host: Metrics {
     fn frame_header(&self) -> Option<&'static str> {
         None
     }
+    /// A bodiless request's frame as the header this host hands it on in
+    /// ([`Host::frame_header`]), written with the request's other headers in one
+    /// rewrite instead of by [`Host::append_request_body`]. None: append it.
+    fn frame_as_header(&self, _frame: &[u8]) -> Option<String> {
+        None
+    }
     /// One response header's value (None when absent or not UTF-8).
     fn response_header(&self, name: &str) -> Option<String>;
     /// All response headers, values as bytes.

@@ -196,7 +196,22 @@ impl Request {
         self.request_stream = t.request_stream(&plan);
         let grpc_path = t.method(&plan).map(|info| info.grpc_path.clone()).unwrap_or_default();
         let authority = value(":authority").unwrap_or_default();
-        if let Err(e) = rewrite_request_headers(host, headers, &grpc_path, &method, &path) {
+        // A request that ended with its headers gets its frame as body where the host can
+        // give it one (then it goes through the router like any other), else the filter
+        // makes the call itself.
+        let frame = if end_of_stream && host.can_append_request_body() {
+            match t.request_frame(&plan, self.content_type.as_deref(), &[]) {
+                Ok(frame) => Some(frame),
+                Err(status) => {
+                    self.reject(host, &t, &status);
+                    return Action::Pause;
+                }
+            }
+        } else {
+            None
+        };
+        let frame_header = frame.as_deref().and_then(|frame| host.frame_as_header(frame));
+        if let Err(e) = rewrite_request_headers(host, headers, &grpc_path, &method, &path, frame_header.as_deref()) {
             self.reject(host, &t, &Status::internal(format!("cannot rewrite the request headers: {e}")));
             return Action::Pause;
         }
@@ -205,31 +220,23 @@ impl Request {
         if let Some(max) = t.max_request_body_size() {
             host.raise_buffer_limit(max);
         }
-        if end_of_stream {
-            return self.request_without_body(host, &t);
-        }
-        Action::Pause
-    }
-
-    /// A request that ended with its headers: its frame becomes its body where
-    /// the host allows it (then it goes through the router like any other),
-    /// else the filter makes the call itself.
-    fn request_without_body(&mut self, host: &mut dyn Host, t: &Transcoder) -> Action {
-        if !host.can_append_request_body() {
-            if let Err(status) = self.call_without_body(host) {
-                self.reject(host, t, &status);
-            }
+        if !end_of_stream {
             return Action::Pause;
         }
-        let Some(plan) = self.plan.as_ref() else { return Action::Continue };
-        let appended = t.request_frame(plan, self.content_type.as_deref(), &[]).and_then(|frame| {
-            host.append_request_body(&frame)
-                .map_err(|e| Status::internal(format!("cannot give the request its body: {e}")))
-        });
-        match appended {
-            Ok(()) => Action::Continue,
-            Err(status) => {
-                self.reject(host, t, &status);
+        match frame {
+            // Handed over with the headers.
+            Some(_) if frame_header.is_some() => Action::Continue,
+            Some(frame) => match host.append_request_body(&frame) {
+                Ok(()) => Action::Continue,
+                Err(e) => {
+                    self.reject(host, &t, &Status::internal(format!("cannot give the request its body: {e}")));
+                    Action::Pause
+                }
+            },
+            None => {
+                if let Err(status) = self.call_without_body(host) {
+                    self.reject(host, &t, &status);
+                }
                 Action::Pause
             }
         }
@@ -674,15 +681,17 @@ impl Request {
     }
 }
 
-/// Rewrites the request headers (`current`, as read) into a gRPC call's.
+/// Rewrites the request headers (`current`, as read) into a gRPC call's, with the
+/// host's frame header when it hands the frame over in one (`frame_header`).
 fn rewrite_request_headers(
     host: &mut dyn Host,
     current: Vec<(String, Vec<u8>)>,
     grpc_path: &str,
     method: &str,
     path: &str,
+    frame_header: Option<&str>,
 ) -> Result<(), crate::HostError> {
-    let set = [
+    let mut set = vec![
         ("x-envoy-original-path", path),
         ("x-envoy-original-method", method),
         (":path", grpc_path),
@@ -690,9 +699,14 @@ fn rewrite_request_headers(
         ("content-type", "application/grpc"),
         ("te", "trailers"),
     ];
-    // A client's frame header goes too (see `Host::frame_header`).
+    // A client's frame header goes too (see `Host::frame_header`), unless ours replaces it.
     let remove: &[&str] = match host.frame_header() {
-        Some(marker) => &["content-length", marker],
+        Some(marker) => {
+            if let Some(frame) = frame_header {
+                set.push((marker, frame));
+            }
+            &["content-length", marker]
+        }
         None => &["content-length"],
     };
     host.rewrite_headers(Side::Request, Some(current), &set, remove)

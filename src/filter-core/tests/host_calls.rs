@@ -18,6 +18,16 @@ use std::sync::Arc;
 use filter_core::metrics::{Counter, Gauge};
 use filter_core::{Action, Host, HostError, Live, Metrics, OwnCall, OwnCallError, Request, Side};
 
+/// How a host gives a request without a body its frame.
+#[derive(Default, Clone, Copy, PartialEq)]
+enum Bodiless {
+    /// The Wasm build with its Lua companion: in a header of the rewrite.
+    #[default]
+    Companion,
+    /// The dynamic module: appended as the body.
+    Appended,
+}
+
 /// A host that keeps headers and bodies in memory and counts every call by name.
 #[derive(Default)]
 struct Counting {
@@ -27,7 +37,8 @@ struct Counting {
     response_trailers: Vec<(String, Vec<u8>)>,
     request_body: Vec<u8>,
     response_body: Vec<u8>,
-    companion: bool,
+    /// How a request without a body gets its frame.
+    bodiless: Bodiless,
     replied: Cell<Option<u16>>,
 }
 
@@ -101,7 +112,10 @@ impl Host for Counting {
         Ok(())
     }
     fn frame_header(&self) -> Option<&'static str> {
-        self.companion.then_some("x-rust-grpc-proxy-frame")
+        (self.bodiless == Bodiless::Companion).then_some("x-rust-grpc-proxy-frame")
+    }
+    fn frame_as_header(&self, frame: &[u8]) -> Option<String> {
+        (self.bodiless == Bodiless::Companion).then(|| frame.iter().map(|b| format!("{b:02x}")).collect())
     }
     fn response_header(&self, name: &str) -> Option<String> {
         self.call("response_header");
@@ -152,7 +166,7 @@ impl Host for Counting {
         Ok(())
     }
     fn can_append_request_body(&self) -> bool {
-        self.companion
+        true
     }
     fn append_request_body(&mut self, frame: &[u8]) -> Result<(), HostError> {
         self.call("append_request_body");
@@ -204,12 +218,12 @@ fn client_headers(method: &str, path: &str, content_type: Option<&str>) -> Vec<(
 const SHELF: &[u8] = b"\x08\x01\x12\x04fake";
 
 /// One request through the core, as Envoy drives it; returns the host with its counts.
-fn drive(method: &str, path: &str, body: Option<&[u8]>, companion: bool, answer: &[Vec<u8>]) -> Counting {
+fn drive(method: &str, path: &str, body: Option<&[u8]>, bodiless: Bodiless, answer: &[Vec<u8>]) -> Counting {
     let transcoder = Arc::new(support::transcoder(serde_json::json!({})));
     let mut request = Request::new(Some(transcoder), None);
     let content_type = body.map(|_| "application/json");
     let mut host =
-        Counting { companion, request_headers: client_headers(method, path, content_type), ..Default::default() };
+        Counting { bodiless, request_headers: client_headers(method, path, content_type), ..Default::default() };
     let mut action = request.on_request_headers(&mut host, body.is_none());
     if let Some(body) = body {
         host.request_body = body.to_vec();
@@ -236,14 +250,23 @@ fn drive(method: &str, path: &str, body: Option<&[u8]>, companion: bool, answer:
 fn shapes() -> Vec<(&'static str, Counting, usize)> {
     let books = [b"\x0a\x11shelves/1/books/1".to_vec(), b"\x0a\x11shelves/1/books/2".to_vec()];
     vec![
-        ("POST unary", drive("POST", "/v1/shelves", Some(br#"{"theme":"x"}"#), true, &[SHELF.to_vec()]), 10),
-        ("GET unary (companion / module)", drive("GET", "/v1/shelves/1", None, true, &[SHELF.to_vec()]), 9),
+        (
+            "POST unary",
+            drive("POST", "/v1/shelves", Some(br#"{"theme":"x"}"#), Bodiless::Companion, &[SHELF.to_vec()]),
+            10,
+        ),
+        (
+            "GET unary (Wasm + companion)",
+            drive("GET", "/v1/shelves/1", None, Bodiless::Companion, &[SHELF.to_vec()]),
+            8,
+        ),
+        ("GET unary (module)", drive("GET", "/v1/shelves/1", None, Bodiless::Appended, &[SHELF.to_vec()]), 9),
         (
             "POST server stream, 2 messages",
-            drive("POST", "/v1/shelves/1/books:stream", Some(br#"{"count":2}"#), true, &books),
+            drive("POST", "/v1/shelves/1/books:stream", Some(br#"{"count":2}"#), Bodiless::Companion, &books),
             15,
         ),
-        ("GET, not transcoded", drive("GET", "/healthz", None, true, &[]), 1),
+        ("GET, not transcoded", drive("GET", "/healthz", None, Bodiless::Companion, &[]), 1),
         (
             "native gRPC, passed through",
             {
@@ -300,4 +323,34 @@ fn a_route_transcoder_serves_requests_the_filter_level_would_not() {
         let path = get(&host.request_headers, ":path");
         assert_eq!(path.as_deref(), Some("/bookstore.v1.Bookstore/CreateShelf"));
     }
+}
+
+/// A GET's frame reaches the companion in the one header rewrite (the Wasm build), in
+/// place of any marker a client sent, or the body (the module): the same bytes either way.
+#[test]
+fn a_bodiless_request_hands_its_frame_over_with_its_headers() {
+    let transcoder = Arc::new(support::transcoder(serde_json::json!({})));
+    let mut frames = Vec::new();
+    for bodiless in [Bodiless::Companion, Bodiless::Appended] {
+        let mut request_headers = client_headers("GET", "/v1/shelves/7", None);
+        if bodiless == Bodiless::Companion {
+            request_headers.push(("x-rust-grpc-proxy-frame".to_string(), b"00000000020801".to_vec()));
+        }
+        let mut host = Counting { bodiless, request_headers, ..Default::default() };
+        let mut request = Request::new(Some(transcoder.clone()), None);
+        assert_eq!(request.on_request_headers(&mut host, true), Action::Continue);
+        assert_eq!(get(&host.request_headers, ":path").as_deref(), Some("/bookstore.v1.Bookstore/GetShelf"));
+        frames.push(match bodiless {
+            Bodiless::Companion => {
+                assert_eq!(host.calls.borrow().get("set_map"), Some(&1), "one header write");
+                assert!(!host.calls.borrow().contains_key("append_request_body"));
+                let marked = host.request_headers.iter().filter(|(k, _)| k == "x-rust-grpc-proxy-frame").count();
+                assert_eq!(marked, 1, "the client's marker is replaced, not kept beside ours");
+                get(&host.request_headers, "x-rust-grpc-proxy-frame").expect("the frame in the marker")
+            }
+            Bodiless::Appended => host.request_body.iter().map(|b| format!("{b:02x}")).collect(),
+        });
+    }
+    // GetShelfRequest { shelf: 7 }, framed.
+    assert_eq!(frames, ["00000000020807", "00000000020807"]);
 }

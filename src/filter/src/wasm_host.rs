@@ -181,6 +181,11 @@ impl Host for WasmHost<'_> {
         self.companion.then_some(COMPANION_HEADER)
     }
 
+    fn frame_as_header(&self, frame: &[u8]) -> Option<String> {
+        // In the one header write of the rewrite: a host call fewer than setting it after.
+        self.companion.then(|| hex(frame))
+    }
+
     fn response_header(&self, name: &str) -> Option<String> {
         host::get_header(MapType::HttpResponseHeaders, name)
     }
@@ -225,6 +230,7 @@ impl Host for WasmHost<'_> {
     }
 
     fn append_request_body(&mut self, frame: &[u8]) -> Result<(), HostError> {
+        // The core joins the frame to its header rewrite (frame_as_header); this sets it alone.
         if !self.companion {
             return Err(HostError("a Wasm filter cannot give a request without a body a body".into()));
         }
