@@ -162,11 +162,24 @@ pub fn install(
     info!(
         "rust_grpc_proxy: loaded {} routes for {} in {:.1} ms ({} bytes from {origin})",
         transcoder.routes().len(),
-        transcoder.config().services.join(", "),
+        service_list(&transcoder.config().services),
         elapsed.as_secs_f64() * 1000.0,
         size
     );
     *slot = Some(Arc::new(transcoder));
+}
+
+/// How many services a load's log line names before it counts the rest.
+const LOGGED_SERVICES: usize = 8;
+
+/// The services a load serves, for its log line: the first few by name, then how
+/// many more (a gateway's hundreds would make one line of kilobytes per worker).
+fn service_list(services: &[String]) -> String {
+    if services.len() <= LOGGED_SERVICES {
+        return services.join(", ");
+    }
+    let named = services[..LOGGED_SERVICES].join(", ");
+    format!("{named} and {} more services", services.len() - LOGGED_SERVICES)
 }
 
 /// When to fetch the descriptor set next: soon while none is loaded, then at
@@ -179,4 +192,20 @@ pub fn next_fetch(now: SystemTime, loaded: bool, refresh: Option<Duration>) -> O
         (true, None) => return None,
     };
     now.checked_add(period)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_list;
+
+    #[test]
+    fn a_load_names_a_few_services_and_counts_the_rest() {
+        let services: Vec<String> = (0..10).map(|i| format!("pkg.S{i}")).collect();
+        assert_eq!(service_list(&services[..2]), "pkg.S0, pkg.S1");
+        assert_eq!(service_list(&services[..8]).matches(", ").count(), 7);
+        assert_eq!(
+            service_list(&services),
+            "pkg.S0, pkg.S1, pkg.S2, pkg.S3, pkg.S4, pkg.S5, pkg.S6, pkg.S7 and 2 more services"
+        );
+    }
 }
