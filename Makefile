@@ -488,7 +488,7 @@ bench-tools:
 
 # Bounded: every wrk run stops by itself; criterion runs 3 s per benchmark.
 ## bench: performance (README "Performance"): native transcoder vs the filter (wasm, dynmod) end to end (wrk),
-##   the price of each host call, the engine vs a DynamicMessage baseline (criterion), footprint; about 28 min; BENCH_SECONDS=2 to shorten;
+##   the price of each host call, the engine vs a DynamicMessage baseline (criterion), footprint; about 30 min; BENCH_SECONDS=2 to shorten;
 ##   report in $(BUILD)/bench/REPORT.md
 bench: bench-tools $(VENV_STAMP) $(WASM) $(DYNMOD)
 	$(CARGO) build --release -p bench-backend
