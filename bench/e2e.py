@@ -202,6 +202,7 @@ def grpc_loads(descriptor_set: Path, work: Path) -> tuple[dict, dict, dict]:
     files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
     classes = message_factory.GetMessages(files)
     loads, companion, responses = {}, {}, {}
+    marker = companion_marker()
     service = next(s for f in files for s in f.service if f.package == "bench.v1")
     outputs = {m.name: m.output_type.lstrip(".") for m in service.method}
     for name, method, path, body in CASES:
@@ -214,7 +215,7 @@ def grpc_loads(descriptor_set: Path, work: Path) -> tuple[dict, dict, dict]:
         loads[name] = Load("POST", grpc_path, frame, "application/grpc")
         companion[name] = loads[name] if body is not None else Load(
             "POST", grpc_path, None, "application/grpc",
-            {"Content-Type": "application/grpc", "TE": "trailers", companion_marker(): frame.read_bytes().hex()})
+            {"Content-Type": "application/grpc", "TE": "trailers", marker: frame.read_bytes().hex()})
         responses[name] = classes[outputs[grpc_path.rsplit("/", 1)[1]]]
     return loads, companion, responses
 

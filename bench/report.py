@@ -62,6 +62,11 @@ E2E_TARGETS = [("wasm", "", case, 1.10) for case in ("order POST", "small POST",
     ("dynmod", "dynmod_", case, 1.1) for case in ("small POST", "small GET", "order GET")]
 
 
+def counts_companion(row: dict) -> bool:
+    """Whether a row's Wasm bound counts the companion's run: a case without a body, measured with it."""
+    return bool(row.get("bodiless") and row.get("companion_rps"))
+
+
 def wasm_bound(row: dict, toll: str = "toll") -> float | None:
     """The most a Wasm filter can reach here, as a multiple of native: the floor's time per
     request (no transcoding) plus a toll, what a Wasm filter adds to native's: `toll`, one
@@ -71,7 +76,7 @@ def wasm_bound(row: dict, toll: str = "toll") -> float | None:
     if not all(row.get(f"{f}_rps") for f in ("native", "floor", toll)):
         return None
     toll_us = 1e6 / row[f"{toll}_rps"] - 1e6 / row["native_rps"]
-    if toll == "io-toll" and row.get("bodiless") and row.get("companion_rps"):
+    if toll == "io-toll" and counts_companion(row):
         toll_us += max(1e6 / row["companion_rps"] - 1e6 / row["floor_rps"], 0.0)
     return (1e6 / row["native_rps"]) / (1e6 / row["floor_rps"] + max(toll_us, 0.0))
 
@@ -80,7 +85,7 @@ def wasm_reason(row: dict, ratio: float, want: float) -> str:
     """Why the Wasm build misses a target, from the same run's bounds (issue 15 asks for the
     reason where a toll makes a target unreachable)."""
     toll, io = wasm_bound(row), wasm_bound(row, "io-toll")
-    data = "the request's data" + (" and the companion's run" if row.get("bodiless") and row.get("companion_rps") else "")
+    data = "the request's data" + (" and the companion's run" if counts_companion(row) else "")
     if toll is not None and toll < want:
         return f"; unreachable for any Wasm filter here: the floor plus an empty one's toll leave {toll:.2f}x"
     if io is not None and io < want:

@@ -159,11 +159,15 @@ pub trait Host: Metrics {
     fn replace_body(&mut self, side: Side, held: usize, new: &[u8]) -> Result<(), HostError>;
     /// Answers the request with a local reply.
     fn send_response(&mut self, status: u16, headers: &[(String, String)], body: &[u8]) -> Result<(), HostError>;
-    /// Whether this host can give a request without a body a body in the
-    /// headers phase ([`Host::append_request_body`]); else the core calls [`Host::own_call`].
+    /// Whether this host can give a request without a body a body in the headers
+    /// phase (in its frame header, [`Host::frame_as_header`], else by
+    /// [`Host::append_request_body`]); if not, the core calls [`Host::own_call`].
     fn can_append_request_body(&self) -> bool;
-    /// Gives a request without a body its gRPC frame as body, in the headers phase.
-    fn append_request_body(&mut self, frame: &[u8]) -> Result<(), HostError>;
+    /// Gives a request without a body its gRPC frame as body, in the headers phase
+    /// (asked only of a host that can and hands no frame header over).
+    fn append_request_body(&mut self, _frame: &[u8]) -> Result<(), HostError> {
+        Err(HostError("this host cannot append a body to a request".into()))
+    }
     /// Makes the gRPC call of a request without a body itself; the answer
     /// comes back through [`Request::call_message`] and friends. Returns the call's token.
     fn own_call(&mut self, call: OwnCall) -> Result<u32, OwnCallError>;

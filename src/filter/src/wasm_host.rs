@@ -229,14 +229,6 @@ impl Host for WasmHost<'_> {
         self.companion
     }
 
-    fn append_request_body(&mut self, frame: &[u8]) -> Result<(), HostError> {
-        // The core joins the frame to its header rewrite (frame_as_header); this sets it alone.
-        if !self.companion {
-            return Err(HostError("a Wasm filter cannot give a request without a body a body".into()));
-        }
-        host::set_header(MapType::HttpRequestHeaders, COMPANION_HEADER, &hex(frame)).map_err(host_error)
-    }
-
     fn own_call(&mut self, call: OwnCall) -> Result<u32, OwnCallError> {
         let cluster = proxy_wasm::hostcalls::get_property(vec!["xds", "cluster_name"])
             .ok()
