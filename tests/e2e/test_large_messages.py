@@ -34,14 +34,17 @@ def test_message_of_megabytes_round_trips(envoy_factory, size_mb):
 
 
 def test_native_needs_a_bigger_buffer_limit_for_4_mb(envoy_factory):
-    """The reference on the same request: Envoy's own transcoder buffers the
-    reply under the listener's 1 MiB buffer limit and answers 500; the filter
-    answers, with the same bytes the backend sent."""
+    """The reference on the same request: Envoy's own transcoder buffers under the
+    listener's 1 MiB buffer limit and fails it; the filter answers, with the same
+    bytes the backend sent."""
     data = os.urandom(4 * MB)
     body = {"bytesValue": base64.b64encode(data).decode()}
     native, wasm = envoy_factory("native"), envoy_factory("filter")
     n, w = native.post(ECHO, body=body, timeout=60), wasm.post(ECHO, body=body, timeout=60)
-    assert n.status_code == 500 and "buffer size exceeds the configured limit" in n.text, describe(n)
+    # Which of native's buffers overflows first depends on how fast the request reaches
+    # the backend: the reply's (500, the usual case) or, on a loaded machine, the
+    # request's (413, seen once in CI); both with the same message.
+    assert n.status_code in (413, 500) and "buffer size exceeds the configured limit" in n.text, describe(n)
     assert w.status_code == 200 and base64.b64decode(w.json()["bytesValue"]) == data
 
 
